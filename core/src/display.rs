@@ -1,0 +1,238 @@
+//! One-line renderings of events and commands, for logs, `symphony replay` and the scenario
+//! snapshots a reviewer reads. Not parsed back: the JSON encoding is the stable format.
+
+use std::fmt::{self, Display, Formatter, Write as _};
+
+use crate::command::{Command, RetryKind};
+use crate::event::{AgentUpdate, Event, ExitOutcome};
+use crate::issue::{Issue, IssueId};
+
+/// Lists at most this many issues or ids per line.
+const MAX_LISTED: usize = 8;
+
+struct Issues<'a>(&'a [Issue]);
+
+impl Display for Issues<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_char('[')?;
+        for (i, issue) in self.0.iter().take(MAX_LISTED).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {:?}", issue.identifier, issue.state)?;
+            if let Some(p) = issue.priority {
+                write!(f, " p{p}")?;
+            }
+            if !issue.dispatchable {
+                f.write_str(" !dispatchable")?;
+            }
+            if !issue.labels.is_empty() {
+                write!(f, " {:?}", issue.labels)?;
+            }
+        }
+        more(f, self.0.len())?;
+        f.write_char(']')
+    }
+}
+
+struct Ids<'a>(&'a [IssueId]);
+
+impl Display for Ids<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_char('[')?;
+        for (i, id) in self.0.iter().take(MAX_LISTED).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(id.as_str())?;
+        }
+        more(f, self.0.len())?;
+        f.write_char(']')
+    }
+}
+
+fn more(f: &mut Formatter<'_>, len: usize) -> fmt::Result {
+    if len > MAX_LISTED {
+        write!(f, ", ... {} more", len - MAX_LISTED)?;
+    }
+    Ok(())
+}
+
+fn attempt(attempt: Option<u32>) -> String {
+    attempt.map_or_else(|| "first".to_owned(), |a| format!("attempt {a}"))
+}
+
+impl Display for Event {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Startup => f.write_str("startup"),
+            Self::TimerFired => f.write_str("timer fired"),
+            Self::CandidatesFetched { request, issues } => {
+                write!(f, "candidates {request}: {}", Issues(issues))
+            }
+            Self::CandidatesFetchFailed { request, error }
+            | Self::IssuesRefreshFailed { request, error }
+            | Self::TerminalIssuesListFailed { request, error } => write!(
+                f,
+                "tracker {request} failed: {:?}: {}",
+                error.category, error.message
+            ),
+            Self::IssuesRefreshed { request, issues } => {
+                write!(f, "refreshed {request}: {}", Issues(issues))
+            }
+            Self::TerminalIssuesListed { request, issues } => {
+                write!(f, "terminal issues {request}: {}", Issues(issues))
+            }
+            Self::WorkerStarted {
+                issue_id,
+                run,
+                workspace_path,
+            } => {
+                write!(f, "worker started {issue_id} {run}")?;
+                if let Some(path) = workspace_path {
+                    write!(f, " in {path}")?;
+                }
+                Ok(())
+            }
+            Self::AgentUpdate {
+                issue_id,
+                run,
+                update,
+            } => write!(f, "agent {issue_id} {run}: {update}"),
+            Self::WorkerExited {
+                issue_id,
+                run,
+                outcome,
+            } => write!(f, "worker exited {issue_id} {run}: {outcome}"),
+            Self::WorkflowReloaded { config } => {
+                write!(f, "workflow reloaded ({})", config.digest())
+            }
+            Self::WorkflowInvalid { error } => {
+                write!(f, "workflow invalid [{}]: {}", error.class, error.message)
+            }
+            Self::RefreshRequested => f.write_str("operator refresh requested"),
+            Self::ShutdownRequested => f.write_str("shutdown requested"),
+        }
+    }
+}
+
+impl Display for AgentUpdate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SessionStarted { thread_id, pid } => {
+                write!(f, "session started thread={thread_id}")?;
+                if let Some(pid) = pid {
+                    write!(f, " pid={pid}")?;
+                }
+                Ok(())
+            }
+            Self::TurnStarted { turn_id } => write!(f, "turn started {turn_id}"),
+            Self::TurnCompleted { turn_id } => write!(f, "turn completed {turn_id}"),
+            Self::TokenUsage {
+                input_tokens,
+                output_tokens,
+                total_tokens,
+            } => write!(
+                f,
+                "tokens in={input_tokens} out={output_tokens} total={total_tokens}"
+            ),
+            Self::RateLimits { snapshot } => write!(f, "rate limits {snapshot}"),
+            Self::Message { event, message } => {
+                write!(f, "{event}")?;
+                if let Some(message) = message {
+                    write!(f, " {message:?}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Display for ExitOutcome {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Display for Command {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ListTerminalIssues { request, states } => {
+                write!(f, "list-terminal-issues {request} {states:?}")
+            }
+            Self::FetchCandidates { request, states } => {
+                write!(f, "fetch-candidates {request} {states:?}")
+            }
+            Self::RefreshIssues { request, ids } => write!(f, "refresh {request} {}", Ids(ids)),
+            Self::Dispatch {
+                issue_id,
+                run,
+                attempt: a,
+                issue,
+            } => write!(
+                f,
+                "dispatch {} ({issue_id}) {run} {} state={:?}",
+                issue.identifier,
+                attempt(*a),
+                issue.state
+            ),
+            Self::StartTurn {
+                issue_id,
+                run,
+                turn,
+                ..
+            } => write!(f, "start-turn {issue_id} {run} turn {turn}"),
+            Self::StopWorker {
+                issue_id,
+                run,
+                reason,
+                cleanup_workspace,
+            } => {
+                write!(f, "stop-worker {issue_id} {run}: {reason}")?;
+                if *cleanup_workspace {
+                    f.write_str(" +clean-workspace")?;
+                }
+                Ok(())
+            }
+            Self::ScheduleRetry {
+                issue_id,
+                identifier,
+                attempt,
+                due_at,
+                delay_ms,
+                kind,
+                error,
+            } => {
+                let kind = match kind {
+                    RetryKind::Continuation => "continuation",
+                    RetryKind::Failure => "failure",
+                };
+                write!(
+                    f,
+                    "schedule-retry {identifier} ({issue_id}) attempt {attempt} {kind} \
+                     in {delay_ms} ms at {due_at}"
+                )?;
+                if let Some(error) = error {
+                    write!(f, ": {error}")?;
+                }
+                Ok(())
+            }
+            Self::CancelRetry { issue_id } => write!(f, "cancel-retry {issue_id}"),
+            Self::ReleaseClaim { issue_id, reason } => write!(f, "release {issue_id}: {reason}"),
+            Self::HoldIssue {
+                issue_id,
+                identifier,
+                reason,
+            } => write!(f, "hold {identifier} ({issue_id}): {reason}"),
+            Self::CleanWorkspace {
+                issue_id,
+                identifier,
+            } => write!(f, "clean-workspace {identifier} ({issue_id})"),
+            Self::SchedulePoll { due_at } => write!(f, "schedule-poll at {due_at}"),
+            Self::RefreshQueued { queued, coalesced } => {
+                write!(f, "refresh-queued queued={queued} coalesced={coalesced}")
+            }
+            Self::ShutdownComplete => f.write_str("shutdown-complete"),
+        }
+    }
+}

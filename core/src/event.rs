@@ -1,0 +1,250 @@
+//! Everything that can happen to the orchestrator (SPEC 7.3 transition triggers).
+//!
+//! Events are facts, named for what happened. Each one arrives with the time it happened, as
+//! the `at` argument of [`crate::Orchestrator::handle`]. Every SPEC 7.3 trigger maps to one
+//! variant:
+//!
+//! | SPEC trigger            | Event                                                         |
+//! |-------------------------|---------------------------------------------------------------|
+//! | poll tick               | [`Event::TimerFired`] once the poll deadline has passed       |
+//! | retry timer fired       | [`Event::TimerFired`] once a retry's due time has passed      |
+//! | worker exit             | [`Event::WorkerExited`]                                       |
+//! | codex update event      | [`Event::AgentUpdate`]                                        |
+//! | reconciliation refresh  | [`Event::IssuesRefreshed`] / [`Event::IssuesRefreshFailed`]   |
+//! | stall timeout           | detected on the poll tick (SPEC 8.5 part A)                   |
+//!
+//! Responses to requests carry the [`RequestId`] of the command that asked for them; a
+//! response nobody is waiting for (late, duplicated, invented) is ignored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{RequestId, RunId};
+use crate::config::SchedulerConfig;
+use crate::issue::{Issue, IssueId};
+
+/// An input to the orchestrator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The service started with the config given to [`crate::Orchestrator::new`]: list
+    /// terminal issues for cleanup and run the first tick at once (SPEC 16.1).
+    Startup,
+    /// The shell's sleep until [`crate::Orchestrator::next_deadline`] ended. Fires every
+    /// deadline that has passed: the poll tick and due retries. Early or repeated firings are
+    /// harmless.
+    TimerFired,
+    /// Answer to [`crate::Command::FetchCandidates`].
+    CandidatesFetched {
+        /// The request being answered.
+        request: RequestId,
+        /// Issues in the active states, dispatchable or not (SPEC 11.1).
+        issues: Vec<Issue>,
+    },
+    /// [`crate::Command::FetchCandidates`] failed: dispatch is skipped this tick (SPEC 11.4).
+    CandidatesFetchFailed {
+        /// The request being answered.
+        request: RequestId,
+        /// What went wrong.
+        error: TrackerError,
+    },
+    /// Answer to [`crate::Command::RefreshIssues`]: the current snapshot of every requested
+    /// issue still visible; omitted ids are no longer visible (SPEC 11.1).
+    IssuesRefreshed {
+        /// The request being answered.
+        request: RequestId,
+        /// Fresh snapshots.
+        issues: Vec<Issue>,
+    },
+    /// [`crate::Command::RefreshIssues`] failed.
+    IssuesRefreshFailed {
+        /// The request being answered.
+        request: RequestId,
+        /// What went wrong.
+        error: TrackerError,
+    },
+    /// Answer to [`crate::Command::ListTerminalIssues`] (SPEC 8.6).
+    TerminalIssuesListed {
+        /// The request being answered.
+        request: RequestId,
+        /// Issues currently in terminal states.
+        issues: Vec<Issue>,
+    },
+    /// [`crate::Command::ListTerminalIssues`] failed; startup goes on (SPEC 8.6).
+    TerminalIssuesListFailed {
+        /// The request being answered.
+        request: RequestId,
+        /// What went wrong.
+        error: TrackerError,
+    },
+    /// A dispatched worker is up and has its workspace.
+    WorkerStarted {
+        /// The issue it works on.
+        issue_id: IssueId,
+        /// The run named in [`crate::Command::Dispatch`].
+        run: RunId,
+        /// Absolute workspace path, for status surfaces.
+        workspace_path: Option<String>,
+    },
+    /// Something the coding agent reported (SPEC 10.4).
+    AgentUpdate {
+        /// The issue it works on.
+        issue_id: IssueId,
+        /// The run it belongs to.
+        run: RunId,
+        /// What it reported.
+        update: AgentUpdate,
+    },
+    /// A worker ended, on its own or because it was told to stop.
+    WorkerExited {
+        /// The issue it worked on.
+        issue_id: IssueId,
+        /// The run it belonged to.
+        run: RunId,
+        /// How it ended.
+        outcome: ExitOutcome,
+    },
+    /// WORKFLOW.md changed and the new version is valid (SPEC 6.2): future decisions use it and
+    /// the dispatch preflight passes again.
+    WorkflowReloaded {
+        /// The new settings.
+        config: SchedulerConfig,
+    },
+    /// WORKFLOW.md changed (or the per-tick re-check found it) and it does not load or validate
+    /// (SPEC 6.3). The last good config stays in force for everything but new dispatch, which
+    /// is skipped until a valid reload (SPEC 5.5).
+    WorkflowInvalid {
+        /// Why it failed.
+        error: ConfigError,
+    },
+    /// An operator asked for an immediate poll and reconciliation (SPEC 13.7.2 refresh).
+    RefreshRequested,
+    /// SIGINT/SIGTERM: stop dispatching, stop every worker, then report
+    /// [`crate::Command::ShutdownComplete`].
+    ShutdownRequested,
+}
+
+/// A tracker failure, by SPEC 11.4 category. The core only needs success versus failure; the
+/// category and message are for logs and status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerError {
+    /// Portable category.
+    pub category: TrackerErrorCategory,
+    /// Human-readable detail, secrets already removed.
+    pub message: String,
+}
+
+/// SPEC 11.4 portable tracker error categories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackerErrorCategory {
+    /// `tracker.kind` names no adapter this build has.
+    UnsupportedTrackerKind,
+    /// The adapter rejected `tracker.provider`.
+    InvalidTrackerConfig,
+    /// A documented secret resolved to nothing.
+    MissingTrackerSecret,
+    /// Transport failure: connect, TLS, timeout.
+    TrackerRequest,
+    /// The provider answered with a non-success status.
+    TrackerStatus,
+    /// The payload was malformed or semantically invalid.
+    TrackerResponse,
+    /// Pagination lost its integrity (cursor loop, missing page).
+    TrackerPagination,
+    /// The provider is rate limiting us.
+    TrackerRateLimited,
+}
+
+/// A workflow that failed to load or validate (SPEC 5.5 error classes and 6.3 checks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigError {
+    /// Error class, e.g. `workflow_parse_error`.
+    pub class: String,
+    /// Human-readable detail naming the file and field.
+    pub message: String,
+}
+
+/// A coding-agent report, already decoded from the agent's protocol by the shell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentUpdate {
+    /// The agent process is up and a thread exists.
+    SessionStarted {
+        /// Thread identity.
+        thread_id: String,
+        /// Agent process id, when known.
+        pid: Option<u32>,
+    },
+    /// A turn began; counts toward `agent.max_turns`.
+    TurnStarted {
+        /// Turn identity; with the thread id it forms the session id (SPEC 4.2).
+        turn_id: String,
+    },
+    /// A turn completed successfully: the core decides between another turn and ending the run.
+    TurnCompleted {
+        /// The turn that completed.
+        turn_id: String,
+    },
+    /// Absolute token totals for the thread so far (SPEC 13.5). Never deltas.
+    TokenUsage {
+        /// Input tokens.
+        input_tokens: u64,
+        /// Output tokens.
+        output_tokens: u64,
+        /// Total tokens as the agent reported it.
+        total_tokens: u64,
+    },
+    /// The latest rate-limit payload, kept as the agent sent it.
+    RateLimits {
+        /// Opaque payload.
+        snapshot: serde_json::Value,
+    },
+    /// Any other agent event worth showing: its name and a short summary.
+    Message {
+        /// Event name, e.g. `notification` or `approval_auto_approved`.
+        event: String,
+        /// Redacted summary; the core keeps at most 256 characters.
+        message: Option<String>,
+    },
+}
+
+/// How a worker run ended, as seen by the shell (SPEC 7.2 terminal reasons, 10.6 categories).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExitOutcome {
+    /// The worker finished its turn loop normally.
+    Normal,
+    /// The attempt failed (hook, prompt, startup, turn failure, process exit, ...).
+    Failed {
+        /// Category and detail, e.g. `turn_failed: model returned 500`.
+        reason: String,
+    },
+    /// A read or turn timeout fired in the runner.
+    TimedOut {
+        /// Which timeout, e.g. `turn_timeout`.
+        reason: String,
+    },
+    /// The turn or process was cancelled.
+    Cancelled {
+        /// Detail.
+        reason: String,
+    },
+    /// The agent asked for user input, which an unattended run cannot give (SPEC 10.5).
+    InputRequired {
+        /// What it asked for, summarised.
+        reason: String,
+    },
+}
+
+impl ExitOutcome {
+    /// The text stored as a retry entry's error.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Normal => "normal exit".into(),
+            Self::Failed { reason } => format!("worker failed: {reason}"),
+            Self::TimedOut { reason } => format!("worker timed out: {reason}"),
+            Self::Cancelled { reason } => format!("worker cancelled: {reason}"),
+            Self::InputRequired { reason } => format!("input required: {reason}"),
+        }
+    }
+}

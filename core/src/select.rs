@@ -1,0 +1,298 @@
+//! Candidate selection and concurrency (SPEC 8.2, 8.3).
+//!
+//! A worker can only be started with a [`Permit`], and only [`Orchestrator::permit`] makes one,
+//! after checking every SPEC 8.2 rule, the claim map and both slot limits. So no code path can
+//! dispatch without the checks (SPEC 7.4).
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt;
+
+use crate::command::Command;
+use crate::issue::{Issue, matches_normalized, normalize};
+use crate::orchestrator::{Lifecycle, Orchestrator};
+use crate::state::{Claim, RunningEntry};
+
+/// Proof that an issue passed every dispatch check. Private field: built only here.
+pub(crate) struct Permit {
+    _checked: (),
+}
+
+/// Why an issue may not start now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Ineligible {
+    ShuttingDown,
+    PreflightFailed(String),
+    MissingFields,
+    Terminal,
+    NotActive,
+    NotDispatchable,
+    MissingLabel,
+    Claimed,
+    NoSlot,
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ShuttingDown => f.write_str("shutting down"),
+            Self::PreflightFailed(class) => write!(f, "dispatch preflight failed: {class}"),
+            Self::MissingFields => f.write_str("missing id, identifier, title or state"),
+            Self::Terminal => f.write_str("terminal state"),
+            Self::NotActive => f.write_str("state not active"),
+            Self::NotDispatchable => f.write_str("adapter marked it not dispatchable"),
+            Self::MissingLabel => f.write_str("missing a required label"),
+            Self::Claimed => f.write_str("already claimed"),
+            Self::NoSlot => f.write_str("no available orchestrator slots"),
+        }
+    }
+}
+
+/// How a refreshed issue stands against the config (SPEC 8.5 part B order: terminal first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Standing {
+    Terminal,
+    Inactive,
+    Unroutable,
+    Active,
+}
+
+/// Running workers per normalised state, against the limits (SPEC 8.3).
+pub(crate) struct Slots {
+    used: u32,
+    per_state: BTreeMap<String, u32>,
+}
+
+impl Slots {
+    fn global_free(&self, orch: &Orchestrator) -> bool {
+        self.used < orch.config.max_concurrent_agents
+    }
+
+    fn state_free(&self, orch: &Orchestrator, state: &str) -> bool {
+        let key = normalize(state);
+        let limit = orch
+            .policy
+            .state_limits
+            .get(&key)
+            .copied()
+            .unwrap_or(orch.config.max_concurrent_agents);
+        self.per_state.get(&key).copied().unwrap_or(0) < limit
+    }
+
+    fn take(&mut self, state: &str) {
+        self.used += 1;
+        *self.per_state.entry(normalize(state)).or_default() += 1;
+    }
+}
+
+/// SPEC 8.2 sort: priority 1..=4 ascending then the rest, oldest `created_at` (null last),
+/// identifier, and the id last so the order is total and independent of input order.
+pub(crate) fn dispatch_order(a: &Issue, b: &Issue) -> Ordering {
+    fn key(issue: &Issue) -> (u8, i64, u8, u64, &str, &str) {
+        let (pb, p) = match issue.priority {
+            Some(p @ 1..=4) => (0, p),
+            _ => (1, 0),
+        };
+        let (cb, c) = issue.created_at.map_or((1, 0), |t| (0, t.0));
+        (pb, p, cb, c, issue.identifier.as_str(), issue.id.as_str())
+    }
+    key(a).cmp(&key(b))
+}
+
+/// Candidate in the dispatch heap, ordered by [`dispatch_order`].
+struct Ranked<'a>(&'a Issue);
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked<'_> {}
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        dispatch_order(self.0, other.0)
+    }
+}
+
+impl Orchestrator {
+    /// SPEC 8.2 `issue_routable`: adapter says dispatchable and every required label is there.
+    pub(crate) fn routable(&self, issue: &Issue) -> bool {
+        issue.dispatchable && self.has_required_labels(issue)
+    }
+
+    fn has_required_labels(&self, issue: &Issue) -> bool {
+        self.policy
+            .required_labels
+            .as_ref()
+            .is_some_and(|required| {
+                required.iter().all(|want| {
+                    issue
+                        .labels
+                        .iter()
+                        .any(|have| matches_normalized(have, want))
+                })
+            })
+    }
+
+    pub(crate) fn standing(&self, issue: &Issue) -> Standing {
+        if self.policy.terminal.contains(&issue.state) {
+            Standing::Terminal
+        } else if !self.policy.active.contains(&issue.state) {
+            Standing::Inactive
+        } else if !issue.has_required_fields() || !self.routable(issue) {
+            Standing::Unroutable
+        } else {
+            Standing::Active
+        }
+    }
+
+    /// The issue-only part of SPEC 8.2: everything but claims and slots.
+    fn issue_eligible(&self, issue: &Issue) -> Result<(), Ineligible> {
+        if !issue.has_required_fields() {
+            return Err(Ineligible::MissingFields);
+        }
+        if self.policy.terminal.contains(&issue.state) {
+            return Err(Ineligible::Terminal);
+        }
+        if !self.policy.active.contains(&issue.state) {
+            return Err(Ineligible::NotActive);
+        }
+        if !issue.dispatchable {
+            return Err(Ineligible::NotDispatchable);
+        }
+        if !self.has_required_labels(issue) {
+            return Err(Ineligible::MissingLabel);
+        }
+        Ok(())
+    }
+
+    /// Every check before a dispatch. `own_retry` allows the issue's own retry claim, which
+    /// the dispatch replaces.
+    pub(crate) fn permit(
+        &self,
+        issue: &Issue,
+        slots: &Slots,
+        own_retry: bool,
+    ) -> Result<Permit, Ineligible> {
+        if self.lifecycle != Lifecycle::Running {
+            return Err(Ineligible::ShuttingDown);
+        }
+        if let Some(error) = &self.preflight_error {
+            return Err(Ineligible::PreflightFailed(error.class.clone()));
+        }
+        self.issue_eligible(issue)?;
+        match self.claims.get(&issue.id) {
+            None => {}
+            Some(Claim::Retrying(entry)) if own_retry && entry.checking.is_some() => {}
+            Some(_) => return Err(Ineligible::Claimed),
+        }
+        if !slots.global_free(self) || !slots.state_free(self, &issue.state) {
+            return Err(Ineligible::NoSlot);
+        }
+        Ok(Permit { _checked: () })
+    }
+
+    /// Current use of the slots: running and stopping workers both hold one.
+    pub(crate) fn slots(&self) -> Slots {
+        let mut slots = Slots {
+            used: 0,
+            per_state: BTreeMap::new(),
+        };
+        for claim in self.claims.values() {
+            if let Claim::Running(entry) | Claim::Stopping(entry, _) = claim {
+                slots.take(&entry.issue.state);
+            }
+        }
+        slots
+    }
+
+    /// SPEC 8.1 steps 4-5: dispatch eligible candidates in priority order while slots remain.
+    ///
+    /// Filters in O(n), heapifies in O(n) and pops only as many as it examines, so a tick costs
+    /// O(n + k log n) for k examined candidates rather than a full sort.
+    pub(crate) fn dispatch_candidates(&mut self, issues: &[Issue], out: &mut Vec<Command>) {
+        let mut slots = self.slots();
+        if self.lifecycle != Lifecycle::Running
+            || self.preflight_error.is_some()
+            || !slots.global_free(self)
+        {
+            return;
+        }
+        let mut heap: BinaryHeap<Reverse<Ranked<'_>>> = issues
+            .iter()
+            .filter(|issue| {
+                !self.claims.contains_key(&issue.id) && self.issue_eligible(issue).is_ok()
+            })
+            .map(|issue| Reverse(Ranked(issue)))
+            .collect();
+        while let Some(Reverse(Ranked(issue))) = heap.pop() {
+            if !slots.global_free(self) {
+                break;
+            }
+            // Re-checked per issue: an earlier dispatch in this pass may have used the
+            // state's last slot, or a duplicate id in the input may now be claimed.
+            if let Ok(permit) = self.permit(issue, &slots, false) {
+                self.dispatch(permit, issue, None, &mut slots, out);
+            }
+        }
+    }
+
+    /// SPEC 16.4: claim the issue as running and tell the shell to start a worker.
+    pub(crate) fn dispatch(
+        &mut self,
+        _permit: Permit,
+        issue: &Issue,
+        attempt: Option<u32>,
+        slots: &mut Slots,
+        out: &mut Vec<Command>,
+    ) {
+        let run = self.new_run();
+        slots.take(&issue.state);
+        let entry = RunningEntry::new(run, issue.clone(), attempt, self.now);
+        self.set_claim(&issue.id, Claim::Running(Box::new(entry)));
+        out.push(Command::Dispatch {
+            issue_id: issue.id.clone(),
+            run,
+            attempt,
+            issue: issue.clone(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Timestamp;
+
+    fn issue(id: &str, priority: Option<i64>, created: Option<u64>) -> Issue {
+        Issue {
+            id: id.into(),
+            identifier: id.to_uppercase(),
+            priority,
+            created_at: created.map(Timestamp),
+            ..Issue::default()
+        }
+    }
+
+    #[test]
+    fn order_is_priority_bucket_then_age_then_identifier() {
+        let mut list = [
+            issue("e", None, Some(1)),
+            issue("d", Some(7), Some(0)),
+            issue("c", Some(2), None),
+            issue("b", Some(2), Some(5)),
+            issue("a", Some(2), Some(5)),
+            issue("f", Some(1), Some(9)),
+            issue("g", Some(0), Some(0)),
+        ];
+        list.sort_by(dispatch_order);
+        let ids: Vec<&str> = list.iter().map(|i| i.id.as_str()).collect();
+        // 1..=4 first (f, then a/b by identifier, then c with no date), then 7/0/null by age.
+        assert_eq!(ids, ["f", "a", "b", "c", "d", "g", "e"]);
+    }
+}

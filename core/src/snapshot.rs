@@ -1,0 +1,291 @@
+//! Read-only views of the runtime state for status surfaces (SPEC 13.3, 13.7.2).
+//!
+//! Field names follow the SPEC's suggested JSON so the HTTP layer can serialise these as they
+//! are. Timestamps serialise as RFC 3339 strings.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::ConfigError;
+use crate::orchestrator::Orchestrator;
+use crate::state::{BlockedEntry, Claim, RetryEntry, RunningEntry, Tokens};
+use crate::time::{Timestamp, rfc3339};
+
+/// The whole runtime state at one instant (`GET /api/v1/state`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// When this view was taken.
+    #[serde(with = "rfc3339")]
+    pub generated_at: Timestamp,
+    /// Row counts.
+    pub counts: Counts,
+    /// Live workers, including ones being stopped.
+    pub running: Vec<RunningRow>,
+    /// Queued retries, earliest first.
+    pub retrying: Vec<RetryRow>,
+    /// Issues held because their agent needed user input.
+    pub blocked: Vec<BlockedRow>,
+    /// Aggregate tokens and runtime (SPEC 13.5).
+    pub codex_totals: CodexTotals,
+    /// Latest rate-limit payload from any agent.
+    pub rate_limits: Option<serde_json::Value>,
+    /// Scheduler health.
+    pub dispatch: DispatchStatus,
+}
+
+/// Row counts of a [`Snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Live workers.
+    pub running: usize,
+    /// Queued retries.
+    pub retrying: usize,
+    /// Blocked issues.
+    pub blocked: usize,
+}
+
+/// One live worker (SPEC 13.7.2 `running[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningRow {
+    /// Dispatch id.
+    pub issue_id: String,
+    /// Human-readable key.
+    pub issue_identifier: String,
+    /// Tracker link.
+    pub issue_url: Option<String>,
+    /// Tracker state as last refreshed.
+    pub state: String,
+    /// `<thread_id>-<turn_id>` once known.
+    pub session_id: Option<String>,
+    /// Turns started in this run.
+    pub turn_count: u32,
+    /// Name of the last agent event.
+    pub last_event: Option<String>,
+    /// Last agent message summary (at most 256 characters).
+    pub last_message: Option<String>,
+    /// When the run was dispatched.
+    #[serde(with = "rfc3339")]
+    pub started_at: Timestamp,
+    /// When the agent was last heard from.
+    #[serde(with = "rfc3339::option")]
+    pub last_event_at: Option<Timestamp>,
+    /// Tokens used by this run.
+    pub tokens: Tokens,
+    /// `None` on a first run, else the retry/continuation count.
+    pub attempt: Option<u32>,
+    /// Workspace path, once the worker reported it.
+    pub workspace_path: Option<String>,
+    /// Agent process id, when known.
+    pub pid: Option<u32>,
+    /// Set while the worker is being stopped: why.
+    pub stopping: Option<String>,
+}
+
+/// One queued retry (SPEC 13.7.2 `retrying[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRow {
+    /// Dispatch id.
+    pub issue_id: String,
+    /// Human-readable key.
+    pub issue_identifier: String,
+    /// Tracker link.
+    pub issue_url: Option<String>,
+    /// Attempt the retry will run as.
+    pub attempt: u32,
+    /// When it fires.
+    #[serde(with = "rfc3339")]
+    pub due_at: Timestamp,
+    /// The failure behind it, if any.
+    pub error: Option<String>,
+}
+
+/// One blocked issue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedRow {
+    /// Dispatch id.
+    pub issue_id: String,
+    /// Human-readable key.
+    pub issue_identifier: String,
+    /// Tracker link.
+    pub issue_url: Option<String>,
+    /// Tracker state when it was blocked.
+    pub state: String,
+    /// What the agent asked for.
+    pub reason: String,
+    /// The attempt that ended blocked (`None` for a first run).
+    pub attempt: Option<u32>,
+    /// Since when.
+    #[serde(with = "rfc3339")]
+    pub since: Timestamp,
+}
+
+/// Aggregate tokens and runtime (SPEC 13.3 `codex_totals`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodexTotals {
+    /// Input tokens over every run.
+    pub input_tokens: u64,
+    /// Output tokens over every run.
+    pub output_tokens: u64,
+    /// Total tokens over every run.
+    pub total_tokens: u64,
+    /// Runtime of ended runs plus live runs so far.
+    pub seconds_running: f64,
+}
+
+/// Scheduler health for dashboards and `/readyz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchStatus {
+    /// Startup done and a tick completed.
+    pub ready: bool,
+    /// Set while the workflow fails validation: new dispatch is paused.
+    pub preflight_error: Option<ConfigError>,
+    /// Ticks completed since startup.
+    pub ticks_completed: u64,
+    /// When the next poll is due, if one is scheduled.
+    #[serde(with = "rfc3339::option")]
+    pub next_poll_at: Option<Timestamp>,
+    /// Normal worker exits since startup.
+    pub completed_runs: u64,
+}
+
+/// Everything known about one issue (`GET /api/v1/<identifier>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueDetail {
+    /// Human-readable key.
+    pub issue_identifier: String,
+    /// Dispatch id.
+    pub issue_id: String,
+    /// `running`, `stopping`, `retrying` or `blocked`.
+    pub status: String,
+    /// The live run, when there is one.
+    pub running: Option<RunningRow>,
+    /// The queued retry, when there is one.
+    pub retry: Option<RetryRow>,
+    /// The block, when there is one.
+    pub blocked: Option<BlockedRow>,
+}
+
+impl Orchestrator {
+    /// The state at `now` (which only affects live runtime; decisions are not changed).
+    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
+        let mut running = Vec::new();
+        let mut retrying = Vec::new();
+        let mut blocked = Vec::new();
+        let mut live_ms = 0u64;
+        for (id, claim) in &self.claims {
+            match claim {
+                Claim::Running(entry) => running.push(running_row(entry, None)),
+                Claim::Stopping(entry, stop) => {
+                    running.push(running_row(entry, Some(stop.reason.to_string())));
+                }
+                Claim::Retrying(entry) => retrying.push(retry_row(id.as_str(), entry)),
+                Claim::Blocked(entry) => blocked.push(blocked_row(id.as_str(), entry)),
+            }
+            if let Claim::Running(entry) | Claim::Stopping(entry, _) = claim {
+                live_ms += now.millis_since(entry.started_at);
+            }
+        }
+        retrying.sort_by(|a, b| (a.due_at, &a.issue_id).cmp(&(b.due_at, &b.issue_id)));
+        #[allow(clippy::cast_precision_loss)]
+        let seconds_running = (self.ended_runtime_ms + live_ms) as f64 / 1000.0;
+        Snapshot {
+            generated_at: now,
+            counts: Counts {
+                running: running.len(),
+                retrying: retrying.len(),
+                blocked: blocked.len(),
+            },
+            running,
+            retrying,
+            blocked,
+            codex_totals: CodexTotals {
+                input_tokens: self.totals.input_tokens,
+                output_tokens: self.totals.output_tokens,
+                total_tokens: self.totals.total_tokens,
+                seconds_running,
+            },
+            rate_limits: self.rate_limits.clone(),
+            dispatch: DispatchStatus {
+                ready: self.is_ready(),
+                preflight_error: self.preflight_error.clone(),
+                ticks_completed: self.ticks_completed,
+                next_poll_at: self.next_poll,
+                completed_runs: self.completed_runs,
+            },
+        }
+    }
+
+    /// Details of the claimed issue with this human-readable key, if any.
+    pub fn issue_detail(&self, identifier: &str) -> Option<IssueDetail> {
+        self.claims.iter().find_map(|(id, claim)| {
+            let (status, running, retry, blocked) = match claim {
+                Claim::Running(e) if e.issue.identifier == identifier => {
+                    ("running", Some(running_row(e, None)), None, None)
+                }
+                Claim::Stopping(e, stop) if e.issue.identifier == identifier => (
+                    "stopping",
+                    Some(running_row(e, Some(stop.reason.to_string()))),
+                    None,
+                    None,
+                ),
+                Claim::Retrying(e) if e.identifier == identifier => {
+                    ("retrying", None, Some(retry_row(id.as_str(), e)), None)
+                }
+                Claim::Blocked(e) if e.identifier == identifier => {
+                    ("blocked", None, None, Some(blocked_row(id.as_str(), e)))
+                }
+                _ => return None,
+            };
+            Some(IssueDetail {
+                issue_identifier: identifier.to_owned(),
+                issue_id: id.0.clone(),
+                status: status.to_owned(),
+                running,
+                retry,
+                blocked,
+            })
+        })
+    }
+}
+
+fn running_row(entry: &RunningEntry, stopping: Option<String>) -> RunningRow {
+    RunningRow {
+        issue_id: entry.issue.id.0.clone(),
+        issue_identifier: entry.issue.identifier.clone(),
+        issue_url: entry.issue.url.clone(),
+        state: entry.issue.state.clone(),
+        session_id: entry.session_id(),
+        turn_count: entry.turn_count,
+        last_event: entry.last_event.as_deref().map(str::to_owned),
+        last_message: entry.last_message.clone(),
+        started_at: entry.started_at,
+        last_event_at: entry.last_event_at,
+        tokens: entry.tokens,
+        attempt: entry.attempt,
+        workspace_path: entry.workspace_path.clone(),
+        pid: entry.pid,
+        stopping,
+    }
+}
+
+fn retry_row(id: &str, entry: &RetryEntry) -> RetryRow {
+    RetryRow {
+        issue_id: id.to_owned(),
+        issue_identifier: entry.identifier.clone(),
+        issue_url: entry.url.clone(),
+        attempt: entry.attempt,
+        due_at: entry.due_at,
+        error: entry.error.clone(),
+    }
+}
+
+fn blocked_row(id: &str, entry: &BlockedEntry) -> BlockedRow {
+    BlockedRow {
+        issue_id: id.to_owned(),
+        issue_identifier: entry.identifier.clone(),
+        issue_url: entry.url.clone(),
+        state: entry.state.clone(),
+        reason: entry.reason.clone(),
+        attempt: entry.attempt,
+        since: entry.since,
+    }
+}
