@@ -1,0 +1,745 @@
+//! Named scheduler scenarios, one per SPEC 17.4 bullet and per documented policy. Each keeps its
+//! transcript (events, then the commands each produced) as an insta snapshot so a reviewer can
+//! read the scheduler's decisions; each also asserts its key facts directly.
+
+use symphony_core::{AgentUpdate, Command, Event, ExitOutcome, Issue, SchedulerConfig, Timestamp};
+
+use crate::sim::{Sim, T0, id, issue};
+
+fn base() -> SchedulerConfig {
+    SchedulerConfig {
+        active_states: vec!["Todo".into(), "In Progress".into()],
+        terminal_states: vec!["Done".into(), "Cancelled".into()],
+        ..SchedulerConfig::default()
+    }
+}
+
+/// Identifiers in `Dispatch` commands, in order, over the whole run.
+fn dispatched(sim: &Sim) -> Vec<String> {
+    sim.records
+        .iter()
+        .flat_map(|r| &r.commands)
+        .filter_map(|c| match c {
+            Command::Dispatch { issue, .. } => Some(issue.identifier.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn retries(commands: &[Command]) -> Vec<(u32, u64, Option<String>)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::ScheduleRetry {
+                attempt,
+                delay_ms,
+                error,
+                ..
+            } => Some((*attempt, *delay_ms, error.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failed(reason: &str) -> ExitOutcome {
+    ExitOutcome::Failed {
+        reason: reason.into(),
+    }
+}
+
+/// One full poll tick: fire the timer and answer every request it makes.
+fn poll(sim: &mut Sim) {
+    sim.fire();
+    sim.respond_all();
+}
+
+/// SPEC 17.4: dispatch sort order is priority then oldest creation time.
+#[test]
+fn dispatch_order_is_priority_then_oldest() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 3,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(Issue {
+        priority: Some(3),
+        ..issue(2, "Todo")
+    });
+    sim.put(Issue {
+        priority: Some(1),
+        ..issue(3, "In Progress")
+    });
+    sim.put(Issue {
+        priority: Some(3),
+        created_at: Some(Timestamp(T0.0 - 3_600_000)),
+        ..issue(4, "Todo")
+    });
+    sim.put(Issue {
+        priority: Some(9),
+        ..issue(5, "Todo")
+    });
+    sim.boot();
+    assert_eq!(dispatched(&sim), ["MT-3", "MT-4", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: `dispatchable=false` issues are not eligible.
+#[test]
+fn not_dispatchable_issues_are_skipped() {
+    let mut sim = Sim::new(base());
+    sim.put(Issue {
+        dispatchable: false,
+        ..issue(1, "Todo")
+    });
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    assert_eq!(dispatched(&sim), ["MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: required-label filtering is case-insensitive.
+#[test]
+fn required_labels_match_ignoring_case() {
+    let mut sim = Sim::new(SchedulerConfig {
+        required_labels: vec![" Agent-Ready ".into()],
+        ..base()
+    });
+    sim.put(Issue {
+        labels: vec!["AGENT-READY".into()],
+        ..issue(1, "Todo")
+    });
+    sim.put(Issue {
+        labels: vec!["backend".into()],
+        ..issue(2, "Todo")
+    });
+    sim.put(issue(3, "Todo"));
+    sim.boot();
+    assert_eq!(dispatched(&sim), ["MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: an active-state refresh updates the running entry's state.
+#[test]
+fn active_refresh_updates_running_state() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.put(issue(1, "In Progress"));
+    poll(&mut sim);
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.running[0].state, "In Progress");
+    assert!(sim.stopping.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: a non-active state stops the agent without cleaning the workspace.
+#[test]
+fn inactive_state_stops_without_cleanup() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.put(issue(1, "Human Review"));
+    poll(&mut sim);
+    sim.finish_stops();
+    assert!(sim.cleaned.is_empty());
+    assert!(sim.orch.snapshot(sim.now).running.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: a terminal state stops the agent and cleans the workspace.
+#[test]
+fn terminal_state_stops_and_cleans() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.put(issue(1, "Done"));
+    let stop = {
+        sim.fire();
+        sim.respond()
+    };
+    assert!(matches!(
+        &stop[0],
+        Command::StopWorker {
+            cleanup_workspace: true,
+            ..
+        }
+    ));
+    sim.respond_all();
+    sim.finish_stops();
+    assert!(sim.orch.snapshot(sim.now).running.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: reconciliation with no running issues is a no-op (straight to candidates).
+#[test]
+fn reconcile_without_running_issues_is_a_no_op() {
+    let mut sim = Sim::new(base());
+    sim.boot();
+    let commands = sim.fire();
+    assert!(matches!(
+        commands.as_slice(),
+        [Command::FetchCandidates { .. }]
+    ));
+    sim.respond_all();
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: a normal worker exit schedules a short continuation retry (attempt 1).
+#[test]
+fn normal_exit_schedules_continuation_retry() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let commands = sim.exit(1, ExitOutcome::Normal);
+    assert_eq!(retries(&commands), [(1, 1000, None)]);
+    sim.fire();
+    sim.respond_all();
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: abnormal exits retry with 10 s-based exponential backoff.
+#[test]
+fn failures_back_off_exponentially() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let mut delays = Vec::new();
+    for round in 0..4 {
+        let commands = sim.exit(1, failed(&format!("turn_failed: round {round}")));
+        delays.extend(retries(&commands).into_iter().map(|(a, d, _)| (a, d)));
+        sim.run_until(|sim| sim.live.contains_key(&id(1)));
+    }
+    assert_eq!(
+        delays,
+        [(1, 10_000), (2, 20_000), (3, 40_000), (4, 80_000)]
+    );
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: the backoff cap is `agent.max_retry_backoff_ms`.
+#[test]
+fn backoff_is_capped_by_config() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_retry_backoff_ms: 25_000,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let mut delays = Vec::new();
+    for _ in 0..4 {
+        let commands = sim.exit(1, ExitOutcome::TimedOut {
+            reason: "turn_timeout".into(),
+        });
+        delays.extend(retries(&commands).into_iter().map(|(_, d, _)| d));
+        sim.run_until(|sim| sim.live.contains_key(&id(1)));
+    }
+    assert_eq!(delays, [10_000, 20_000, 25_000, 25_000]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: retry queue entries carry attempt, due time, identifier and error.
+#[test]
+fn retry_rows_carry_attempt_due_identifier_and_error() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(7, "Todo"));
+    sim.boot();
+    sim.advance(500);
+    sim.exit(7, failed("port_exit: status 1"));
+    let snapshot = sim.orch.snapshot(sim.now);
+    let row = &snapshot.retrying[0];
+    assert_eq!(row.issue_identifier, "MT-7");
+    assert_eq!(row.attempt, 1);
+    assert_eq!(row.due_at, T0.plus_millis(10_500));
+    assert_eq!(
+        row.error.as_deref(),
+        Some("worker failed: port_exit: status 1")
+    );
+    let json = serde_json::to_string_pretty(&snapshot.retrying).unwrap();
+    assert!(json.contains("\"due_at\": \"2026-01-01T00:00:10.500Z\""));
+    insta::assert_snapshot!(json);
+}
+
+/// SPEC 17.4: stall detection stops stalled sessions and schedules a retry.
+#[test]
+fn stalled_session_is_stopped_and_retried() {
+    let mut sim = Sim::new(SchedulerConfig {
+        stall_timeout_ms: 60_000,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.advance(10_000);
+    sim.agent(
+        1,
+        AgentUpdate::SessionStarted {
+            thread_id: "th".into(),
+            pid: Some(4242),
+        },
+    );
+    // Ticks at +30 s and +60 s see 20 s and 50 s of silence; +90 s sees 80 s.
+    poll(&mut sim);
+    poll(&mut sim);
+    assert!(sim.stopping.is_empty());
+    poll(&mut sim);
+    assert_eq!(sim.stopping.len(), 1);
+    sim.finish_stops();
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.retrying[0].attempt, 1);
+    assert!(snapshot.retrying[0].error.as_deref().unwrap().contains("stalled"));
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4: slot exhaustion requeues a due retry with an explicit reason.
+#[test]
+fn slot_exhaustion_requeues_retry_with_reason() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 1,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    sim.exit(1, ExitOutcome::Normal);
+    // Before MT-1's continuation fires, an operator refresh gives the free slot to MT-2.
+    sim.feed(Event::RefreshRequested);
+    sim.respond_all();
+    sim.fire();
+    let commands = sim.respond();
+    assert_eq!(
+        retries(&commands),
+        [(2, 20_000, Some("no available orchestrator slots".into()))]
+    );
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 17.4 / 13.3: the snapshot has running rows, retry rows, token totals, rate limits.
+#[test]
+fn snapshot_has_rows_totals_and_rate_limits() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.advance(2_000);
+    sim.agent(
+        1,
+        AgentUpdate::SessionStarted {
+            thread_id: "thread-1".into(),
+            pid: Some(99),
+        },
+    );
+    sim.turn(1, "turn-1", 1200);
+    sim.agent(
+        1,
+        AgentUpdate::RateLimits {
+            snapshot: serde_json::json!({"primary": {"used_percent": 12.5}}),
+        },
+    );
+    sim.agent(
+        1,
+        AgentUpdate::Message {
+            event: "notification".into(),
+            message: Some("Working on tests".into()),
+        },
+    );
+    sim.exit(2, failed("turn_failed"));
+    sim.advance(3_000);
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.running[0].turn_count, 1);
+    assert_eq!(snapshot.running[0].tokens.total_tokens, 1800);
+    assert_eq!(snapshot.codex_totals.total_tokens, 1800);
+    assert_eq!(snapshot.retrying[0].issue_identifier, "MT-2");
+    assert!(snapshot.rate_limits.is_some());
+    insta::assert_snapshot!(serde_json::to_string_pretty(&snapshot).unwrap());
+}
+
+/// SPEC 8.3: the global limit caps dispatch.
+#[test]
+fn global_limit_caps_dispatch() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 2,
+        ..base()
+    });
+    for n in 1..=4 {
+        sim.put(issue(n, "Todo"));
+    }
+    sim.boot();
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.3: per-state limits cap dispatch per normalised state; others use the global limit.
+#[test]
+fn per_state_limit_caps_dispatch() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 5,
+        max_concurrent_agents_by_state: [("  TODO".to_owned(), 1), ("In Progress".to_owned(), 0)]
+            .into_iter()
+            .collect(),
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "todo"));
+    sim.put(issue(3, "In Progress"));
+    sim.put(issue(4, "In Progress"));
+    sim.boot();
+    // Todo is capped at 1; the 0 for In Progress is invalid, so the global 5 applies there.
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-3", "MT-4"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.4: a retry that finds its issue terminal cleans the workspace and releases.
+#[test]
+fn retry_of_terminal_issue_cleans_and_releases() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.exit(1, failed("turn_failed"));
+    sim.put(issue(1, "Done"));
+    poll(&mut sim);
+    assert_eq!(sim.cleaned, ["MT-1"]);
+    assert!(sim.orch.issue_detail("MT-1").is_none());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.4: a retry that no longer finds its issue releases the claim; one that finds it
+/// inactive releases without cleanup.
+#[test]
+fn retry_of_missing_or_inactive_issue_releases() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    sim.exit(1, ExitOutcome::Normal);
+    sim.exit(2, ExitOutcome::Normal);
+    sim.remove(1);
+    sim.put(issue(2, "Backlog"));
+    poll(&mut sim);
+    assert!(sim.cleaned.is_empty());
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert!(snapshot.retrying.is_empty() && snapshot.running.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 11.4: a failed candidate fetch dispatches nothing and the next tick tries again.
+#[test]
+fn candidate_fetch_failure_skips_the_tick() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.feed(Event::Startup);
+    sim.respond(); // terminal listing
+    sim.fail("connection refused");
+    assert!(dispatched(&sim).is_empty());
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.5: a failed reconciliation refresh keeps workers running and dispatch goes on.
+#[test]
+fn refresh_failure_keeps_workers() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 2,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.put(issue(1, "Done"));
+    sim.put(issue(2, "Todo"));
+    sim.fire();
+    sim.fail("502 bad gateway");
+    sim.respond_all();
+    assert!(sim.stopping.is_empty(), "workers must survive a failed refresh");
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.6: startup removes the workspaces of issues already terminal.
+#[test]
+fn startup_cleans_terminal_workspaces() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Done"));
+    sim.put(issue(2, "cancelled"));
+    sim.put(issue(3, "Todo"));
+    sim.boot();
+    assert_eq!(sim.cleaned, ["MT-1", "MT-2"]);
+    assert_eq!(dispatched(&sim), ["MT-3"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 6.3 / 5.5: an invalid workflow pauses new dispatch while reconciliation goes on; a
+/// valid reload resumes dispatch.
+#[test]
+fn invalid_workflow_pauses_dispatch_but_not_reconciliation() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.invalid("workflow_parse_error");
+    sim.put(issue(1, "Done"));
+    sim.put(issue(2, "Todo"));
+    poll(&mut sim);
+    sim.finish_stops();
+    assert_eq!(dispatched(&sim), ["MT-1"]);
+    assert!(sim.orch.snapshot(sim.now).dispatch.preflight_error.is_some());
+    sim.reload(base());
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 6.2: a reload changes future decisions: the poll already scheduled moves to the new
+/// interval and a larger limit lets more run on the next tick.
+#[test]
+fn reload_applies_to_future_decisions() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 1,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    sim.advance(1_000);
+    let commands = sim.reload(SchedulerConfig {
+        poll_interval_ms: 5_000,
+        max_concurrent_agents: 2,
+        ..base()
+    });
+    assert_eq!(
+        commands,
+        [Command::SchedulePoll {
+            due_at: T0.plus_millis(5_000)
+        }]
+    );
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 7.1 / 16.5: continuation turns run on the same thread while the issue stays active,
+/// up to `agent.max_turns`; then the worker ends and a continuation retry follows.
+#[test]
+fn turns_continue_until_max_turns() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_turns: 3,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.agent(
+        1,
+        AgentUpdate::SessionStarted {
+            thread_id: "th".into(),
+            pid: None,
+        },
+    );
+    for turn in 1..=3u32 {
+        sim.turn(1, &format!("t{turn}"), 100 * u64::from(turn));
+        sim.respond_all();
+    }
+    assert_eq!(sim.stopping.len(), 1, "the third turn is the last");
+    sim.finish_stops();
+    let starts = sim
+        .records
+        .iter()
+        .flat_map(|r| &r.commands)
+        .filter(|c| matches!(c, Command::StartTurn { .. }))
+        .count();
+    assert_eq!(starts, 2);
+    assert_eq!(sim.orch.snapshot(sim.now).retrying[0].attempt, 1);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 16.5: a turn that leaves the issue in a handoff (inactive) state ends the run.
+#[test]
+fn handoff_state_after_a_turn_ends_the_run() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.turn(1, "t1", 10);
+    sim.put(issue(1, "Human Review"));
+    sim.respond_all();
+    sim.finish_stops();
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert!(snapshot.running.is_empty() && snapshot.retrying.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Documented policy: input required holds the issue (no hot retry loop) until it changes.
+#[test]
+fn input_required_blocks_until_the_issue_changes() {
+    let mut sim = Sim::new(base());
+    sim.put(Issue {
+        updated_at: Some(T0),
+        ..issue(1, "Todo")
+    });
+    sim.boot();
+    sim.put(Issue {
+        updated_at: Some(T0.plus_millis(5)),
+        ..issue(1, "Todo")
+    });
+    sim.note("the agent's question updated the issue before it exited");
+    sim.exit(
+        1,
+        ExitOutcome::InputRequired {
+            reason: "which database?".into(),
+        },
+    );
+    poll(&mut sim);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1"], "a blocked issue is not retried");
+    assert_eq!(sim.orch.snapshot(sim.now).blocked.len(), 1);
+    sim.put(Issue {
+        updated_at: Some(T0.plus_millis(70_000)),
+        ..issue(1, "Todo")
+    });
+    sim.note("a human answered on the ticket");
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 13.7.2: operator refreshes start a tick at once, and bursts coalesce into it.
+#[test]
+fn operator_refreshes_coalesce() {
+    let mut sim = Sim::new(base());
+    sim.boot();
+    sim.advance(1_000);
+    let first = sim.feed(Event::RefreshRequested);
+    let second = sim.feed(Event::RefreshRequested);
+    assert_eq!(
+        first[0],
+        Command::RefreshQueued {
+            queued: true,
+            coalesced: false
+        }
+    );
+    assert_eq!(
+        second,
+        [Command::RefreshQueued {
+            queued: true,
+            coalesced: true
+        }]
+    );
+    sim.respond_all();
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Shutdown stops every worker, drops retries, dispatches nothing more, and completes once
+/// every worker has exited.
+#[test]
+fn shutdown_stops_workers_and_completes() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 2,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.put(issue(3, "Todo"));
+    sim.boot();
+    sim.exit(2, failed("turn_failed"));
+    sim.fire(); // MT-2's retry check is in flight when shutdown arrives
+    sim.feed(Event::ShutdownRequested);
+    sim.respond_all();
+    assert!(!sim.shutdown_complete());
+    sim.finish_stops();
+    assert!(sim.shutdown_complete());
+    // MT-2's retry check answered after shutdown, and MT-3 waited for a slot: neither starts.
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    assert_eq!(sim.orch.next_deadline(), None);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Stale and duplicate events change nothing: a second exit, an old run's exit, updates for
+/// unknown issues, responses nobody asked for.
+#[test]
+fn stale_and_duplicate_events_change_nothing() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let first_run = sim.run_of(1);
+    sim.exit(1, ExitOutcome::Normal);
+    let replays = [
+        Event::WorkerExited {
+            issue_id: id(1),
+            run: first_run,
+            outcome: failed("duplicate"),
+        },
+        Event::AgentUpdate {
+            issue_id: id(99),
+            run: first_run,
+            update: AgentUpdate::TurnCompleted {
+                turn_id: "x".into(),
+            },
+        },
+    ];
+    for event in replays.clone() {
+        assert!(sim.feed(event).is_empty());
+    }
+    poll(&mut sim); // continuation fires and re-dispatches as a new run
+    for event in replays {
+        assert!(sim.feed(event).is_empty());
+    }
+    assert!(sim.stale_response().is_empty());
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 13.5: absolute totals are counted once, whatever order and repetition they arrive in,
+/// and a new run's thread starts its own totals.
+#[test]
+fn token_totals_never_double_count() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let usage = |total: u64| AgentUpdate::TokenUsage {
+        input_tokens: total * 2 / 3,
+        output_tokens: total / 3,
+        total_tokens: total,
+    };
+    for total in [100, 250, 200, 250, 300] {
+        sim.agent(1, usage(total));
+    }
+    assert_eq!(sim.orch.snapshot(sim.now).codex_totals.total_tokens, 300);
+    sim.exit(1, ExitOutcome::Normal);
+    poll(&mut sim);
+    sim.agent(
+        1,
+        AgentUpdate::SessionStarted {
+            thread_id: "second".into(),
+            pid: None,
+        },
+    );
+    sim.agent(1, usage(60));
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.codex_totals.total_tokens, 360);
+    assert_eq!(snapshot.running[0].tokens.total_tokens, 60);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// SPEC 8.5 / 16.3: a running issue the tracker no longer returns, or that lost a required
+/// label, is stopped without cleanup and released.
+#[test]
+fn missing_or_unroutable_running_issues_are_stopped() {
+    let mut sim = Sim::new(SchedulerConfig {
+        required_labels: vec!["agent".into()],
+        ..base()
+    });
+    let labelled = |n| Issue {
+        labels: vec!["agent".into()],
+        ..issue(n, "Todo")
+    };
+    sim.put(labelled(1));
+    sim.put(labelled(2));
+    sim.boot();
+    sim.remove(1);
+    sim.put(issue(2, "Todo"));
+    poll(&mut sim);
+    assert_eq!(sim.stopping.len(), 2);
+    sim.finish_stops();
+    assert!(sim.cleaned.is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
