@@ -99,7 +99,7 @@ impl Issue {
         !(self.id.0.is_empty()
             || self.identifier.is_empty()
             || self.title.is_empty()
-            || self.state.trim().is_empty())
+            || trim(&self.state).is_empty())
     }
 }
 
@@ -108,11 +108,29 @@ pub fn normalize(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
+/// `str::trim`, skipping the scan when both ends are plainly not whitespace: the dispatch pass
+/// trims every candidate's state several times.
+fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if a.is_ascii_graphic() && b.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Whether `raw` equals the already-normalised `normalized` after normalisation, without
 /// allocating: the dispatch pass runs this for every candidate.
 pub fn matches_normalized(raw: &str, normalized: &str) -> bool {
-    raw.trim()
-        .chars()
+    matches_trimmed(trim(raw), normalized)
+}
+
+fn matches_trimmed(raw: &str, normalized: &str) -> bool {
+    if raw.is_ascii() {
+        // Fast path for the usual case. `normalized` is lowercase, so comparing it ignoring
+        // ASCII case is comparing it to the lowercased `raw`; a non-ASCII byte in it can
+        // never equal a byte of an ASCII `raw`.
+        return normalized.eq_ignore_ascii_case(raw);
+    }
+    raw.chars()
         .flat_map(char::to_lowercase)
         .eq(normalized.chars())
 }
@@ -136,7 +154,8 @@ impl StateSet {
 
     /// Whether `state` (raw provider spelling) is in the set.
     pub fn contains(&self, state: &str) -> bool {
-        self.0.iter().any(|s| matches_normalized(state, s))
+        let state = trim(state);
+        self.0.iter().any(|s| matches_trimmed(state, s))
     }
 
     /// Whether the set is empty.
@@ -180,6 +199,9 @@ mod tests {
         assert!(!set.contains("Done"));
         assert!(!set.contains(""));
         assert!(matches_normalized("ÜBER", "über"));
+        assert!(!matches_normalized("UBER", "über"));
+        assert!(!matches_normalized("todo", "todos"));
+        assert!(matches_normalized(" İ ", "i\u{307}"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::state::{AfterStop, Claim, PendingStop};
 
 /// What reconciliation decided for one running issue.
 enum Verdict {
-    Keep(Issue),
+    Keep(Box<Issue>),
     Stop(PendingStop, bool),
 }
 
@@ -66,7 +66,7 @@ impl Orchestrator {
                 false,
             ),
             Standing::Unroutable => Verdict::Stop(stop_then_release(Reason::Unroutable), false),
-            Standing::Active => Verdict::Keep(issue.clone()),
+            Standing::Active => Verdict::Keep(Box::new(issue.clone())),
         }
     }
 
@@ -88,7 +88,7 @@ impl Orchestrator {
             match self.verdict(by_id.get(id).copied()) {
                 Verdict::Keep(issue) => {
                     if let Some(Claim::Running(entry)) = self.claims.get_mut(id) {
-                        entry.issue = issue;
+                        entry.issue = *issue;
                     }
                 }
                 Verdict::Stop(stop, cleanup) => self.stop_worker(id, stop, cleanup, out),
@@ -184,13 +184,13 @@ impl Orchestrator {
             }
             Verdict::Keep(issue) => {
                 if let Some(Claim::Running(entry)) = self.claims.get_mut(id) {
-                    entry.issue = issue.clone();
+                    entry.issue = (*issue).clone();
                 }
                 out.push(Command::StartTurn {
                     issue_id: id.clone(),
                     run,
                     turn: turns.saturating_add(1),
-                    issue,
+                    issue: *issue,
                 });
             }
         }

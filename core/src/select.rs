@@ -85,22 +85,37 @@ impl Slots {
     }
 }
 
+/// The numeric part of the SPEC 8.2 sort key: priority bucket and value, then creation time
+/// with nulls last. Computed once per candidate so heap comparisons are integer compares.
+fn numeric_key(issue: &Issue) -> (u8, i64, u8, u64) {
+    let (pb, p) = match issue.priority {
+        Some(p @ 1..=4) => (0, p),
+        _ => (1, 0),
+    };
+    let (cb, c) = issue.created_at.map_or((1, 0), |t| (0, t.0));
+    (pb, p, cb, c)
+}
+
 /// SPEC 8.2 sort: priority 1..=4 ascending then the rest, oldest `created_at` (null last),
 /// identifier, and the id last so the order is total and independent of input order.
 pub(crate) fn dispatch_order(a: &Issue, b: &Issue) -> Ordering {
-    fn key(issue: &Issue) -> (u8, i64, u8, u64, &str, &str) {
-        let (pb, p) = match issue.priority {
-            Some(p @ 1..=4) => (0, p),
-            _ => (1, 0),
-        };
-        let (cb, c) = issue.created_at.map_or((1, 0), |t| (0, t.0));
-        (pb, p, cb, c, issue.identifier.as_str(), issue.id.as_str())
-    }
-    key(a).cmp(&key(b))
+    Ranked::new(a).cmp(&Ranked::new(b))
 }
 
 /// Candidate in the dispatch heap, ordered by [`dispatch_order`].
-struct Ranked<'a>(&'a Issue);
+struct Ranked<'a> {
+    key: (u8, i64, u8, u64),
+    issue: &'a Issue,
+}
+
+impl<'a> Ranked<'a> {
+    fn new(issue: &'a Issue) -> Self {
+        Self {
+            key: numeric_key(issue),
+            issue,
+        }
+    }
+}
 
 impl PartialEq for Ranked<'_> {
     fn eq(&self, other: &Self) -> bool {
@@ -115,7 +130,10 @@ impl PartialOrd for Ranked<'_> {
 }
 impl Ord for Ranked<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        dispatch_order(self.0, other.0)
+        self.key
+            .cmp(&other.key)
+            .then_with(|| self.issue.identifier.cmp(&other.issue.identifier))
+            .then_with(|| self.issue.id.cmp(&other.issue.id))
     }
 }
 
@@ -214,7 +232,8 @@ impl Orchestrator {
     /// SPEC 8.1 steps 4-5: dispatch eligible candidates in priority order while slots remain.
     ///
     /// Filters in O(n), heapifies in O(n) and pops only as many as it examines, so a tick costs
-    /// O(n + k log n) for k examined candidates rather than a full sort.
+    /// O(n + k log n) for k examined candidates (dispatched or already claimed) rather than a
+    /// full sort.
     pub(crate) fn dispatch_candidates(&mut self, issues: &[Issue], out: &mut Vec<Command>) {
         let mut slots = self.slots();
         if self.lifecycle != Lifecycle::Running
@@ -223,14 +242,15 @@ impl Orchestrator {
         {
             return;
         }
+        // Claims are checked when an issue leaves the heap (in `permit`), not here: reading
+        // every candidate's id from memory cost more than the rest of the filter together,
+        // and a claimed issue in the heap is just skipped when popped.
         let mut heap: BinaryHeap<Reverse<Ranked<'_>>> = issues
             .iter()
-            .filter(|issue| {
-                !self.claims.contains_key(&issue.id) && self.issue_eligible(issue).is_ok()
-            })
-            .map(|issue| Reverse(Ranked(issue)))
+            .filter(|issue| self.issue_eligible(issue).is_ok())
+            .map(|issue| Reverse(Ranked::new(issue)))
             .collect();
-        while let Some(Reverse(Ranked(issue))) = heap.pop() {
+        while let Some(Reverse(Ranked { issue, .. })) = heap.pop() {
             if !slots.global_free(self) {
                 break;
             }

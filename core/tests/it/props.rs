@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use symphony_core::log::{LogHeader, read_log, replay};
-use symphony_core::{
-    AgentUpdate, Command, Event, ExitOutcome, IssueId, RunId, SchedulerConfig,
-};
+use symphony_core::{AgentUpdate, Command, Event, ExitOutcome, IssueId, RunId, SchedulerConfig};
 
 use crate::sim::{Sim, id, issue};
 
@@ -21,7 +19,14 @@ const UNKNOWN: u32 = 99;
 
 /// Board states, including spellings that only match after normalisation and one state that is
 /// neither active nor terminal.
-const STATES: [&str; 6] = ["Todo", "In Progress", " IN PROGRESS ", "Review", "Done", "Cancelled"];
+const STATES: [&str; 6] = [
+    "Todo",
+    "In Progress",
+    " IN PROGRESS ",
+    "Review",
+    "Done",
+    "Cancelled",
+];
 
 #[derive(Clone, Debug)]
 enum Action {
@@ -232,13 +237,13 @@ fn stale_run(sim: &Sim, n: u32) -> RunId {
     let live = sim.live.get(&id(n)).copied();
     sim.records
         .iter()
-        .flat_map(|r| &r.commands)
+        .rev()
+        .flat_map(|r| r.commands.iter().rev())
         .filter_map(|c| match c {
             Command::Dispatch { issue_id, run, .. } if *issue_id == id(n) => Some(*run),
             _ => None,
         })
-        .filter(|run| Some(*run) != live)
-        .last()
+        .find(|run| Some(*run) != live)
         .unwrap_or(RunId(u64::MAX - u64::from(n)))
 }
 
@@ -276,7 +281,11 @@ fn apply(sim: &mut Sim, action: &Action) {
         Action::Delete(n) => sim.remove(*n),
         Action::SetDispatchable(n, d) => edit(sim, *n, |i| i.dispatchable = *d),
         Action::SetLabel(n, on) => edit(sim, *n, |i| {
-            i.labels = if *on { vec!["agent".into()] } else { Vec::new() };
+            i.labels = if *on {
+                vec!["agent".into()]
+            } else {
+                Vec::new()
+            };
         }),
         Action::SetPriority(n, p) => edit(sim, *n, |i| i.priority = *p),
         Action::Bump(n) => {
@@ -449,4 +458,3 @@ proptest! {
         prop_assert!(!attempts.is_empty());
     }
 }
-

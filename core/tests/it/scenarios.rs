@@ -211,10 +211,7 @@ fn failures_back_off_exponentially() {
         delays.extend(retries(&commands).into_iter().map(|(a, d, _)| (a, d)));
         sim.run_until(|sim| sim.live.contains_key(&id(1)));
     }
-    assert_eq!(
-        delays,
-        [(1, 10_000), (2, 20_000), (3, 40_000), (4, 80_000)]
-    );
+    assert_eq!(delays, [(1, 10_000), (2, 20_000), (3, 40_000), (4, 80_000)]);
     insta::assert_snapshot!(sim.transcript);
 }
 
@@ -229,9 +226,12 @@ fn backoff_is_capped_by_config() {
     sim.boot();
     let mut delays = Vec::new();
     for _ in 0..4 {
-        let commands = sim.exit(1, ExitOutcome::TimedOut {
-            reason: "turn_timeout".into(),
-        });
+        let commands = sim.exit(
+            1,
+            ExitOutcome::TimedOut {
+                reason: "turn_timeout".into(),
+            },
+        );
         delays.extend(retries(&commands).into_iter().map(|(_, d, _)| d));
         sim.run_until(|sim| sim.live.contains_key(&id(1)));
     }
@@ -288,7 +288,13 @@ fn stalled_session_is_stopped_and_retried() {
     sim.finish_stops();
     let snapshot = sim.orch.snapshot(sim.now);
     assert_eq!(snapshot.retrying[0].attempt, 1);
-    assert!(snapshot.retrying[0].error.as_deref().unwrap().contains("stalled"));
+    assert!(
+        snapshot.retrying[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("stalled")
+    );
     insta::assert_snapshot!(sim.transcript);
 }
 
@@ -452,7 +458,10 @@ fn refresh_failure_keeps_workers() {
     sim.fire();
     sim.fail("502 bad gateway");
     sim.respond_all();
-    assert!(sim.stopping.is_empty(), "workers must survive a failed refresh");
+    assert!(
+        sim.stopping.is_empty(),
+        "workers must survive a failed refresh"
+    );
     assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
     insta::assert_snapshot!(sim.transcript);
 }
@@ -483,7 +492,13 @@ fn invalid_workflow_pauses_dispatch_but_not_reconciliation() {
     poll(&mut sim);
     sim.finish_stops();
     assert_eq!(dispatched(&sim), ["MT-1"]);
-    assert!(sim.orch.snapshot(sim.now).dispatch.preflight_error.is_some());
+    assert!(
+        sim.orch
+            .snapshot(sim.now)
+            .dispatch
+            .preflight_error
+            .is_some()
+    );
     sim.reload(base());
     poll(&mut sim);
     assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);

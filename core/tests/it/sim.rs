@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use symphony_core::log::{LogHeader, LogRecord};
 use symphony_core::{
-    AgentUpdate, Command, ConfigError, Event, ExitOutcome, Issue, IssueId, Orchestrator,
-    RequestId, RetryKind, RunId, SchedulerConfig, Timestamp, TrackerError, TrackerErrorCategory,
+    AgentUpdate, Command, ConfigError, Event, ExitOutcome, Issue, IssueId, Orchestrator, RequestId,
+    RetryKind, RunId, SchedulerConfig, Timestamp, TrackerError, TrackerErrorCategory,
     failure_backoff_ms,
 };
 
@@ -158,7 +158,9 @@ impl Sim {
         let mut dispatched_states = Vec::new();
         for command in commands {
             match command {
-                Command::Dispatch { issue_id, issue, .. } => {
+                Command::Dispatch {
+                    issue_id, issue, ..
+                } => {
                     // No issue runs twice: the shell must not have a worker for it already.
                     assert!(
                         !self.live.contains_key(issue_id),
@@ -179,8 +181,8 @@ impl Sim {
                         RetryKind::Continuation => assert_eq!(*delay_ms, 1000),
                         RetryKind::Failure => {
                             let cap = config.max_retry_backoff_ms;
-                            let expected = (10_000u128 << (attempt - 1).min(100))
-                                .min(u128::from(cap)) as u64;
+                            let expected =
+                                (10_000u128 << (attempt - 1).min(100)).min(u128::from(cap)) as u64;
                             assert_eq!(*delay_ms, expected, "backoff for attempt {attempt}");
                             assert!(*delay_ms <= cap);
                             assert_eq!(*delay_ms, failure_backoff_ms(*attempt, cap));
@@ -209,7 +211,10 @@ impl Sim {
                     .iter()
                     .filter(|row| norm(&row.state) == state)
                     .count();
-                assert!(in_state <= limit, "{in_state} running in {state:?} over {limit}");
+                assert!(
+                    in_state <= limit,
+                    "{in_state} running in {state:?} over {limit}"
+                );
             }
         }
         // Every claimed issue is in exactly one claim state.
@@ -221,7 +226,10 @@ impl Sim {
             .chain(snapshot.retrying.iter().map(|r| &r.issue_id))
             .chain(snapshot.blocked.iter().map(|r| &r.issue_id));
         for issue_id in ids {
-            assert!(seen.insert(issue_id.clone()), "{issue_id} in two claim states");
+            assert!(
+                seen.insert(issue_id.clone()),
+                "{issue_id} in two claim states"
+            );
         }
         // The core's running view is exactly the shell's live workers (before this step's
         // dispatches are tracked, those are the new ones).
@@ -236,9 +244,15 @@ impl Sim {
         {
             expected.remove(&issue_id.0);
         }
-        let running: BTreeSet<String> =
-            snapshot.running.iter().map(|r| r.issue_id.clone()).collect();
-        assert_eq!(running, expected, "core running set differs from live workers");
+        let running: BTreeSet<String> = snapshot
+            .running
+            .iter()
+            .map(|r| r.issue_id.clone())
+            .collect();
+        assert_eq!(
+            running, expected,
+            "core running set differs from live workers"
+        );
     }
 
     /// Jumps to the next deadline (if it is in the future) and fires the timer.
@@ -269,7 +283,10 @@ impl Sim {
             },
             Command::RefreshIssues { request, ids } => Event::IssuesRefreshed {
                 request: *request,
-                issues: ids.iter().filter_map(|i| self.board.get(i).cloned()).collect(),
+                issues: ids
+                    .iter()
+                    .filter_map(|i| self.board.get(i).cloned())
+                    .collect(),
             },
             _ => return None,
         })
@@ -457,8 +474,16 @@ fn assert_eligible(config: &SchedulerConfig, issue: &Issue) {
     let state = norm(&issue.state);
     let active = config.active_states.iter().any(|s| norm(s) == state);
     let terminal = config.terminal_states.iter().any(|s| norm(s) == state);
-    assert!(active && !terminal, "dispatched {} in state {state:?}", issue.identifier);
-    assert!(issue.dispatchable, "dispatched non-dispatchable {}", issue.identifier);
+    assert!(
+        active && !terminal,
+        "dispatched {} in state {state:?}",
+        issue.identifier
+    );
+    assert!(
+        issue.dispatchable,
+        "dispatched non-dispatchable {}",
+        issue.identifier
+    );
     for want in &config.required_labels {
         let want = norm(want);
         assert!(
