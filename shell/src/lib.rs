@@ -1,0 +1,13 @@
+//! The Symphony shell: everything that touches the world around `symphony-core`.
+//!
+//! The binary (`src/main.rs`) is thin; the pieces live here so tests, benches and fuzz
+//! targets can reach them.
+//!
+//! | Module | SPEC | What |
+//! |---|---|---|
+//! | [`workflow`] | 5, 6, 12 | WORKFLOW.md: front matter, typed config, prompt template, reload |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod workflow;

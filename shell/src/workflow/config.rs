@@ -1,0 +1,1262 @@
+//! The typed service config (SPEC 5.3, 6.1, 6.4): front matter in, validated settings out, with
+//! where each value came from and what was worth a warning.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+use serde_yaml::{Mapping, Value};
+use symphony_core::SchedulerConfig;
+use symphony_core::issue::normalize;
+
+use super::env::{Env, var_reference};
+use super::error::{ErrorClass, Position, Warning, WorkflowError};
+use super::front_matter::locate;
+
+/// A credential. Printed, logged and serialised as `****`; [`Secret::expose`] is the only way
+/// to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("****")
+    }
+}
+
+/// Where an effective value came from (`symphony config` shows it per key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Built-in default.
+    Default,
+    /// Written in the workflow file at this key (differs from the value's own key for
+    /// deprecated spellings).
+    Workflow(String),
+    /// Read from this environment variable (`$VAR` in the file, or an adapter fallback).
+    Env(String),
+    /// Given on the command line.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Workflow(key) => write!(f, "workflow file ({key})"),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+            Self::Flag(flag) => write!(f, "command-line flag {flag}"),
+        }
+    }
+}
+
+/// The tracker adapters this build has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// Markdown files in a directory: the embedded default, no account.
+    Local,
+    /// Linear's GraphQL API.
+    Linear,
+    /// GitHub issues over REST.
+    Github,
+}
+
+impl TrackerKind {
+    const ALL: [Self; 3] = [Self::Local, Self::Linear, Self::Github];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Linear => "linear",
+            Self::Github => "github",
+        }
+    }
+
+    /// Provider keys the adapter reads; also accepted, deprecated, directly under `tracker`.
+    fn provider_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Local => &["path"],
+            Self::Linear => &["endpoint", "api_key", "project_slug", "assignee"],
+            Self::Github => &[
+                "api_url",
+                "repo",
+                "token",
+                "state_label_prefix",
+                "skip_issues_with_open_pull_requests",
+            ],
+        }
+    }
+
+    /// Older flat spellings that map to a provider key of another name.
+    fn legacy_alias(self, key: &str) -> Option<&'static str> {
+        match (self, key) {
+            (Self::Github, "api_key") => Some("token"),
+            (Self::Github, "endpoint") => Some("api_url"),
+            _ => None,
+        }
+    }
+
+    fn default_active_states(self) -> Vec<String> {
+        ["Todo", "In Progress"].map(String::from).to_vec()
+    }
+
+    fn default_terminal_states(self) -> Vec<String> {
+        match self {
+            Self::Local => ["Done", "Cancelled"].map(String::from).to_vec(),
+            Self::Linear => ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]
+                .map(String::from)
+                .to_vec(),
+            Self::Github => ["Done", "Closed"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl fmt::Display for TrackerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `tracker.provider` for `kind: local`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LocalProvider {
+    /// Directory of issue files; absolute after resolution. Default `./issues`.
+    pub path: PathBuf,
+}
+
+/// `tracker.provider` for `kind: linear`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinearProvider {
+    /// GraphQL endpoint.
+    pub endpoint: String,
+    /// API key, sent raw in `Authorization`. Fallback: `$LINEAR_API_KEY`.
+    pub api_key: Secret,
+    /// The project's slug id.
+    pub project_slug: String,
+    /// Only issues assigned to this user, when set.
+    pub assignee: Option<String>,
+}
+
+/// `tracker.provider` for `kind: github`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GithubProvider {
+    /// REST API base.
+    pub api_url: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// Token. Fallback: `$GITHUB_TOKEN`.
+    pub token: Secret,
+    /// Labels starting with this carry the issue's state.
+    pub state_label_prefix: String,
+    /// Skip issues that already have an open pull request linked.
+    pub skip_issues_with_open_pull_requests: bool,
+}
+
+/// The adapter-owned settings, validated by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Provider {
+    /// `kind: local`.
+    Local(LocalProvider),
+    /// `kind: linear`.
+    Linear(LinearProvider),
+    /// `kind: github`.
+    Github(GithubProvider),
+}
+
+/// `tracker`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackerConfig {
+    /// The adapter.
+    pub kind: TrackerKind,
+    /// Its settings.
+    pub provider: Provider,
+    /// Provider keys this build does not know, kept as written (SPEC 5.3.1), values masked
+    /// when they look like secrets.
+    pub provider_extra: BTreeMap<String, serde_json::Value>,
+    /// Labels an issue must all carry.
+    pub required_labels: Vec<String>,
+    /// States eligible for work.
+    pub active_states: Vec<String>,
+    /// States that end work.
+    pub terminal_states: Vec<String>,
+}
+
+/// `polling`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PollingConfig {
+    /// Milliseconds between polls.
+    pub interval_ms: u64,
+}
+
+/// `workspace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkspaceConfig {
+    /// Absolute root under which each issue gets a directory.
+    pub root: PathBuf,
+}
+
+/// `hooks`: shell scripts run in the workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HooksConfig {
+    /// After a workspace is created.
+    pub after_create: Option<String>,
+    /// Before each attempt.
+    pub before_run: Option<String>,
+    /// After each attempt.
+    pub after_run: Option<String>,
+    /// Before a workspace is removed.
+    pub before_remove: Option<String>,
+    /// Per hook.
+    pub timeout_ms: u64,
+}
+
+/// `agent`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AgentConfig {
+    /// Global limit; `0` pauses new dispatch.
+    pub max_concurrent_agents: u32,
+    /// Turns per worker run.
+    pub max_turns: u32,
+    /// Cap of the failure backoff.
+    pub max_retry_backoff_ms: u64,
+    /// Per-state limits, keys normalised.
+    pub max_concurrent_agents_by_state: BTreeMap<String, u32>,
+}
+
+/// `codex`. Policy values pass through to the app-server unchanged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CodexConfig {
+    /// Launched with `bash -lc` in the workspace.
+    pub command: String,
+    /// `AskForApproval`.
+    pub approval_policy: serde_json::Value,
+    /// `SandboxMode` for `thread/start`.
+    pub thread_sandbox: serde_json::Value,
+    /// `SandboxPolicy` for `turn/start`; omitted when `None`.
+    pub turn_sandbox_policy: Option<serde_json::Value>,
+    /// Silence allowed within a turn.
+    pub turn_timeout_ms: u64,
+    /// Wait for a response to a request.
+    pub read_timeout_ms: u64,
+    /// Inactivity before a run counts as stalled; `<= 0` disables.
+    pub stall_timeout_ms: i64,
+}
+
+/// `server` (HTTP extension, SPEC 13.7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServerConfig {
+    /// `None`: no server. `Some(0)`: an ephemeral port.
+    pub port: Option<u16>,
+    /// Address to bind.
+    pub bind: String,
+    /// Required for a non-loopback bind; then every route but `/livez` needs it.
+    pub auth_token: Option<Secret>,
+}
+
+/// The whole effective config.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceConfig {
+    /// `tracker`.
+    pub tracker: TrackerConfig,
+    /// `polling`.
+    pub polling: PollingConfig,
+    /// `workspace`.
+    pub workspace: WorkspaceConfig,
+    /// `hooks`.
+    pub hooks: HooksConfig,
+    /// `agent`.
+    pub agent: AgentConfig,
+    /// `codex`.
+    pub codex: CodexConfig,
+    /// `server`.
+    pub server: ServerConfig,
+}
+
+impl ServiceConfig {
+    /// The part of the config the orchestrator core decides with.
+    pub fn scheduler(&self) -> SchedulerConfig {
+        SchedulerConfig {
+            active_states: self.tracker.active_states.clone(),
+            terminal_states: self.tracker.terminal_states.clone(),
+            required_labels: self.tracker.required_labels.clone(),
+            poll_interval_ms: self.polling.interval_ms,
+            max_concurrent_agents: self.agent.max_concurrent_agents,
+            max_concurrent_agents_by_state: self
+                .agent
+                .max_concurrent_agents_by_state
+                .iter()
+                .map(|(k, v)| (k.clone(), i64::from(*v)))
+                .collect(),
+            max_retry_backoff_ms: self.agent.max_retry_backoff_ms,
+            max_turns: self.agent.max_turns,
+            stall_timeout_ms: self.codex.stall_timeout_ms,
+        }
+    }
+}
+
+/// Values given on the command line, which win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--port`.
+    pub port: Option<i64>,
+    /// `--bind`.
+    pub bind: Option<String>,
+}
+
+/// A resolved config with the source of every value and the warnings found on the way.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    /// The config.
+    pub(crate) config: ServiceConfig,
+    /// Source per key path.
+    pub(crate) sources: BTreeMap<String, Source>,
+    /// Unknown keys, deprecated spellings, ignored entries.
+    pub(crate) warnings: Vec<Warning>,
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "tracker",
+    "polling",
+    "workspace",
+    "hooks",
+    "agent",
+    "codex",
+    "server",
+];
+const TRACKER_KEYS: &[&str] = &[
+    "kind",
+    "provider",
+    "required_labels",
+    "active_states",
+    "terminal_states",
+];
+const HOOK_SCRIPTS: [&str; 4] = ["after_create", "before_run", "after_run", "before_remove"];
+
+/// Resolves the front matter `root` of the workflow at `file` into the typed config.
+pub(crate) fn resolve(
+    root: &Mapping,
+    file: &Path,
+    yaml: &str,
+    yaml_line: usize,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Resolved, WorkflowError> {
+    let base_dir = file.parent().map_or_else(PathBuf::new, Path::to_path_buf);
+    let mut r = Reader {
+        file,
+        base_dir: &base_dir,
+        yaml,
+        yaml_line,
+        env,
+        sources: BTreeMap::new(),
+        warnings: Vec::new(),
+    };
+    r.check_keys(root, "", TOP_LEVEL);
+    let tracker = r.tracker(root)?;
+    let polling = r.section(root, "polling")?;
+    r.check_keys(&polling, "polling", &["interval_ms"]);
+    let polling = PollingConfig {
+        interval_ms: r.int(&polling, "polling.interval_ms", 30_000, 1..=MAX_MS)? as u64,
+    };
+    let workspace = r.workspace(root)?;
+    let hooks = r.hooks(root)?;
+    let agent = r.agent(root)?;
+    let codex = r.codex(root)?;
+    let server = r.server(root, overrides)?;
+    // In file order, so a reader can walk down the file; position-less ones last.
+    r.warnings
+        .sort_by_key(|w| w.at.map_or((usize::MAX, 0), |at| (at.line, at.col)));
+    Ok(Resolved {
+        config: ServiceConfig {
+            tracker,
+            polling,
+            workspace,
+            hooks,
+            agent,
+            codex,
+            server,
+        },
+        sources: r.sources,
+        warnings: r.warnings,
+    })
+}
+
+/// About 31 years: larger millisecond values are surely typos.
+const MAX_MS: i64 = 1 << 40;
+
+struct Reader<'a> {
+    file: &'a Path,
+    base_dir: &'a Path,
+    yaml: &'a str,
+    yaml_line: usize,
+    env: &'a dyn Env,
+    sources: BTreeMap<String, Source>,
+    warnings: Vec<Warning>,
+}
+
+/// A YAML value for messages: short, one line.
+fn show(value: &Value) -> String {
+    let text = match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Mapping(_) => "a map".to_owned(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    };
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(60).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn key_name(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => show(other),
+    }
+}
+
+/// The known key closest to `unknown`, when one is close enough to be a likely typo.
+fn did_you_mean<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| k)
+}
+
+impl Reader<'_> {
+    fn pos(&self, key: &str) -> Option<Position> {
+        let path: Vec<&str> = key.split('.').collect();
+        locate(self.yaml, self.yaml_line, &path)
+    }
+
+    fn error(&self, class: ErrorClass, key: &str, message: impl Into<String>) -> WorkflowError {
+        let at = self
+            .pos(key)
+            .or_else(|| self.pos(key.rsplit_once('.').map_or(key, |(parent, _)| parent)));
+        WorkflowError::new(class, self.file, message)
+            .at(at)
+            .key(key)
+    }
+
+    fn invalid(&self, key: &str, expected: &str, found: &Value) -> WorkflowError {
+        self.error(
+            ErrorClass::InvalidConfigValue,
+            key,
+            format!("{key}: expected {expected}, found {}", show(found)),
+        )
+    }
+
+    fn warn(&mut self, key: &str, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            file: self.file.to_owned(),
+            at: self.pos(key),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn source(&mut self, key: &str, source: Source) {
+        self.sources.insert(key.to_owned(), source);
+    }
+
+    fn written(&mut self, key: &str) {
+        self.source(key, Source::Workflow(key.to_owned()));
+    }
+
+    /// Warns about keys of `map` outside `known`, with a suggestion when one is close.
+    fn check_keys(&mut self, map: &Mapping, prefix: &str, known: &[&str]) {
+        for key in map.keys() {
+            let name = key_name(key);
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            let full = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            let hint = match did_you_mean(&name, known) {
+                Some(k) => format!("unknown key, ignored; did you mean `{k}`?"),
+                None => format!("unknown key, ignored (known here: {})", known.join(", ")),
+            };
+            self.warn(&full, hint);
+        }
+    }
+
+    /// A present, non-null value.
+    fn get<'m>(map: &'m Mapping, key: &str) -> Option<&'m Value> {
+        map.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A section map; absent or null is empty.
+    fn section(&self, root: &Mapping, name: &str) -> Result<Mapping, WorkflowError> {
+        match Self::get(root, name) {
+            None => Ok(Mapping::new()),
+            Some(Value::Mapping(m)) => Ok(m.clone()),
+            Some(other) => Err(self.invalid(name, "a map", other)),
+        }
+    }
+
+    /// An integer given as a number or a numeric string, within `range`.
+    fn int(
+        &mut self,
+        map: &Mapping,
+        key: &str,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<i64, WorkflowError> {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        let Some(value) = Self::get(map, leaf) else {
+            self.source(key, Source::Default);
+            return Ok(default);
+        };
+        let expected = match (*range.start(), *range.end()) {
+            (1, _) => "a positive integer".to_owned(),
+            (0, _) => "a non-negative integer".to_owned(),
+            (lo, hi) if hi < MAX_MS => format!("an integer from {lo} to {hi}"),
+            _ => "an integer".to_owned(),
+        };
+        let parsed = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if range.contains(&n) => {
+                self.written(key);
+                Ok(n)
+            }
+            _ => Err(self.invalid(key, &expected, value)),
+        }
+    }
+
+    /// A string scalar (numbers and booleans are taken as written).
+    fn string(&mut self, map: &Mapping, key: &str) -> Result<Option<String>, WorkflowError> {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        match Self::get(map, leaf) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(other) => Err(self.invalid(key, "a string", other)),
+        }
+    }
+
+    fn string_list(
+        &mut self,
+        map: &Mapping,
+        key: &str,
+    ) -> Result<Option<Vec<String>>, WorkflowError> {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        let Some(value) = Self::get(map, leaf) else {
+            return Ok(None);
+        };
+        let Value::Sequence(items) = value else {
+            return Err(self.invalid(key, "a list of strings", value));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(s) => out.push(s.clone()),
+                Value::Number(n) => out.push(n.to_string()),
+                other => return Err(self.invalid(key, "a list of strings", other)),
+            }
+        }
+        self.written(key);
+        Ok(Some(out))
+    }
+
+    /// Resolves a whole-value `$VAR` reference. `Ok(None)` when the value is not one.
+    fn resolve_var(&mut self, key: &str, value: &str) -> Option<Result<String, String>> {
+        let name = var_reference(value)?;
+        Some(match self.env.var(name).filter(|v| !v.is_empty()) {
+            Some(resolved) => {
+                self.source(key, Source::Env(name.to_owned()));
+                Ok(resolved)
+            }
+            None => Err(name.to_owned()),
+        })
+    }
+
+    /// `~`, a leading `$VAR`, and relative-to-the-workflow resolution, then lexical
+    /// normalisation to an absolute path.
+    fn path(&mut self, key: &str, raw: &str) -> Result<PathBuf, WorkflowError> {
+        let raw = raw.trim();
+        let expanded: PathBuf = if raw == "~" || raw.starts_with("~/") {
+            let Some(home) = self.env.home() else {
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    key,
+                    format!("{key}: `~` used but HOME is not set"),
+                ));
+            };
+            home.join(raw.trim_start_matches('~').trim_start_matches('/'))
+        } else if let Some(rest) = raw.strip_prefix('$') {
+            let (name, tail) = match rest.strip_prefix('{') {
+                Some(braced) => match braced.split_once('}') {
+                    Some((name, tail)) => (name, tail),
+                    None => (braced, ""),
+                },
+                None => {
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    rest.split_at(end)
+                }
+            };
+            let Some(value) = self.env.var(name).filter(|v| !v.is_empty()) else {
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    key,
+                    format!("{key}: ${name} is not set or empty"),
+                ));
+            };
+            self.source(key, Source::Env(name.to_owned()));
+            PathBuf::from(format!("{value}{tail}"))
+        } else {
+            PathBuf::from(raw)
+        };
+        let absolute = if expanded.is_absolute() {
+            expanded
+        } else {
+            self.base_dir.join(expanded)
+        };
+        Ok(normalize_path(&absolute))
+    }
+
+    fn tracker(&mut self, root: &Mapping) -> Result<TrackerConfig, WorkflowError> {
+        let section = self.section(root, "tracker")?;
+        let kinds: Vec<&str> = TrackerKind::ALL.iter().map(|k| k.name()).collect();
+        let Some(raw_kind) = self.string(&section, "tracker.kind")? else {
+            return Err(self.error(
+                ErrorClass::MissingTrackerKind,
+                "tracker.kind",
+                format!("tracker.kind is required; one of: {}", kinds.join(", ")),
+            ));
+        };
+        let Some(kind) = TrackerKind::ALL
+            .into_iter()
+            .find(|k| k.name() == normalize(&raw_kind))
+        else {
+            let hint = did_you_mean(&normalize(&raw_kind), &kinds)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            return Err(self.error(
+                ErrorClass::UnsupportedTrackerKind,
+                "tracker.kind",
+                format!(
+                    "tracker.kind: {raw_kind:?} is not supported{hint}; one of: {}",
+                    kinds.join(", ")
+                ),
+            ));
+        };
+        self.written("tracker.kind");
+
+        // Provider keys, with the older flat spellings folded in.
+        let mut provider = match Self::get(&section, "provider") {
+            None => Mapping::new(),
+            Some(Value::Mapping(m)) => m.clone(),
+            Some(other) => return Err(self.invalid("tracker.provider", "a map", other)),
+        };
+        let mut spelled: BTreeMap<String, String> = BTreeMap::new();
+        let mut flat_keys: Vec<String> = Vec::new();
+        for (key, value) in &section {
+            let name = key_name(key);
+            let target = kind.legacy_alias(&name).or_else(|| {
+                kind.provider_keys()
+                    .iter()
+                    .copied()
+                    .find(|k| *k == name.as_str())
+            });
+            let Some(target) = target else { continue };
+            flat_keys.push(name.clone());
+            let flat = format!("tracker.{name}");
+            if provider.contains_key(target) {
+                self.warn(
+                    &flat,
+                    format!("ignored: tracker.provider.{target} is also set and takes precedence"),
+                );
+            } else {
+                self.warn(
+                    &flat,
+                    format!("deprecated spelling; move it to tracker.provider.{target}"),
+                );
+                provider.insert(Value::String(target.to_owned()), value.clone());
+                spelled.insert(target.to_owned(), flat);
+            }
+        }
+        let known: Vec<&str> = TRACKER_KEYS
+            .iter()
+            .copied()
+            .chain(flat_keys.iter().map(String::as_str))
+            .collect();
+        self.check_keys(&section, "tracker", &known);
+
+        let mut p = ProviderReader {
+            map: provider,
+            spelled,
+        };
+        let provider = match kind {
+            TrackerKind::Local => Provider::Local(self.local(&mut p)?),
+            TrackerKind::Linear => Provider::Linear(self.linear(&mut p)?),
+            TrackerKind::Github => Provider::Github(self.github(&mut p)?),
+        };
+        let mut provider_extra = BTreeMap::new();
+        for (key, value) in &p.map {
+            let name = key_name(key);
+            if kind.provider_keys().contains(&name.as_str()) {
+                continue;
+            }
+            let hint = did_you_mean(&name, kind.provider_keys())
+                .map(|k| format!("; did you mean `{k}`?"))
+                .unwrap_or_default();
+            self.warn(
+                &format!("tracker.provider.{name}"),
+                format!("not a {kind} setting, kept but unused{hint}"),
+            );
+            let looks_secret = ["key", "token", "secret", "password"]
+                .iter()
+                .any(|s| name.to_lowercase().contains(s));
+            let shown = if looks_secret {
+                serde_json::Value::String("****".into())
+            } else {
+                serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+            };
+            provider_extra.insert(name, shown);
+        }
+
+        let required_labels = self
+            .string_list(&section, "tracker.required_labels")?
+            .unwrap_or_default();
+        for label in &required_labels {
+            if label.trim().is_empty() {
+                self.warn(
+                    "tracker.required_labels",
+                    "a blank label matches no issue, so nothing will be dispatched",
+                );
+            }
+        }
+        let states = |r: &mut Self, key: &str, default: Vec<String>| {
+            r.string_list(&section, key).map(|v| {
+                v.unwrap_or_else(|| {
+                    r.source(key, Source::Default);
+                    default
+                })
+            })
+        };
+        let active_states = states(self, "tracker.active_states", kind.default_active_states())?;
+        let terminal_states = states(
+            self,
+            "tracker.terminal_states",
+            kind.default_terminal_states(),
+        )?;
+        if active_states.iter().all(|s| s.trim().is_empty()) {
+            return Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                "tracker.active_states",
+                "tracker.active_states: expected at least one state name",
+            ));
+        }
+        for state in &active_states {
+            if terminal_states
+                .iter()
+                .any(|t| normalize(t) == normalize(state))
+            {
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    "tracker.active_states",
+                    format!("tracker.active_states: {state:?} is also a terminal state"),
+                ));
+            }
+        }
+        Ok(TrackerConfig {
+            kind,
+            provider,
+            provider_extra,
+            required_labels,
+            active_states,
+            terminal_states,
+        })
+    }
+
+    /// A provider string: `$VAR` resolved, source recorded, `default` when absent.
+    fn provider_string(
+        &mut self,
+        p: &mut ProviderReader,
+        name: &str,
+        default: Option<&str>,
+    ) -> Result<Option<String>, WorkflowError> {
+        let key = format!("tracker.provider.{name}");
+        let written = p.spelled.get(name).cloned().unwrap_or_else(|| key.clone());
+        let value = match Self::get(&p.map, name) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => return Err(self.invalid(&written, "a string", other)),
+        };
+        let Some(value) = value else {
+            return Ok(default.map(|d| {
+                self.source(&key, Source::Default);
+                d.to_owned()
+            }));
+        };
+        match self.resolve_var(&key, &value) {
+            None => {
+                self.source(&key, Source::Workflow(written));
+                Ok(Some(value))
+            }
+            Some(Ok(resolved)) => Ok(Some(resolved)),
+            Some(Err(var)) => Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                &written,
+                format!("{written}: ${var} is not set or empty"),
+            )),
+        }
+    }
+
+    /// A credential: written value or `$VAR`, else the adapter's fallback variable.
+    fn secret(
+        &mut self,
+        p: &mut ProviderReader,
+        name: &str,
+        fallback_var: &str,
+    ) -> Result<Secret, WorkflowError> {
+        let key = format!("tracker.provider.{name}");
+        let written = p.spelled.get(name).cloned().unwrap_or_else(|| key.clone());
+        if let Some(value) = Self::get(&p.map, name) {
+            let Value::String(text) = value else {
+                return Err(self.invalid(&written, "a string or $VAR", value));
+            };
+            return match self.resolve_var(&key, text) {
+                Some(Ok(resolved)) => Ok(Secret(resolved)),
+                Some(Err(var)) => Err(self.error(
+                    ErrorClass::MissingTrackerApiKey,
+                    &written,
+                    format!("{written}: ${var} is not set or empty"),
+                )),
+                None if text.trim().is_empty() => Err(self.error(
+                    ErrorClass::MissingTrackerApiKey,
+                    &written,
+                    format!("{written} is empty"),
+                )),
+                None => {
+                    self.source(&key, Source::Workflow(written));
+                    Ok(Secret(text.trim().to_owned()))
+                }
+            };
+        }
+        match self.env.var(fallback_var).filter(|v| !v.is_empty()) {
+            Some(value) => {
+                self.source(&key, Source::Env(fallback_var.to_owned()));
+                Ok(Secret(value))
+            }
+            None => Err(self.error(
+                ErrorClass::MissingTrackerApiKey,
+                "tracker.provider",
+                format!(
+                    "{key} is missing: write `{name}: ${fallback_var}` under tracker.provider \
+                     and export {fallback_var}"
+                ),
+            )),
+        }
+    }
+
+    fn local(&mut self, p: &mut ProviderReader) -> Result<LocalProvider, WorkflowError> {
+        let raw = self
+            .provider_string(p, "path", Some("./issues"))?
+            .unwrap_or_default();
+        let path = self.path("tracker.provider.path", &raw)?;
+        Ok(LocalProvider { path })
+    }
+
+    fn linear(&mut self, p: &mut ProviderReader) -> Result<LinearProvider, WorkflowError> {
+        let endpoint = self
+            .provider_string(p, "endpoint", Some("https://api.linear.app/graphql"))?
+            .unwrap_or_default();
+        let api_key = self.secret(p, "api_key", "LINEAR_API_KEY")?;
+        let Some(project_slug) = self
+            .provider_string(p, "project_slug", None)?
+            .filter(|s| !s.trim().is_empty())
+        else {
+            return Err(self.error(
+                ErrorClass::MissingTrackerProject,
+                "tracker.provider",
+                "tracker.provider.project_slug is required for kind linear \
+                 (the slug id from the project's URL)",
+            ));
+        };
+        let assignee = self.provider_string(p, "assignee", None)?;
+        Ok(LinearProvider {
+            endpoint,
+            api_key,
+            project_slug,
+            assignee,
+        })
+    }
+
+    fn github(&mut self, p: &mut ProviderReader) -> Result<GithubProvider, WorkflowError> {
+        let api_url = self
+            .provider_string(p, "api_url", Some("https://api.github.com"))?
+            .unwrap_or_default();
+        let Some(repo) = self.provider_string(p, "repo", None)? else {
+            return Err(self.error(
+                ErrorClass::MissingTrackerProject,
+                "tracker.provider",
+                "tracker.provider.repo is required for kind github, as `owner/name`",
+            ));
+        };
+        let valid = repo.split_once('/').is_some_and(|(owner, name)| {
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            ok(owner) && ok(name)
+        });
+        if !valid {
+            let key = p
+                .spelled
+                .get("repo")
+                .cloned()
+                .unwrap_or_else(|| "tracker.provider.repo".to_owned());
+            return Err(self.invalid(&key, "`owner/name`", &Value::String(repo)));
+        }
+        let token = self.secret(p, "token", "GITHUB_TOKEN")?;
+        let state_label_prefix = self
+            .provider_string(p, "state_label_prefix", Some("state:"))?
+            .unwrap_or_default();
+        let skip = match Self::get(&p.map, "skip_issues_with_open_pull_requests") {
+            None => {
+                self.source(
+                    "tracker.provider.skip_issues_with_open_pull_requests",
+                    Source::Default,
+                );
+                false
+            }
+            Some(Value::Bool(b)) => {
+                self.written("tracker.provider.skip_issues_with_open_pull_requests");
+                *b
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    "tracker.provider.skip_issues_with_open_pull_requests",
+                    "true or false",
+                    other,
+                ));
+            }
+        };
+        Ok(GithubProvider {
+            api_url,
+            repo,
+            token,
+            state_label_prefix,
+            skip_issues_with_open_pull_requests: skip,
+        })
+    }
+
+    fn workspace(&mut self, root: &Mapping) -> Result<WorkspaceConfig, WorkflowError> {
+        let section = self.section(root, "workspace")?;
+        self.check_keys(&section, "workspace", &["root"]);
+        let root = match self.string(&section, "workspace.root")? {
+            Some(raw) => {
+                self.written("workspace.root");
+                self.path("workspace.root", &raw)?
+            }
+            None => {
+                self.source("workspace.root", Source::Default);
+                normalize_path(&self.env.temp_dir().join("symphony_workspaces"))
+            }
+        };
+        Ok(WorkspaceConfig { root })
+    }
+
+    fn hooks(&mut self, root: &Mapping) -> Result<HooksConfig, WorkflowError> {
+        let section = self.section(root, "hooks")?;
+        let mut known = HOOK_SCRIPTS.to_vec();
+        known.push("timeout_ms");
+        self.check_keys(&section, "hooks", &known);
+        let mut scripts = Vec::with_capacity(4);
+        for name in HOOK_SCRIPTS {
+            let key = format!("hooks.{name}");
+            let script = self
+                .string(&section, &key)?
+                .filter(|s| !s.trim().is_empty());
+            if script.is_some() {
+                self.written(&key);
+            }
+            scripts.push(script);
+        }
+        let timeout_ms = self.int(&section, "hooks.timeout_ms", 60_000, 1..=MAX_MS)? as u64;
+        let mut scripts = scripts.into_iter();
+        Ok(HooksConfig {
+            after_create: scripts.next().flatten(),
+            before_run: scripts.next().flatten(),
+            after_run: scripts.next().flatten(),
+            before_remove: scripts.next().flatten(),
+            timeout_ms,
+        })
+    }
+
+    fn agent(&mut self, root: &Mapping) -> Result<AgentConfig, WorkflowError> {
+        let section = self.section(root, "agent")?;
+        self.check_keys(
+            &section,
+            "agent",
+            &[
+                "max_concurrent_agents",
+                "max_turns",
+                "max_retry_backoff_ms",
+                "max_concurrent_agents_by_state",
+            ],
+        );
+        let max_concurrent_agents =
+            self.int(&section, "agent.max_concurrent_agents", 10, 0..=10_000)? as u32;
+        let max_turns = self.int(&section, "agent.max_turns", 20, 1..=10_000)? as u32;
+        let max_retry_backoff_ms =
+            self.int(&section, "agent.max_retry_backoff_ms", 300_000, 1..=MAX_MS)? as u64;
+        let key = "agent.max_concurrent_agents_by_state";
+        let mut by_state = BTreeMap::new();
+        match Self::get(&section, "max_concurrent_agents_by_state") {
+            None => self.source(key, Source::Default),
+            Some(Value::Mapping(map)) => {
+                self.written(key);
+                for (state, limit) in map {
+                    let state_name = normalize(&key_name(state));
+                    let parsed = match limit {
+                        Value::Number(n) => n.as_i64(),
+                        Value::String(s) => s.trim().parse::<i64>().ok(),
+                        _ => None,
+                    };
+                    match parsed
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                    {
+                        Some(n) if !state_name.is_empty() => {
+                            let slot = by_state.entry(state_name.clone()).or_insert(n);
+                            if *slot != n {
+                                self.warn(
+                                    key,
+                                    format!(
+                                        "{state_name:?} is listed twice after normalising; \
+                                         the lower limit applies"
+                                    ),
+                                );
+                                *slot = (*slot).min(n);
+                            }
+                        }
+                        _ => self.warn(
+                            key,
+                            format!(
+                                "entry {} = {} ignored: expected a state name and a positive \
+                                 integer",
+                                key_name(state),
+                                show(limit)
+                            ),
+                        ),
+                    }
+                }
+            }
+            Some(other) => return Err(self.invalid(key, "a map of state name to limit", other)),
+        }
+        Ok(AgentConfig {
+            max_concurrent_agents,
+            max_turns,
+            max_retry_backoff_ms,
+            max_concurrent_agents_by_state: by_state,
+        })
+    }
+
+    fn codex(&mut self, root: &Mapping) -> Result<CodexConfig, WorkflowError> {
+        let section = self.section(root, "codex")?;
+        self.check_keys(
+            &section,
+            "codex",
+            &[
+                "command",
+                "approval_policy",
+                "thread_sandbox",
+                "turn_sandbox_policy",
+                "turn_timeout_ms",
+                "read_timeout_ms",
+                "stall_timeout_ms",
+            ],
+        );
+        let command = match self.string(&section, "codex.command")? {
+            Some(c) if c.trim().is_empty() => {
+                return Err(self.error(
+                    ErrorClass::MissingCodexCommand,
+                    "codex.command",
+                    "codex.command is empty; remove it for the default `codex app-server`",
+                ));
+            }
+            Some(c) => {
+                self.written("codex.command");
+                c
+            }
+            None => {
+                self.source("codex.command", Source::Default);
+                "codex app-server".to_owned()
+            }
+        };
+        let pass_through = |r: &mut Self, name: &str, default: Option<serde_json::Value>| {
+            let key = format!("codex.{name}");
+            match Self::get(&section, name) {
+                Some(value) => {
+                    r.written(&key);
+                    serde_json::to_value(value).ok()
+                }
+                None => {
+                    r.source(&key, Source::Default);
+                    default
+                }
+            }
+        };
+        let approval_policy = pass_through(self, "approval_policy", Some("never".into()))
+            .unwrap_or(serde_json::Value::Null);
+        let thread_sandbox = pass_through(self, "thread_sandbox", Some("workspace-write".into()))
+            .unwrap_or(serde_json::Value::Null);
+        let turn_sandbox_policy = pass_through(self, "turn_sandbox_policy", None);
+        Ok(CodexConfig {
+            command,
+            approval_policy,
+            thread_sandbox,
+            turn_sandbox_policy,
+            turn_timeout_ms: self.int(&section, "codex.turn_timeout_ms", 3_600_000, 1..=MAX_MS)?
+                as u64,
+            read_timeout_ms: self.int(&section, "codex.read_timeout_ms", 5_000, 1..=MAX_MS)? as u64,
+            stall_timeout_ms: self.int(
+                &section,
+                "codex.stall_timeout_ms",
+                300_000,
+                -MAX_MS..=MAX_MS,
+            )?,
+        })
+    }
+
+    fn server(
+        &mut self,
+        root: &Mapping,
+        overrides: &Overrides,
+    ) -> Result<ServerConfig, WorkflowError> {
+        let section = self.section(root, "server")?;
+        self.check_keys(&section, "server", &["port", "bind", "auth_token"]);
+        let mut port = self.int(&section, "server.port", -1, -1..=65_535)?;
+        if let Some(flag) = overrides.port {
+            if !(-1..=65_535).contains(&flag) {
+                return Err(WorkflowError::new(
+                    ErrorClass::InvalidConfigValue,
+                    self.file,
+                    format!("--port: expected an integer from -1 to 65535, found {flag}"),
+                )
+                .key("server.port"));
+            }
+            port = flag;
+            self.source("server.port", Source::Flag("--port".into()));
+        }
+        let mut bind = match self.string(&section, "server.bind")? {
+            Some(b) => {
+                self.written("server.bind");
+                b.trim().to_owned()
+            }
+            None => {
+                self.source("server.bind", Source::Default);
+                "127.0.0.1".to_owned()
+            }
+        };
+        if let Some(flag) = &overrides.bind {
+            bind = flag.trim().to_owned();
+            self.source("server.bind", Source::Flag("--bind".into()));
+        }
+        let auth_token = match Self::get(&section, "auth_token") {
+            None => None,
+            Some(Value::String(text)) => match self.resolve_var("server.auth_token", text) {
+                Some(Ok(token)) => Some(Secret(token)),
+                Some(Err(var)) => {
+                    return Err(self.error(
+                        ErrorClass::InvalidConfigValue,
+                        "server.auth_token",
+                        format!("server.auth_token: ${var} is not set or empty"),
+                    ));
+                }
+                None => {
+                    self.written("server.auth_token");
+                    Some(Secret(text.trim().to_owned()))
+                }
+            },
+            Some(other) => {
+                return Err(self.invalid("server.auth_token", "a string or $VAR", other));
+            }
+        };
+        let loopback = bind == "localhost"
+            || bind
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if port >= 0 && !loopback && auth_token.is_none() {
+            return Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                "server.bind",
+                format!(
+                    "server.bind: {bind:?} is not a loopback address; set server.auth_token \
+                     (e.g. `auth_token: $SYMPHONY_TOKEN`) to serve on it"
+                ),
+            ));
+        }
+        Ok(ServerConfig {
+            port: u16::try_from(port).ok(),
+            bind,
+            auth_token,
+        })
+    }
+}
+
+/// The provider map being read, and which flat key each folded-in value was written at.
+struct ProviderReader {
+    map: Mapping,
+    spelled: BTreeMap<String, String>,
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem.
+fn normalize_path(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}

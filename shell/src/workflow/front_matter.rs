@@ -1,0 +1,167 @@
+//! Splitting WORKFLOW.md into YAML front matter and prompt body (SPEC 5.2), and finding where a
+//! key sits in the front matter so errors can point at it.
+
+use super::error::Position;
+
+/// A workflow file cut in two. Line numbers are 1-based lines of the whole file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Parts<'a> {
+    /// The front matter text between the `---` lines, when there is front matter.
+    pub(crate) yaml: Option<&'a str>,
+    /// File line of the first front matter line.
+    pub(crate) yaml_line: usize,
+    /// The prompt body, trimmed (SPEC 5.2).
+    pub(crate) body: &'a str,
+    /// Where the trimmed body starts in the file.
+    pub(crate) body_at: Position,
+}
+
+/// The front matter was opened and never closed: the line it was opened on.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Unclosed;
+
+fn is_fence(line: &str) -> bool {
+    line.trim_end() == "---"
+}
+
+/// Splits `text`. A file whose first line is `---` has front matter up to the next `---`
+/// line; any other file is all body.
+pub(crate) fn split(text: &str) -> Result<Parts<'_>, Unclosed> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut lines = text.split_inclusive('\n');
+    let Some(first) = lines.next().filter(|l| is_fence(l)) else {
+        return Ok(body_only(text, 0, 1));
+    };
+    let yaml_start = first.len();
+    let mut offset = yaml_start;
+    for (line_no, line) in (2..).zip(lines) {
+        if is_fence(line) {
+            let yaml = &text[yaml_start..offset];
+            let body_offset = offset + line.len();
+            let mut parts = body_only(text, body_offset, line_no + 1);
+            parts.yaml = Some(yaml);
+            parts.yaml_line = 2;
+            return Ok(parts);
+        }
+        offset += line.len();
+    }
+    Err(Unclosed)
+}
+
+/// The part of `text` from `offset` (which is at the start of file line `line`) as a trimmed
+/// body, with the file position where the trimmed body starts.
+fn body_only(text: &str, offset: usize, line: usize) -> Parts<'_> {
+    let rest = &text[offset..];
+    let trimmed_start = rest.trim_start();
+    let skipped = &rest[..rest.len() - trimmed_start.len()];
+    let newlines = skipped.matches('\n').count();
+    let col = skipped.rsplit('\n').next().map_or(0, |s| s.chars().count()) + 1;
+    Parts {
+        yaml: None,
+        yaml_line: 0,
+        body: trimmed_start.trim_end(),
+        body_at: Position {
+            line: line + newlines,
+            col,
+        },
+    }
+}
+
+/// Best-effort position of the key at `path` (`["agent", "max_turns"]`) in block-style YAML.
+/// Flow-style maps and keys in quotes with escapes are not followed; `None` then.
+pub(crate) fn locate(yaml: &str, first_line: usize, path: &[&str]) -> Option<Position> {
+    let mut depth = 0;
+    // Indentation of the map currently being searched; `None` until its first key is seen.
+    let mut indent: Option<usize> = Some(0);
+    let mut parent_indent: Option<usize> = None;
+    for (index, line) in yaml.lines().enumerate() {
+        let content = line.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let this_indent = line.len() - content.len();
+        if let Some(parent) = parent_indent
+            && this_indent <= parent
+        {
+            return None; // left the parent map without finding the key
+        }
+        match indent {
+            None => indent = Some(this_indent),
+            Some(want) if this_indent != want => continue,
+            Some(_) => {}
+        }
+        let Some((key, _)) = content.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+        if key != path[depth] {
+            continue;
+        }
+        if depth + 1 == path.len() {
+            return Some(Position {
+                line: first_line + index,
+                col: this_indent + 1,
+            });
+        }
+        depth += 1;
+        parent_indent = Some(this_indent);
+        indent = None;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn front_matter_and_body_are_split_with_positions() {
+        let text = "---\na: 1\n---\n\n  Hello {{ issue.identifier }}\n\n";
+        let parts = split(text).unwrap();
+        assert_eq!(parts.yaml, Some("a: 1\n"));
+        assert_eq!(parts.yaml_line, 2);
+        assert_eq!(parts.body, "Hello {{ issue.identifier }}");
+        assert_eq!(parts.body_at, Position { line: 5, col: 3 });
+    }
+
+    #[test]
+    fn no_front_matter_means_all_body() {
+        let parts = split("Just a prompt\n").unwrap();
+        assert_eq!(parts.yaml, None);
+        assert_eq!(parts.body, "Just a prompt");
+        assert_eq!(parts.body_at, Position { line: 1, col: 1 });
+        // `---` later in the file is Markdown, not front matter.
+        assert_eq!(split("text\n---\nmore").unwrap().yaml, None);
+    }
+
+    #[test]
+    fn crlf_bom_and_empty_front_matter() {
+        let parts = split("\u{feff}---\r\n---\r\nBody\r\n").unwrap();
+        assert_eq!(parts.yaml, Some(""));
+        assert_eq!(parts.body, "Body");
+        assert_eq!(parts.body_at.line, 3);
+    }
+
+    #[test]
+    fn unclosed_front_matter_is_an_error() {
+        assert_eq!(split("---\na: 1\nbody"), Err(Unclosed));
+    }
+
+    #[test]
+    fn keys_are_located_by_indentation() {
+        let yaml = "tracker:\n  kind: linear\nagent:\n  # limits\n  max_turns: 0\n  nested:\n    max_turns: 1\ncodex:\n  max_turns: 2\n";
+        assert_eq!(
+            locate(yaml, 2, &["agent", "max_turns"]),
+            Some(Position { line: 6, col: 3 })
+        );
+        assert_eq!(
+            locate(yaml, 2, &["codex", "max_turns"]),
+            Some(Position { line: 10, col: 3 })
+        );
+        assert_eq!(
+            locate(yaml, 2, &["agent"]),
+            Some(Position { line: 4, col: 1 })
+        );
+        assert_eq!(locate(yaml, 2, &["tracker", "max_turns"]), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! WORKFLOW.md: loading, the typed config, the prompt template and reload (SPEC 5, 6, 12).
+//!
+//! [`load`] reads a file; [`parse`] is the same on text already in memory (used by tests,
+//! fuzzing and benches), resolving `$VAR` and `~` against an [`Env`] it is given.
+
+mod config;
+mod env;
+mod error;
+mod front_matter;
+mod template;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use config::{
+    AgentConfig, CodexConfig, GithubProvider, HooksConfig, LinearProvider, LocalProvider,
+    Overrides, PollingConfig, Provider, Secret, ServerConfig, ServiceConfig, Source, TrackerConfig,
+    TrackerKind, WorkspaceConfig,
+};
+pub use env::{Env, MapEnv, ProcessEnv};
+pub use error::{ErrorClass, Position, Warning, WorkflowError};
+pub use template::{DEFAULT_PROMPT, PromptTemplate};
+pub use watch::{WatchEvent, Watcher};
+
+/// A loaded workflow: everything the daemon needs from WORKFLOW.md.
+#[derive(Debug)]
+pub struct Workflow {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The effective config.
+    pub config: ServiceConfig,
+    /// Where each config value came from, by key path.
+    pub sources: BTreeMap<String, Source>,
+    /// Problems that did not stop loading.
+    pub warnings: Vec<Warning>,
+    /// The prompt template (which may hold a parse error that fails each attempt).
+    pub prompt: PromptTemplate,
+    /// FNV-1a of the file's bytes: the reload watcher compares these.
+    pub content_hash: u64,
+}
+
+/// The default workflow path: `WORKFLOW.md` in the current directory (SPEC 5.1).
+pub fn default_path() -> PathBuf {
+    PathBuf::from("WORKFLOW.md")
+}
+
+/// Reads and parses the workflow at `path`.
+pub fn load(path: &Path, env: &dyn Env, overrides: &Overrides) -> Result<Workflow, WorkflowError> {
+    let text = std::fs::read(path).map_err(|e| {
+        WorkflowError::new(
+            ErrorClass::MissingWorkflowFile,
+            path,
+            format!("cannot read the workflow file: {e}"),
+        )
+    })?;
+    let text = String::from_utf8(text).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1;
+        WorkflowError::new(
+            ErrorClass::WorkflowParseError,
+            path,
+            format!("the file is not valid UTF-8 (at byte {offset})"),
+        )
+        .at(Some(Position { line, col: 1 }))
+    })?;
+    parse(&text, path, env, overrides)
+}
+
+/// Parses workflow text as if read from `path` (relative paths resolve against its directory).
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Workflow, WorkflowError> {
+    let parts = front_matter::split(text).map_err(|front_matter::Unclosed| {
+        WorkflowError::new(
+            ErrorClass::WorkflowParseError,
+            path,
+            "the front matter opened by `---` on line 1 is never closed by a `---` line",
+        )
+        .at(Some(Position { line: 1, col: 1 }))
+    })?;
+    let yaml = parts.yaml.unwrap_or("");
+    let root = match parts.yaml {
+        None => serde_yaml::Mapping::new(),
+        Some(yaml) => parse_front_matter(yaml, parts.yaml_line, path)?,
+    };
+    let resolved = config::resolve(&root, path, yaml, parts.yaml_line, env, overrides)?;
+    let prompt = PromptTemplate::new(parts.body, path, parts.body_at);
+    Ok(Workflow {
+        path: path.to_owned(),
+        config: resolved.config,
+        sources: resolved.sources,
+        warnings: resolved.warnings,
+        prompt,
+        content_hash: fnv1a64(text.as_bytes()),
+    })
+}
+
+fn parse_front_matter(
+    yaml: &str,
+    first_line: usize,
+    path: &Path,
+) -> Result<serde_yaml::Mapping, WorkflowError> {
+    let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| {
+        let at = e.location().map(|l| Position {
+            line: first_line + l.line() - 1,
+            col: l.column(),
+        });
+        // serde_yaml states positions in front matter terms: the first is the error's own
+        // (reported as `at` instead), later ones ("while parsing ... at line N") are moved
+        // to file terms.
+        let mut message = e.to_string();
+        if at.is_some()
+            && let Some(cut) = message.find(" at line ")
+        {
+            let tail = &message[cut + " at line ".len()..];
+            let rest = tail.find(", ").map_or("", |comma| &tail[comma..]);
+            message = format!("{}{}", &message[..cut], shift_lines(rest, first_line - 1));
+        }
+        WorkflowError::new(
+            ErrorClass::WorkflowParseError,
+            path,
+            format!("invalid YAML front matter: {message}"),
+        )
+        .at(at)
+    })?;
+    match value {
+        serde_yaml::Value::Mapping(map) => Ok(map),
+        serde_yaml::Value::Null => Ok(serde_yaml::Mapping::new()),
+        other => {
+            let found = match other {
+                serde_yaml::Value::Sequence(_) => "a list",
+                serde_yaml::Value::String(_) => "a string",
+                serde_yaml::Value::Number(_) => "a number",
+                serde_yaml::Value::Bool(_) => "a boolean",
+                _ => "a tagged value",
+            };
+            Err(WorkflowError::new(
+                ErrorClass::WorkflowFrontMatterNotAMap,
+                path,
+                format!("the front matter must be a map of settings, found {found}"),
+            )
+            .at(Some(Position {
+                line: first_line,
+                col: 1,
+            })))
+        }
+    }
+}
+
+/// Adds `offset` to every "line N" in `text`.
+fn shift_lines(text: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(cut) = rest.find("line ") {
+        let (head, tail) = rest.split_at(cut + "line ".len());
+        out.push_str(head);
+        let digits = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        match tail[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&tail[..digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// FNV-1a, 64-bit: a fast content fingerprint (not a security hash).
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

@@ -1,0 +1,251 @@
+//! The prompt template (SPEC 5.4, 12): Tera, strict, parsed once per workflow load.
+//!
+//! Strictness comes from the engine: an unknown variable or field in `{{ }}` fails rendering,
+//! an unknown filter fails parsing. `{% if x %}` on an absent `x` is false, which is how the
+//! first attempt (no `attempt` variable) reads. Liquid-only syntax is refused with a message
+//! naming the construct and its Tera spelling (DEVIATIONS.md).
+
+use std::path::{Path, PathBuf};
+
+use symphony_core::Issue;
+use tera::{Context, ErrorKind, Tera};
+
+use super::error::{ErrorClass, Position, WorkflowError};
+
+/// Used when the workflow body is empty (SPEC 5.4 fallback).
+pub const DEFAULT_PROMPT: &str = "You are working on an issue from the configured tracker.
+
+{{ issue.identifier }}: {{ issue.title }}
+{% if issue.url %}{{ issue.url }}
+{% endif %}{% if issue.description %}
+{{ issue.description }}
+{% endif %}";
+
+const NAME: &str = "WORKFLOW.md";
+
+/// A parsed prompt template, or the parse error every render reports (a template error fails
+/// the attempt, not the workflow: SPEC 5.5).
+#[derive(Debug)]
+pub struct PromptTemplate {
+    engine: Result<Tera, WorkflowError>,
+    file: PathBuf,
+    /// Where the body starts in the file, to report positions in file terms.
+    body_at: Position,
+    /// Whether the body was empty and the default prompt is in use.
+    pub is_default: bool,
+}
+
+impl PromptTemplate {
+    /// Parses `body` (the trimmed Markdown body, starting at `body_at` in `file`).
+    pub fn new(body: &str, file: &Path, body_at: Position) -> Self {
+        let is_default = body.is_empty();
+        let source = if is_default { DEFAULT_PROMPT } else { body };
+        let at = if is_default {
+            Position { line: 1, col: 1 }
+        } else {
+            body_at
+        };
+        let engine = liquid_check(source, file, at).and_then(|()| {
+            let mut tera = Tera::new();
+            tera.autoescape_on(Vec::<&str>::new());
+            tera.add_raw_template(NAME, source)
+                .map(|()| tera)
+                .map_err(|e| tera_error(&e, ErrorClass::TemplateParseError, file, at))
+        });
+        Self {
+            engine,
+            file: file.to_owned(),
+            body_at: at,
+            is_default,
+        }
+    }
+
+    /// The parse error, if the body is not a valid template.
+    pub fn parse_error(&self) -> Option<&WorkflowError> {
+        self.engine.as_ref().err()
+    }
+
+    /// Renders for `issue`; `attempt` is absent on the first run and 1-based afterwards.
+    pub fn render(&self, issue: &Issue, attempt: Option<u32>) -> Result<String, WorkflowError> {
+        let tera = self.engine.as_ref().map_err(Clone::clone)?;
+        let mut context = Context::new();
+        context.insert("issue", &issue_value(issue));
+        if let Some(attempt) = attempt {
+            context.insert("attempt", &attempt);
+        }
+        tera.render(NAME, &context).map_err(|e| {
+            tera_error(
+                &e,
+                ErrorClass::TemplateRenderError,
+                &self.file,
+                self.body_at,
+            )
+        })
+    }
+}
+
+/// The `issue` variable: every normalised field, keys as strings, lists kept as lists
+/// (SPEC 12.2). Timestamps are RFC 3339 strings.
+fn issue_value(issue: &Issue) -> serde_json::Value {
+    serde_json::to_value(issue).unwrap_or(serde_json::Value::Null)
+}
+
+/// A body position (1-based line and 0-based column from Tera) in file terms.
+fn file_position(body_at: Position, line: usize, col0: usize) -> Position {
+    if line <= 1 {
+        Position {
+            line: body_at.line,
+            col: body_at.col + col0,
+        }
+    } else {
+        Position {
+            line: body_at.line + line - 1,
+            col: col0 + 1,
+        }
+    }
+}
+
+fn tera_error(
+    error: &tera::Error,
+    class: ErrorClass,
+    file: &Path,
+    body_at: Position,
+) -> WorkflowError {
+    let (message, at) = match error.kind() {
+        ErrorKind::SyntaxError(report) | ErrorKind::RenderingError(report) => {
+            let span = report.span();
+            (
+                report.message().to_owned(),
+                Some(file_position(body_at, span.start_line, span.start_col)),
+            )
+        }
+        _ => (error.to_string(), None),
+    };
+    WorkflowError::new(class, file, message).at(at)
+}
+
+/// Liquid constructs Tera does not have, with how to write them in Tera.
+fn liquid_tag_hint(tag: &str) -> Option<&'static str> {
+    Some(match tag {
+        "elsif" => "write `{% elif ... %}`",
+        "unless" => "write `{% if not ... %}`",
+        "endunless" => "close it with `{% endif %}` after `{% if not ... %}`",
+        "assign" => "write `{% set name = value %}`",
+        "capture" | "endcapture" => "write `{% set name %}...{% endset %}`",
+        "case" | "when" | "endcase" => "write `{% if %}` / `{% elif %}` chains",
+        "comment" | "endcomment" => "write a Tera comment `{# ... #}`",
+        "increment" | "decrement" | "cycle" | "tablerow" | "endtablerow" | "liquid" | "echo"
+        | "render" => "Tera has no such tag",
+        _ => return None,
+    })
+}
+
+/// Liquid filters whose Tera equivalent has another name.
+fn liquid_filter_hint(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "downcase" => "lower",
+        "upcase" => "upper",
+        "strip" => "trim",
+        "lstrip" => "trim_start",
+        "rstrip" => "trim_end",
+        "size" => "length",
+        "escape" => "escape",
+        _ => return None,
+    })
+}
+
+/// Refuses Liquid-only syntax before Tera sees it, so the message says what to write instead
+/// of a bare syntax error. Text inside `{% raw %}` blocks is not examined.
+fn liquid_check(source: &str, file: &Path, body_at: Position) -> Result<(), WorkflowError> {
+    let refuse = |offset: usize, message: String| {
+        let before = &source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col0 = before.rsplit('\n').next().map_or(0, |s| s.chars().count());
+        WorkflowError::new(ErrorClass::TemplateParseError, file, message)
+            .at(Some(file_position(body_at, line, col0)))
+    };
+    let mut rest = 0;
+    let mut in_raw = false;
+    while let Some(found) = source[rest..].find('{') {
+        let start = rest + found;
+        let open = source.get(start..start + 2);
+        let close = match open {
+            Some("{%") => "%}",
+            Some("{{") => "}}",
+            _ => {
+                rest = start + 1;
+                continue;
+            }
+        };
+        let Some(len) = source[start + 2..].find(close) else {
+            break; // Tera reports the unclosed tag with its position.
+        };
+        let inner = source[start + 2..start + 2 + len].trim_matches('-').trim();
+        rest = start + 2 + len + 2;
+        if close == "%}" {
+            let tag = inner.split_whitespace().next().unwrap_or("");
+            match tag {
+                "raw" => in_raw = true,
+                "endraw" => in_raw = false,
+                _ if in_raw => {}
+                _ => {
+                    if let Some(hint) = liquid_tag_hint(tag) {
+                        return Err(refuse(
+                            start,
+                            format!("Liquid tag `{{% {tag} %}}` is not Tera syntax; {hint}"),
+                        ));
+                    }
+                }
+            }
+            if in_raw {
+                continue;
+            }
+        } else if in_raw {
+            continue;
+        }
+        if inner.contains("forloop.") {
+            return Err(refuse(
+                start,
+                "Liquid's `forloop.` is not Tera syntax; write `loop.index`, `loop.first`, ..."
+                    .to_owned(),
+            ));
+        }
+        // Filters: `| name` optionally followed by Liquid's `: args`.
+        for segment in inner.split('|').skip(1) {
+            let segment = segment.trim_start();
+            let name: String = segment
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name.is_empty() {
+                continue;
+            }
+            let after = segment[name.len()..].trim_start();
+            if let Some(args) = after.strip_prefix(':') {
+                let args = args.trim();
+                let example = match name.as_str() {
+                    "default" => format!("default(value={args})"),
+                    "join" => format!("join(sep={args})"),
+                    "split" => format!("split(pat={args})"),
+                    "truncate" => format!("truncate(length={args})"),
+                    "date" => format!("date(format={args})"),
+                    _ => format!("{name}(name=value, ...)"),
+                };
+                return Err(refuse(
+                    start,
+                    format!(
+                        "Liquid filter arguments `{name}: {args}` are not Tera syntax; \
+                         write `{example}`"
+                    ),
+                ));
+            }
+            if let Some(tera_name) = liquid_filter_hint(&name).filter(|t| *t != name) {
+                return Err(refuse(
+                    start,
+                    format!("Liquid filter `{name}` is called `{tera_name}` in Tera"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

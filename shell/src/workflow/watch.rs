@@ -1,0 +1,104 @@
+//! Reload (SPEC 6.2): a thread that re-reads WORKFLOW.md on an interval and reports content
+//! changes. Content is compared by hash, so editors that rewrite a file without changing it,
+//! or change it within one mtime tick, are handled alike.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::error::ErrorClass;
+use super::{Env, Overrides, Workflow, WorkflowError, fnv1a64, parse};
+
+/// What the watcher saw.
+#[derive(Debug)]
+pub enum WatchEvent {
+    /// The file changed and loads: apply it to future decisions.
+    Reloaded(Box<Workflow>),
+    /// The file changed (or vanished) and does not load: keep the last good config.
+    Invalid(WorkflowError),
+}
+
+/// A running watcher. Dropping it stops the thread.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Watches `path`, checking every `interval`. `known_hash` is the content hash of the
+    /// workflow already in force, so an unchanged file reports nothing.
+    pub fn spawn(
+        path: PathBuf,
+        env: Arc<dyn Env + Send + Sync>,
+        overrides: Overrides,
+        interval: Duration,
+        known_hash: Option<u64>,
+        mut on_change: impl FnMut(WatchEvent) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("workflow-watch".into())
+            .spawn(move || {
+                let mut last = known_hash;
+                let mut missing_reported = false;
+                while !stopping.load(Ordering::Acquire) {
+                    thread::park_timeout(interval);
+                    if stopping.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let bytes = match std::fs::read(&path) {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            // Report a vanished file once; reload when it is back.
+                            if !missing_reported {
+                                missing_reported = true;
+                                last = None;
+                                on_change(WatchEvent::Invalid(WorkflowError::new(
+                                    ErrorClass::MissingWorkflowFile,
+                                    &path,
+                                    format!("cannot read the workflow file: {e}"),
+                                )));
+                            }
+                            continue;
+                        }
+                    };
+                    missing_reported = false;
+                    let hash = fnv1a64(&bytes);
+                    if last == Some(hash) {
+                        continue;
+                    }
+                    last = Some(hash);
+                    let event = match String::from_utf8(bytes) {
+                        Ok(text) => match parse(&text, &path, env.as_ref(), &overrides) {
+                            Ok(workflow) => WatchEvent::Reloaded(Box::new(workflow)),
+                            Err(error) => WatchEvent::Invalid(error),
+                        },
+                        Err(_) => WatchEvent::Invalid(WorkflowError::new(
+                            ErrorClass::WorkflowParseError,
+                            &path,
+                            "the file is not valid UTF-8",
+                        )),
+                    };
+                    on_change(event);
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! WORKFLOW.md loading, config resolution and prompt rendering (SPEC 5, 6, 12; matrix 17.1).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use symphony::workflow::{
+    ErrorClass, MapEnv, Overrides, Position, Provider, Source, Workflow, WorkflowError, load, parse,
+};
+use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
+
+const FILE: &str = "/srv/flows/WORKFLOW.md";
+
+fn env() -> MapEnv {
+    MapEnv::new([
+        ("LINEAR_API_KEY", "lin_api_secret_value"),
+        ("WS_ROOT", "/data/ws"),
+    ])
+}
+
+fn load_text(text: &str) -> Result<Workflow, WorkflowError> {
+    parse(text, Path::new(FILE), &env(), &Overrides::default())
+}
+
+fn ok(text: &str) -> Workflow {
+    load_text(text).unwrap_or_else(|e| panic!("expected to load, got {e}"))
+}
+
+fn err(text: &str) -> WorkflowError {
+    match load_text(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+const LINEAR: &str = "tracker:\n  kind: linear\n  provider:\n    project_slug: proj-1\n";
+
+fn with_front_matter(yaml: &str, body: &str) -> String {
+    format!("---\n{yaml}---\n{body}")
+}
+
+fn sample_issue() -> Issue {
+    Issue {
+        id: IssueId("9b2c1d0e".into()),
+        identifier: "MT-649".into(),
+        title: "Retry path drops the workspace".into(),
+        description: Some("Steps:\n1. run it\n2. see it fail".into()),
+        priority: Some(2),
+        state: "In Progress".into(),
+        branch_name: Some("mt-649-retry-path".into()),
+        url: Some("https://linear.app/acme/issue/MT-649".into()),
+        assignee_id: None,
+        labels: vec!["backend".into(), "bug".into()],
+        blocked_by: vec![BlockerRef {
+            id: Some("77aa".into()),
+            identifier: Some("MT-600".into()),
+            state: Some("Done".into()),
+        }],
+        created_at: Some(Timestamp(1_767_225_600_000)),
+        updated_at: Some(Timestamp(1_767_312_000_000)),
+        dispatchable: true,
+        ..Issue::default()
+    }
+}
+
+// --- SPEC 17.1 -------------------------------------------------------------------------------
+
+#[test]
+fn defaults_apply_when_optional_values_are_missing() {
+    let w = ok(&with_front_matter(LINEAR, "Do {{ issue.identifier }}"));
+    let c = &w.config;
+    assert_eq!(c.polling.interval_ms, 30_000);
+    assert_eq!(c.workspace.root, PathBuf::from("/tmp/symphony_workspaces"));
+    assert_eq!(c.hooks.timeout_ms, 60_000);
+    assert_eq!(c.hooks.after_create, None);
+    assert_eq!(c.agent.max_concurrent_agents, 10);
+    assert_eq!(c.agent.max_turns, 20);
+    assert_eq!(c.agent.max_retry_backoff_ms, 300_000);
+    assert!(c.agent.max_concurrent_agents_by_state.is_empty());
+    assert_eq!(c.codex.command, "codex app-server");
+    assert_eq!(c.codex.turn_timeout_ms, 3_600_000);
+    assert_eq!(c.codex.read_timeout_ms, 5_000);
+    assert_eq!(c.codex.stall_timeout_ms, 300_000);
+    assert_eq!(c.tracker.active_states, ["Todo", "In Progress"]);
+    assert_eq!(
+        c.tracker.terminal_states,
+        ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]
+    );
+    assert_eq!(c.server.port, None);
+    assert_eq!(w.sources["polling.interval_ms"], Source::Default);
+    assert_eq!(
+        w.sources["tracker.kind"],
+        Source::Workflow("tracker.kind".into())
+    );
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+}
+
+#[test]
+fn no_front_matter_means_empty_config_and_whole_file_prompt() {
+    // An empty config has no tracker kind: the typed error says so.
+    let e = err("Just a prompt");
+    assert_eq!(e.class, ErrorClass::MissingTrackerKind);
+}
+
+#[test]
+fn missing_file_is_a_typed_error() {
+    let path = Path::new("/nonexistent/dir/WORKFLOW.md");
+    let e = load(path, &env(), &Overrides::default()).unwrap_err();
+    assert_eq!(e.class, ErrorClass::MissingWorkflowFile);
+    assert!(e.to_string().starts_with(
+        "error[missing_workflow_file]: /nonexistent/dir/WORKFLOW.md: cannot read the workflow file:"
+    ));
+}
+
+#[test]
+fn invalid_yaml_is_a_typed_error_with_file_position() {
+    let e = err("---\ntracker:\n  kind: linear\n  active_states: [Todo, \n---\nbody");
+    assert_eq!(e.class, ErrorClass::WorkflowParseError);
+    // Line 5 of the file is the closing fence the YAML ran into.
+    assert_eq!(e.at.map(|p| p.line), Some(5));
+}
+
+#[test]
+fn non_map_front_matter_is_a_typed_error() {
+    let e = err("---\n- a\n- b\n---\nbody");
+    assert_eq!(e.class, ErrorClass::WorkflowFrontMatterNotAMap);
+    assert_eq!(e.at, Some(Position { line: 2, col: 1 }));
+}
+
+#[test]
+fn tracker_kind_must_be_supported() {
+    let e = err(&with_front_matter("tracker:\n  kind: jira\n", ""));
+    assert_eq!(e.class, ErrorClass::UnsupportedTrackerKind);
+    assert_eq!(e.key.as_deref(), Some("tracker.kind"));
+    assert_eq!(e.at, Some(Position { line: 3, col: 3 }));
+    let e = err(&with_front_matter("tracker:\n  kind: Linaer\n", ""));
+    assert!(e.message.contains("did you mean `linear`"), "{e}");
+}
+
+#[test]
+fn provider_keeps_unknown_keys_and_the_adapter_validates_its_own() {
+    let w = ok(&with_front_matter(
+        "tracker:\n  kind: linear\n  provider:\n    project_slug: p\n    team_hint: core\n    assigne: me\n",
+        "",
+    ));
+    assert_eq!(w.config.tracker.provider_extra["team_hint"], "core");
+    let keys: Vec<&str> = w.warnings.iter().map(|w| w.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["tracker.provider.team_hint", "tracker.provider.assigne"]
+    );
+    assert!(w.warnings[1].message.contains("did you mean `assignee`"));
+    assert!(w.warnings[0].at.unwrap().line < w.warnings[1].at.unwrap().line);
+
+    let e = err(&with_front_matter("tracker:\n  kind: linear\n", ""));
+    assert_eq!(e.class, ErrorClass::MissingTrackerProject);
+    let e = err(&with_front_matter(
+        "tracker:\n  kind: github\n  provider:\n    repo: not-a-repo\n",
+        "",
+    ));
+    assert_eq!(e.class, ErrorClass::InvalidConfigValue);
+    assert_eq!(e.key.as_deref(), Some("tracker.provider.repo"));
+}
+
+#[test]
+fn var_indirection_resolves_secrets_and_paths() {
+    let text = with_front_matter(
+        "tracker:\n  kind: linear\n  provider:\n    project_slug: p\n    api_key: $LINEAR_API_KEY\nworkspace:\n  root: ${WS_ROOT}/symphony\n",
+        "",
+    );
+    let w = ok(&text);
+    let Provider::Linear(linear) = &w.config.tracker.provider else {
+        panic!("linear provider expected");
+    };
+    assert_eq!(linear.api_key.expose(), "lin_api_secret_value");
+    assert_eq!(
+        w.sources["tracker.provider.api_key"],
+        Source::Env("LINEAR_API_KEY".into())
+    );
+    assert_eq!(w.config.workspace.root, PathBuf::from("/data/ws/symphony"));
+    assert_eq!(w.sources["workspace.root"], Source::Env("WS_ROOT".into()));
+
+    // An empty value counts as missing.
+    let empty = MapEnv::new([("LINEAR_API_KEY", "")]);
+    let e = parse(&text, Path::new(FILE), &empty, &Overrides::default()).unwrap_err();
+    assert_eq!(e.class, ErrorClass::MissingTrackerApiKey);
+    assert!(
+        e.message.contains("$LINEAR_API_KEY is not set or empty"),
+        "{e}"
+    );
+    // Omitted entirely: the adapter's fallback variable, else a typed error.
+    let none = MapEnv::new([]);
+    let e = parse(
+        &with_front_matter(LINEAR, ""),
+        Path::new(FILE),
+        &none,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.class, ErrorClass::MissingTrackerApiKey);
+}
+
+#[test]
+fn home_and_relative_paths_resolve() {
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}workspace:\n  root: ~/code/ws\n"),
+        "",
+    ));
+    assert_eq!(w.config.workspace.root, PathBuf::from("/home/op/code/ws"));
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}workspace:\n  root: ../ws/./here\n"),
+        "",
+    ));
+    assert_eq!(w.config.workspace.root, PathBuf::from("/srv/ws/here"));
+    let w = ok(&with_front_matter("tracker:\n  kind: local\n", ""));
+    let Provider::Local(local) = &w.config.tracker.provider else {
+        panic!("local provider expected");
+    };
+    assert_eq!(local.path, PathBuf::from("/srv/flows/issues"));
+}
+
+#[test]
+fn codex_command_is_kept_as_a_shell_string() {
+    let command = "codex --config 'model=\"gpt-5.5\"' --config x=$HOME app-server";
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}codex:\n  command: {command}\n"),
+        "",
+    ));
+    assert_eq!(w.config.codex.command, command);
+    let e = err(&with_front_matter(
+        &format!("{LINEAR}codex:\n  command: \"  \"\n"),
+        "",
+    ));
+    assert_eq!(e.class, ErrorClass::MissingCodexCommand);
+}
+
+#[test]
+fn per_state_limits_normalise_and_ignore_invalid_entries() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}agent:\n  max_concurrent_agents_by_state:\n    \" In Progress \": 2\n    todo: \"3\"\n    Review: 0\n    Merging: -1\n    Rework: lots\n"
+        ),
+        "",
+    ));
+    let limits = &w.config.agent.max_concurrent_agents_by_state;
+    assert_eq!(
+        limits
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect::<Vec<_>>(),
+        [("in progress", 2), ("todo", 3)]
+    );
+    assert_eq!(w.warnings.len(), 3, "{:?}", w.warnings);
+    assert_eq!(
+        w.config
+            .scheduler()
+            .max_concurrent_agents_by_state
+            .get("in progress"),
+        Some(&2)
+    );
+}
+
+#[test]
+fn prompt_renders_issue_and_attempt() {
+    let w = ok(&with_front_matter(
+        LINEAR,
+        "{{ issue.identifier }} {{ issue.title }} [{{ issue.labels | join(sep=\", \") }}]\n{% for b in issue.blocked_by %}blocked by {{ b.identifier }} ({{ b.state }})\n{% endfor %}{% if attempt %}attempt {{ attempt }}{% else %}first run{% endif %}",
+    ));
+    let issue = sample_issue();
+    let first = w.prompt.render(&issue, None).unwrap();
+    assert_eq!(
+        first,
+        "MT-649 Retry path drops the workspace [backend, bug]\nblocked by MT-600 (Done)\nfirst run"
+    );
+    let second = w.prompt.render(&issue, Some(2)).unwrap();
+    assert!(second.ends_with("attempt 2"), "{second}");
+}
+
+#[test]
+fn prompt_rendering_fails_on_unknown_variables_and_filters() {
+    let w = ok(&with_front_matter(LINEAR, "\n\nHello\n  {{ issue.nope }}"));
+    let e = w.prompt.render(&sample_issue(), None).unwrap_err();
+    assert_eq!(e.class, ErrorClass::TemplateRenderError);
+    // Front matter is lines 1-6, then two blank lines: the body starts on line 9 and the
+    // error is on the line below, at the field name.
+    assert_eq!(e.at, Some(Position { line: 10, col: 12 }));
+
+    let w = ok(&with_front_matter(LINEAR, "{{ attempt }}"));
+    let e = w.prompt.render(&sample_issue(), None).unwrap_err();
+    assert!(e.message.contains("`attempt` is not defined"), "{e}");
+
+    let w = ok(&with_front_matter(LINEAR, "{{ issue.title | shout }}"));
+    let e = w
+        .prompt
+        .parse_error()
+        .expect("unknown filter fails parsing");
+    assert_eq!(e.class, ErrorClass::TemplateParseError);
+    assert_eq!(w.prompt.render(&sample_issue(), None).unwrap_err(), *e);
+}
+
+#[test]
+fn empty_body_uses_the_default_prompt() {
+    let w = ok(&with_front_matter(LINEAR, "\n   \n"));
+    assert!(w.prompt.is_default);
+    let text = w.prompt.render(&sample_issue(), None).unwrap();
+    assert!(text.starts_with("You are working on an issue from the configured tracker."));
+    assert!(text.contains("MT-649: Retry path drops the workspace"));
+    assert!(text.contains("2. see it fail"));
+}
+
+// --- Beyond 17.1 -----------------------------------------------------------------------------
+
+#[test]
+fn reference_workflow_loads_unchanged_and_renders() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/workflows/openai-symphony-elixir.WORKFLOW.md");
+    let w = load(&path, &env(), &Overrides::default()).expect("the reference workflow loads");
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+    assert_eq!(w.config.polling.interval_ms, 5_000);
+    assert_eq!(
+        w.config.tracker.active_states,
+        ["Todo", "In Progress", "Merging", "Rework"]
+    );
+    assert_eq!(
+        w.config.codex.turn_sandbox_policy.as_ref().unwrap()["type"],
+        "workspaceWrite"
+    );
+    assert!(
+        w.config
+            .hooks
+            .after_create
+            .as_deref()
+            .unwrap()
+            .contains("git clone")
+    );
+    assert!(w.prompt.parse_error().is_none());
+    let issue = sample_issue();
+    let first = w.prompt.render(&issue, None).unwrap();
+    assert!(!first.contains("follow-up attempt"));
+    insta::assert_snapshot!("reference_prompt_first_attempt", first);
+    let second = w.prompt.render(&issue, Some(2)).unwrap();
+    assert!(second.contains("This is follow-up attempt #2."));
+    insta::assert_snapshot!("reference_prompt_attempt_2", second);
+}
+
+#[test]
+fn flat_tracker_keys_still_work_with_a_deprecation_warning() {
+    let w = ok(&with_front_matter(
+        "tracker:\n  kind: linear\n  project_slug: flat-proj\n  api_key: $LINEAR_API_KEY\n  provider:\n    endpoint: http://127.0.0.1:9/graphql\n  endpoint: http://ignored\n",
+        "",
+    ));
+    let Provider::Linear(linear) = &w.config.tracker.provider else {
+        panic!("linear provider expected");
+    };
+    assert_eq!(linear.project_slug, "flat-proj");
+    assert_eq!(linear.endpoint, "http://127.0.0.1:9/graphql");
+    assert_eq!(
+        w.sources["tracker.provider.project_slug"],
+        Source::Workflow("tracker.project_slug".into())
+    );
+    let text: Vec<String> = w.warnings.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!("flat_tracker_key_warnings", text.join("\n"));
+}
+
+#[test]
+fn unknown_keys_warn_with_a_suggestion_and_do_not_fail() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}agnet:\n  max_turns: 3\nagent:\n  max_turn: 3\npolling:\n  intervall_ms: 10\nextension_thing: {{}}\n"
+        ),
+        "",
+    ));
+    let text: Vec<String> = w.warnings.iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!("unknown_key_warnings", text.join("\n"));
+    assert_eq!(w.config.agent.max_turns, 20);
+}
+
+#[test]
+fn integers_accept_numbers_and_numeric_strings() {
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}polling:\n  interval_ms: \"15000\"\nagent:\n  max_turns: 4\n"),
+        "",
+    ));
+    assert_eq!(w.config.polling.interval_ms, 15_000);
+    assert_eq!(w.config.agent.max_turns, 4);
+}
+
+#[test]
+fn server_defaults_to_loopback_and_refuses_open_binds_without_a_token() {
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}server:\n  port: 0\n"),
+        "",
+    ));
+    assert_eq!(w.config.server.port, Some(0));
+    assert_eq!(w.config.server.bind, "127.0.0.1");
+    let e = err(&with_front_matter(
+        &format!("{LINEAR}server:\n  port: 8080\n  bind: 0.0.0.0\n"),
+        "",
+    ));
+    assert_eq!(e.key.as_deref(), Some("server.bind"));
+    let overrides = Overrides {
+        port: Some(4000),
+        bind: Some("::1".into()),
+    };
+    let w = parse(
+        &with_front_matter(LINEAR, ""),
+        Path::new(FILE),
+        &env(),
+        &overrides,
+    )
+    .unwrap();
+    assert_eq!(w.config.server.port, Some(4000));
+    assert_eq!(w.sources["server.port"], Source::Flag("--port".into()));
+}
+
+#[test]
+fn liquid_syntax_is_refused_with_the_tera_spelling() {
+    let cases = [
+        "{{ issue.title | default: \"untitled\" }}",
+        "{{ issue.labels | join: \", \" }}",
+        "{% if attempt %}a{% elsif issue.url %}b{% endif %}",
+        "{% unless attempt %}first{% endunless %}",
+        "{% assign n = 3 %}",
+        "{% for l in issue.labels %}{{ forloop.index }}{% endfor %}",
+        "{{ issue.title | downcase }}",
+        "{% comment %}x{% endcomment %}",
+    ];
+    let mut report = String::new();
+    for body in cases {
+        let w = ok(&with_front_matter(LINEAR, body));
+        let e = w
+            .prompt
+            .parse_error()
+            .expect("Liquid syntax must be refused");
+        assert_eq!(e.class, ErrorClass::TemplateParseError);
+        let _ = writeln!(report, "{body}\n  {e}");
+    }
+    insta::assert_snapshot!("liquid_errors", report);
+    // Inside {% raw %} the same text is literal.
+    let w = ok(&with_front_matter(
+        LINEAR,
+        "{% raw %}{{ x | default: 1 }}{% endraw %}",
+    ));
+    assert_eq!(
+        w.prompt.render(&sample_issue(), None).unwrap(),
+        "{{ x | default: 1 }}"
+    );
+}
+
+/// Every error message a user can meet while loading, in one reviewed snapshot.
+#[test]
+fn error_messages() {
+    let cases: &[(&str, String)] = &[
+        (
+            "unclosed front matter",
+            "---\ntracker:\n  kind: linear\n".to_owned(),
+        ),
+        (
+            "bad yaml",
+            "---\ntracker:\n  kind: linear\n    provider: {\n---\n".to_owned(),
+        ),
+        (
+            "duplicate key",
+            "---\nagent: {}\nagent: {}\n---\n".to_owned(),
+        ),
+        ("not a map", "---\njust a string\n---\n".to_owned()),
+        (
+            "no kind",
+            "---\npolling:\n  interval_ms: 5\n---\n".to_owned(),
+        ),
+        (
+            "unsupported kind",
+            with_front_matter("tracker:\n  kind: jira\n", ""),
+        ),
+        (
+            "missing key",
+            with_front_matter("tracker:\n  kind: github\n  provider:\n    repo: a/b\n", ""),
+        ),
+        (
+            "missing project",
+            with_front_matter("tracker:\n  kind: linear\n", ""),
+        ),
+        (
+            "section not a map",
+            with_front_matter(&format!("{LINEAR}agent: 5\n"), ""),
+        ),
+        (
+            "negative turns",
+            with_front_matter(&format!("{LINEAR}agent:\n  max_turns: -3\n"), ""),
+        ),
+        (
+            "float interval",
+            with_front_matter(&format!("{LINEAR}polling:\n  interval_ms: 1.5\n"), ""),
+        ),
+        (
+            "hook timeout text",
+            with_front_matter(&format!("{LINEAR}hooks:\n  timeout_ms: soon\n"), ""),
+        ),
+        (
+            "states not a list",
+            with_front_matter("tracker:\n  kind: local\n  active_states: Todo\n", ""),
+        ),
+        (
+            "active is terminal",
+            with_front_matter(
+                "tracker:\n  kind: local\n  active_states: [Todo, done]\n",
+                "",
+            ),
+        ),
+        (
+            "unset path variable",
+            with_front_matter(&format!("{LINEAR}workspace:\n  root: $NOPE/ws\n"), ""),
+        ),
+        (
+            "empty command",
+            with_front_matter(&format!("{LINEAR}codex:\n  command: \"\"\n"), ""),
+        ),
+        (
+            "open bind",
+            with_front_matter(
+                &format!("{LINEAR}server:\n  port: 80\n  bind: 10.0.0.5\n"),
+                "",
+            ),
+        ),
+        (
+            "port out of range",
+            with_front_matter(&format!("{LINEAR}server:\n  port: 70000\n"), ""),
+        ),
+    ];
+    let mut report = String::new();
+    for (name, text) in cases {
+        let e = err(text);
+        let _ = writeln!(report, "{name}:\n  {e}");
+    }
+    let tera = ok(&with_front_matter(LINEAR, "Line one\n{% if %}"));
+    let _ = writeln!(
+        report,
+        "template syntax:\n  {}",
+        tera.prompt.parse_error().unwrap()
+    );
+    insta::assert_snapshot!("error_messages", report);
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_serialised_output() {
+    let w = ok(&with_front_matter(LINEAR, ""));
+    let debug = format!("{:?}", w.config);
+    let json = serde_json::to_string(&w.config).unwrap();
+    for text in [&debug, &json] {
+        assert!(!text.contains("lin_api_secret_value"), "{text}");
+        assert!(text.contains("****"));
+    }
+}
