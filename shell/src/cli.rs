@@ -17,12 +17,61 @@ pub(crate) struct Cli {
     /// Workflow file for the daemon.
     #[arg(value_name = "WORKFLOW")]
     pub(crate) workflow: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) server: ServerFlags,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Validate a workflow offline: config, credentials present, prompt renders.
+    ///
+    /// Exits 0 when valid, 1 with `error[<class>]: <file>:<line>:<col>: <message>` when not.
+    Check(CheckArgs),
+    /// Print the effective config and where each value came from. Secrets are masked.
+    Config(ConfigArgs),
     /// Feed a recorded event log to a fresh orchestrator and print what it decides.
     Replay(ReplayArgs),
+}
+
+/// Flags that override the workflow's `server` section.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct ServerFlags {
+    /// HTTP port (0: ephemeral, -1: no server); overrides `server.port`.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) port: Option<i64>,
+
+    /// Address for the HTTP server; overrides `server.bind`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Workflow file [default: ./WORKFLOW.md].
+    #[arg(value_name = "WORKFLOW")]
+    pub(crate) workflow: Option<PathBuf>,
+}
+
+/// Output formats of `symphony config`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// Workflow file [default: ./WORKFLOW.md].
+    #[arg(value_name = "WORKFLOW")]
+    pub(crate) workflow: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub(crate) format: Format,
+
+    #[command(flatten)]
+    pub(crate) server: ServerFlags,
 }
 
 #[derive(Debug, Args)]

@@ -6,14 +6,8 @@ use std::path::Path;
 
 use symphony_core::log::{LogError, read_log, replay};
 
+use crate::Outcome;
 use crate::cli::ReplayArgs;
-
-/// What the command prints and how it ends.
-pub(crate) struct Outcome {
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-    pub(crate) success: bool,
-}
 
 /// Why a log could not be replayed at all.
 #[derive(Debug)]

@@ -355,19 +355,20 @@ const TRACKER_KEYS: &[&str] = &[
 ];
 const HOOK_SCRIPTS: [&str; 4] = ["after_create", "before_run", "after_run", "before_remove"];
 
-/// Resolves the front matter `root` of the workflow at `file` into the typed config.
+/// Resolves the front matter `root` of the workflow at `file` into the typed config. Relative
+/// paths resolve against `base_dir`, the absolute directory of the file.
 pub(crate) fn resolve(
     root: &Mapping,
     file: &Path,
+    base_dir: &Path,
     yaml: &str,
     yaml_line: usize,
     env: &dyn Env,
     overrides: &Overrides,
 ) -> Result<Resolved, WorkflowError> {
-    let base_dir = file.parent().map_or_else(PathBuf::new, Path::to_path_buf);
     let mut r = Reader {
         file,
-        base_dir: &base_dir,
+        base_dir,
         yaml,
         yaml_line,
         env,
@@ -1012,6 +1013,8 @@ impl Reader<'_> {
                 .filter(|s| !s.trim().is_empty());
             if script.is_some() {
                 self.written(&key);
+            } else {
+                self.source(&key, Source::Default);
             }
             scripts.push(script);
         }

@@ -21,7 +21,7 @@ pub use config::{
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};
 pub use template::{DEFAULT_PROMPT, PromptTemplate};
-pub use watch::{WatchEvent, Watcher};
+pub use watch::{DEFAULT_INTERVAL, WatchEvent, Watcher};
 
 /// A loaded workflow: everything the daemon needs from WORKFLOW.md.
 #[derive(Debug)]
@@ -65,13 +65,27 @@ pub fn load(path: &Path, env: &dyn Env, overrides: &Overrides) -> Result<Workflo
         )
         .at(Some(Position { line, col: 1 }))
     })?;
-    parse(&text, path, env, overrides)
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let base_dir = absolute.parent().unwrap_or(Path::new("/"));
+    parse_in(&text, path, base_dir, env, overrides)
 }
 
-/// Parses workflow text as if read from `path` (relative paths resolve against its directory).
+/// Parses workflow text as if read from `path`; relative paths in it resolve against the
+/// directory of `path`.
 pub fn parse(
     text: &str,
     path: &Path,
+    env: &dyn Env,
+    overrides: &Overrides,
+) -> Result<Workflow, WorkflowError> {
+    let base_dir = path.parent().unwrap_or(Path::new(""));
+    parse_in(text, path, base_dir, env, overrides)
+}
+
+fn parse_in(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
     env: &dyn Env,
     overrides: &Overrides,
 ) -> Result<Workflow, WorkflowError> {
@@ -88,7 +102,7 @@ pub fn parse(
         None => serde_yaml::Mapping::new(),
         Some(yaml) => parse_front_matter(yaml, parts.yaml_line, path)?,
     };
-    let resolved = config::resolve(&root, path, yaml, parts.yaml_line, env, overrides)?;
+    let resolved = config::resolve(&root, path, base_dir, yaml, parts.yaml_line, env, overrides)?;
     let prompt = PromptTemplate::new(parts.body, path, parts.body_at);
     Ok(Workflow {
         path: path.to_owned(),

@@ -1,6 +1,8 @@
 //! Reload (SPEC 6.2): a thread that re-reads WORKFLOW.md on an interval and reports content
 //! changes. Content is compared by hash, so editors that rewrite a file without changing it,
-//! or change it within one mtime tick, are handled alike.
+//! or change it within one mtime tick, are handled alike. A change is acted on once two
+//! consecutive reads agree, so a file caught half-written is not reported as broken; with
+//! [`DEFAULT_INTERVAL`] an edit is applied within about half a second.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +13,9 @@ use std::time::Duration;
 use super::error::ErrorClass;
 use super::{Env, Overrides, Workflow, WorkflowError, fnv1a64, parse};
 
+/// How often the file is read by default.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// What the watcher saw.
 #[derive(Debug)]
 pub enum WatchEvent {
@@ -18,6 +23,21 @@ pub enum WatchEvent {
     Reloaded(Box<Workflow>),
     /// The file changed (or vanished) and does not load: keep the last good config.
     Invalid(WorkflowError),
+}
+
+impl WatchEvent {
+    /// The event the orchestrator core gets for this: a reload carries the new scheduling
+    /// config; an invalid file pauses dispatch and keeps the last good config (SPEC 6.2, 6.3).
+    pub fn core_event(&self) -> symphony_core::Event {
+        match self {
+            Self::Reloaded(workflow) => symphony_core::Event::WorkflowReloaded {
+                config: workflow.config.scheduler(),
+            },
+            Self::Invalid(error) => symphony_core::Event::WorkflowInvalid {
+                error: error.to_core(),
+            },
+        }
+    }
 }
 
 /// A running watcher. Dropping it stops the thread.
@@ -44,6 +64,7 @@ impl Watcher {
             .name("workflow-watch".into())
             .spawn(move || {
                 let mut last = known_hash;
+                let mut pending = None;
                 let mut missing_reported = false;
                 while !stopping.load(Ordering::Acquire) {
                     thread::park_timeout(interval);
@@ -57,6 +78,7 @@ impl Watcher {
                             if !missing_reported {
                                 missing_reported = true;
                                 last = None;
+                                pending = None;
                                 on_change(WatchEvent::Invalid(WorkflowError::new(
                                     ErrorClass::MissingWorkflowFile,
                                     &path,
@@ -69,8 +91,14 @@ impl Watcher {
                     missing_reported = false;
                     let hash = fnv1a64(&bytes);
                     if last == Some(hash) {
+                        pending = None;
                         continue;
                     }
+                    if pending != Some(hash) {
+                        pending = Some(hash); // confirm on the next read
+                        continue;
+                    }
+                    pending = None;
                     last = Some(hash);
                     let event = match String::from_utf8(bytes) {
                         Ok(text) => match parse(&text, &path, env.as_ref(), &overrides) {

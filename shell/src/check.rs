@@ -1,0 +1,172 @@
+//! `symphony check` and `symphony config`: offline looks at a workflow.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::ser::Error as _;
+use symphony::workflow::{
+    self, Overrides, ProcessEnv, Provider, ServiceConfig, Source, Workflow, WorkflowError,
+};
+use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
+
+use crate::Outcome;
+use crate::cli::{CheckArgs, ConfigArgs, Format, ServerFlags};
+
+fn overrides(flags: &ServerFlags) -> Overrides {
+    Overrides {
+        port: flags.port,
+        bind: flags.bind.clone(),
+    }
+}
+
+fn path_or_default(path: Option<&PathBuf>) -> PathBuf {
+    path.cloned().unwrap_or_else(workflow::default_path)
+}
+
+fn warnings(workflow: &Workflow) -> String {
+    workflow.warnings.iter().map(|w| format!("{w}\n")).collect()
+}
+
+fn failed(error: &WorkflowError, stderr: String) -> Outcome {
+    Outcome {
+        stdout: String::new(),
+        stderr: format!("{stderr}{error}\n"),
+        success: false,
+    }
+}
+
+/// An issue with every field filled, so a template that reads any field renders.
+fn sample_issue() -> Issue {
+    Issue {
+        id: IssueId("sample-issue-id".into()),
+        identifier: "SAMPLE-1".into(),
+        title: "Sample issue for `symphony check`".into(),
+        description: Some("A description.".into()),
+        priority: Some(2),
+        state: "Todo".into(),
+        branch_name: Some("sample-1".into()),
+        url: Some("https://tracker.invalid/SAMPLE-1".into()),
+        assignee_id: Some("sample-user".into()),
+        labels: vec!["sample".into()],
+        blocked_by: vec![BlockerRef {
+            id: Some("sample-blocker-id".into()),
+            identifier: Some("SAMPLE-0".into()),
+            state: Some("Done".into()),
+        }],
+        created_at: Some(Timestamp(1_767_225_600_000)),
+        updated_at: Some(Timestamp(1_767_225_600_000)),
+        dispatchable: true,
+        ..Issue::default()
+    }
+}
+
+fn describe_tracker(config: &ServiceConfig) -> String {
+    let tracker = &config.tracker;
+    let target = match &tracker.provider {
+        Provider::Local(p) => format!("issues in {}", p.path.display()),
+        Provider::Linear(p) => format!("project {}", p.project_slug),
+        Provider::Github(p) => format!("repository {}", p.repo),
+    };
+    format!(
+        "tracker {} ({target}), active: {}, terminal: {}",
+        tracker.kind,
+        tracker.active_states.join(", "),
+        tracker.terminal_states.join(", ")
+    )
+}
+
+pub(crate) fn check(args: &CheckArgs) -> Outcome {
+    let path = path_or_default(args.workflow.as_ref());
+    let workflow = match workflow::load(&path, &ProcessEnv, &Overrides::default()) {
+        Ok(w) => w,
+        Err(error) => return failed(&error, String::new()),
+    };
+    let stderr = warnings(&workflow);
+    if let Some(error) = workflow.prompt.parse_error() {
+        return failed(error, stderr);
+    }
+    // Strict variables only fail at render time: render as a first run and as a retry.
+    let issue = sample_issue();
+    let mut lines = 0;
+    for attempt in [None, Some(2)] {
+        match workflow.prompt.render(&issue, attempt) {
+            Ok(text) => lines = lines.max(text.lines().count()),
+            Err(error) => return failed(&error, stderr),
+        }
+    }
+    let c = &workflow.config;
+    let mut stdout = String::new();
+    let _ = writeln!(stdout, "ok: {}", path.display());
+    let _ = writeln!(stdout, "  {}", describe_tracker(c));
+    let _ = writeln!(
+        stdout,
+        "  agents: up to {} at once, {} turns each; polling every {} ms",
+        c.agent.max_concurrent_agents, c.agent.max_turns, c.polling.interval_ms
+    );
+    let _ = writeln!(stdout, "  workspaces under {}", c.workspace.root.display());
+    let prompt = if workflow.prompt.is_default {
+        "the default prompt (the workflow body is empty)".to_owned()
+    } else {
+        format!("renders for a sample issue ({lines} lines)")
+    };
+    let _ = writeln!(stdout, "  prompt: {prompt}");
+    if !workflow.warnings.is_empty() {
+        let _ = writeln!(
+            stdout,
+            "  {} warning(s), see above",
+            workflow.warnings.len()
+        );
+    }
+    Outcome {
+        stdout,
+        stderr,
+        success: true,
+    }
+}
+
+#[derive(Serialize)]
+struct Effective<'a> {
+    workflow: &'a Path,
+    config: &'a ServiceConfig,
+    sources: std::collections::BTreeMap<&'a str, String>,
+}
+
+pub(crate) fn config(args: &ConfigArgs) -> Outcome {
+    let path = path_or_default(args.workflow.as_ref());
+    let workflow = match workflow::load(&path, &ProcessEnv, &overrides(&args.server)) {
+        Ok(w) => w,
+        Err(error) => return failed(&error, String::new()),
+    };
+    let effective = Effective {
+        workflow: &workflow.path,
+        config: &workflow.config,
+        sources: workflow
+            .sources
+            .iter()
+            .map(|(key, source)| {
+                let shown = match source {
+                    Source::Workflow(written) if written == key => "workflow file".to_owned(),
+                    other => other.to_string(),
+                };
+                (key.as_str(), shown)
+            })
+            .collect(),
+    };
+    let stdout = match args.format {
+        Format::Json => serde_json::to_string_pretty(&effective).map(|s| s + "\n"),
+        Format::Yaml => serde_yaml::to_string(&effective).map_err(serde_json::Error::custom),
+    };
+    match stdout {
+        Ok(stdout) => Outcome {
+            stdout,
+            stderr: warnings(&workflow),
+            success: true,
+        },
+        Err(e) => Outcome {
+            stdout: String::new(),
+            stderr: format!("error: cannot encode the config: {e}\n"),
+            success: false,
+        },
+    }
+}

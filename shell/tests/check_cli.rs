@@ -1,0 +1,127 @@
+//! `symphony check` and `symphony config` through the real binary, in temp directories.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn symphony(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_symphony"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir);
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().expect("the symphony binary runs")
+}
+
+fn text(bytes: &[u8], dir: &Path) -> String {
+    String::from_utf8_lossy(bytes).replace(&dir.display().to_string(), "[DIR]")
+}
+
+const LOCAL: &str = "---\ntracker:\n  kind: local\n---\nWork on {{ issue.identifier }}: {{ issue.title }}\n{% if attempt %}Attempt {{ attempt }}.{% endif %}\n";
+
+#[test]
+fn check_uses_workflow_md_in_the_current_directory_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), LOCAL).unwrap();
+    let out = symphony(dir.path(), &["check"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        text(&out.stderr, dir.path())
+    );
+    let stdout = text(&out.stdout, dir.path());
+    assert!(stdout.starts_with("ok: WORKFLOW.md\n"), "{stdout}");
+    assert!(
+        stdout.contains("tracker local (issues in [DIR]/issues)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_takes_an_explicit_path_and_reports_errors_with_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows/broken.md");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        "---\ntracker:\n  kind: local\n  active_states: [Todo\n---\nbody\n",
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["check", "flows/broken.md"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr, dir.path());
+    assert!(
+        stderr.starts_with("error[workflow_parse_error]: flows/broken.md:5:1: "),
+        "{stderr}"
+    );
+
+    let out = symphony(dir.path(), &["check", "missing.md"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr, dir.path()).starts_with("error[missing_workflow_file]: missing.md: ")
+    );
+}
+
+#[test]
+fn check_renders_the_prompt_so_unknown_variables_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        "---\ntracker:\n  kind: local\nagnet: {}\n---\nHello {{ issue.titel }}\n",
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["check"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr, dir.path());
+    insta::assert_snapshot!("check_render_error", stderr);
+}
+
+#[test]
+fn config_shows_values_sources_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: demo\nworkspace:\n  root: ~/ws\nagent:\n  max_turns: \"7\"\nserver:\n  port: 8080\n  auth_token: $DASH_TOKEN\n---\nprompt\n",
+    )
+    .unwrap();
+    let secrets = [
+        ("LINEAR_API_KEY", "lin_api_do_not_print"),
+        ("DASH_TOKEN", "dash_do_not_print"),
+    ];
+    let out = symphony(
+        dir.path(),
+        &["config", "--port", "0", "--bind", "::1"],
+        &secrets,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        text(&out.stderr, dir.path())
+    );
+    let stdout = text(&out.stdout, dir.path());
+    for (_, secret) in secrets {
+        assert!(!stdout.contains(secret), "secret printed:\n{stdout}");
+    }
+    insta::assert_snapshot!("config_yaml", stdout);
+
+    let out = symphony(dir.path(), &["config", "--format", "json"], &secrets);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["config"]["agent"]["max_turns"], 7);
+    assert_eq!(json["config"]["tracker"]["provider"]["api_key"], "****");
+    assert_eq!(
+        json["sources"]["tracker.provider.api_key"],
+        "environment variable LINEAR_API_KEY"
+    );
+    assert_eq!(
+        json["sources"]["server.auth_token"],
+        "environment variable DASH_TOKEN"
+    );
+    assert_eq!(json["sources"]["server.port"], "workflow file");
+    assert_eq!(json["sources"]["polling.interval_ms"], "default");
+}
