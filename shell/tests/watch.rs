@@ -53,7 +53,7 @@ fn edits_reload_invalid_edits_report_and_unchanged_content_is_silent() {
         Arc::new(env),
         Overrides::default(),
         Duration::from_millis(10),
-        Some(first.content_hash),
+        Some(first.source.clone()),
         move |event| {
             let _ = tx.send(event);
         },
@@ -123,7 +123,7 @@ fn an_invalid_reload_keeps_the_last_good_config_in_the_core() {
         Arc::new(env),
         Overrides::default(),
         Duration::from_millis(10),
-        Some(first.content_hash),
+        Some(first.source.clone()),
         move |event| {
             let _ = tx.send(event);
         },

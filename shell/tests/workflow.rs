@@ -550,3 +550,32 @@ fn secrets_never_appear_in_debug_or_serialised_output() {
         assert!(text.contains("****"));
     }
 }
+
+/// Alias bombs and deep nesting end in a typed error, quickly and in bounded memory (the
+/// fuzz targets explore this further).
+#[test]
+fn yaml_bombs_fail_cleanly() {
+    let mut laughs = String::from("---\na: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (name, prev) in [
+        ("b", "a"),
+        ("c", "b"),
+        ("d", "c"),
+        ("e", "d"),
+        ("f", "e"),
+        ("g", "f"),
+        ("h", "g"),
+        ("i", "h"),
+    ] {
+        let refs = vec![format!("*{prev}"); 9].join(", ");
+        let _ = writeln!(laughs, "{name}: &{name} [{refs}]");
+    }
+    laughs.push_str("---\n");
+    let e = err(&laughs);
+    assert_eq!(e.class, ErrorClass::WorkflowParseError);
+    assert!(e.message.contains("repetition limit exceeded"), "{e}");
+
+    let deep = format!("---\nx: {}\n---\n", "[".repeat(5_000));
+    let e = err(&deep);
+    assert_eq!(e.class, ErrorClass::WorkflowParseError);
+    assert!(e.message.contains("recursion limit exceeded"), "{e}");
+}

@@ -36,8 +36,8 @@ pub struct Workflow {
     pub warnings: Vec<Warning>,
     /// The prompt template (which may hold a parse error that fails each attempt).
     pub prompt: PromptTemplate,
-    /// FNV-1a of the file's bytes: the reload watcher compares these.
-    pub content_hash: u64,
+    /// The file's text as read: the reload watcher compares new reads with it.
+    pub source: String,
 }
 
 /// The default workflow path: `WORKFLOW.md` in the current directory (SPEC 5.1).
@@ -110,7 +110,7 @@ fn parse_in(
         sources: resolved.sources,
         warnings: resolved.warnings,
         prompt,
-        content_hash: fnv1a64(text.as_bytes()),
+        source: text.to_owned(),
     })
 }
 
@@ -184,11 +184,4 @@ fn shift_lines(text: &str, offset: usize) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// FNV-1a, 64-bit: a fast content fingerprint (not a security hash).
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }

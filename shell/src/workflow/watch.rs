@@ -1,6 +1,6 @@
 //! Reload (SPEC 6.2): a thread that re-reads WORKFLOW.md on an interval and reports content
-//! changes. Content is compared by hash, so editors that rewrite a file without changing it,
-//! or change it within one mtime tick, are handled alike. A change is acted on once two
+//! changes. Content is compared byte for byte (not by mtime), so editors that rewrite a file
+//! without changing it, or change it within one mtime tick, are handled alike. A change is acted on once two
 //! consecutive reads agree, so a file caught half-written is not reported as broken; with
 //! [`DEFAULT_INTERVAL`] an edit is applied within about half a second.
 
@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use super::error::ErrorClass;
-use super::{Env, Overrides, Workflow, WorkflowError, fnv1a64, parse};
+use super::{Env, Overrides, Workflow, WorkflowError, parse};
 
 /// How often the file is read by default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(250);
@@ -48,14 +48,14 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Watches `path`, checking every `interval`. `known_hash` is the content hash of the
-    /// workflow already in force, so an unchanged file reports nothing.
+    /// Watches `path`, checking every `interval`. `known` is the text of the workflow
+    /// already in force ([`Workflow::source`]), so an unchanged file reports nothing.
     pub fn spawn(
         path: PathBuf,
         env: Arc<dyn Env + Send + Sync>,
         overrides: Overrides,
         interval: Duration,
-        known_hash: Option<u64>,
+        known: Option<String>,
         mut on_change: impl FnMut(WatchEvent) + Send + 'static,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -63,7 +63,7 @@ impl Watcher {
         let thread = thread::Builder::new()
             .name("workflow-watch".into())
             .spawn(move || {
-                let mut last = known_hash;
+                let mut last: Option<Vec<u8>> = known.map(String::into_bytes);
                 let mut pending = None;
                 let mut missing_reported = false;
                 while !stopping.load(Ordering::Acquire) {
@@ -89,17 +89,16 @@ impl Watcher {
                         }
                     };
                     missing_reported = false;
-                    let hash = fnv1a64(&bytes);
-                    if last == Some(hash) {
+                    if last.as_ref() == Some(&bytes) {
                         pending = None;
                         continue;
                     }
-                    if pending != Some(hash) {
-                        pending = Some(hash); // confirm on the next read
+                    if pending.as_ref() != Some(&bytes) {
+                        pending = Some(bytes); // confirm on the next read
                         continue;
                     }
                     pending = None;
-                    last = Some(hash);
+                    last = Some(bytes.clone());
                     let event = match String::from_utf8(bytes) {
                         Ok(text) => match parse(&text, &path, env.as_ref(), &overrides) {
                             Ok(workflow) => WatchEvent::Reloaded(Box::new(workflow)),
