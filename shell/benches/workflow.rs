@@ -6,8 +6,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use symphony::workflow::{MapEnv, Overrides, parse};
-use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
+use symphony::workflow::{MapEnv, Overrides, parse, sample_issue};
 
 const FRONT_MATTER: &str = "---
 tracker:
@@ -90,31 +89,10 @@ fn reference_text() -> String {
     text
 }
 
-fn issue() -> Issue {
-    Issue {
-        id: IssueId("9b2c1d0e".into()),
-        identifier: "MT-649".into(),
-        title: "Retry path drops the workspace".into(),
-        description: Some("Steps to reproduce.".into()),
-        priority: Some(2),
-        state: "In Progress".into(),
-        url: Some("https://linear.app/acme/issue/MT-649".into()),
-        labels: vec!["backend".into(), "bug".into()],
-        blocked_by: vec![BlockerRef {
-            id: Some("77aa".into()),
-            identifier: Some("MT-600".into()),
-            state: Some("Done".into()),
-        }],
-        created_at: Some(Timestamp(1_767_225_600_000)),
-        dispatchable: true,
-        ..Issue::default()
-    }
-}
-
 fn load_and_render(c: &mut Criterion) {
     let env = MapEnv::new([("LINEAR_API_KEY", "lin_api_bench")]);
     let path = Path::new("/srv/flows/WORKFLOW.md");
-    let issue = issue();
+    let issue = sample_issue();
     let mut group = c.benchmark_group("workflow");
     for (name, text) in [
         ("reference_64k", reference_text()),
@@ -123,7 +101,7 @@ fn load_and_render(c: &mut Criterion) {
         // Sanity: it loads, renders, and is the size the target is about.
         let workflow = parse(&text, path, &env, &Overrides::default()).expect("loads");
         let rendered = workflow.prompt.render(&issue, Some(2)).expect("renders");
-        assert!(text.len() > 60 * 1024 && rendered.contains("MT-649"));
+        assert!(text.len() > 60 * 1024 && rendered.contains("SAMPLE-1"));
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_function(format!("{name}/parse_validate_render"), |b| {
             b.iter(|| {

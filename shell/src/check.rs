@@ -8,7 +8,6 @@ use serde::ser::Error as _;
 use symphony::workflow::{
     self, Overrides, ProcessEnv, Provider, ServiceConfig, Source, Workflow, WorkflowError,
 };
-use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
 
 use crate::Outcome;
 use crate::cli::{CheckArgs, ConfigArgs, Format, ServerFlags};
@@ -33,31 +32,6 @@ fn failed(error: &WorkflowError, stderr: String) -> Outcome {
         stdout: String::new(),
         stderr: format!("{stderr}{error}\n"),
         success: false,
-    }
-}
-
-/// An issue with every field filled, so a template that reads any field renders.
-fn sample_issue() -> Issue {
-    Issue {
-        id: IssueId("sample-issue-id".into()),
-        identifier: "SAMPLE-1".into(),
-        title: "Sample issue for `symphony check`".into(),
-        description: Some("A description.".into()),
-        priority: Some(2),
-        state: "Todo".into(),
-        branch_name: Some("sample-1".into()),
-        url: Some("https://tracker.invalid/SAMPLE-1".into()),
-        assignee_id: Some("sample-user".into()),
-        labels: vec!["sample".into()],
-        blocked_by: vec![BlockerRef {
-            id: Some("sample-blocker-id".into()),
-            identifier: Some("SAMPLE-0".into()),
-            state: Some("Done".into()),
-        }],
-        created_at: Some(Timestamp(1_767_225_600_000)),
-        updated_at: Some(Timestamp(1_767_225_600_000)),
-        dispatchable: true,
-        ..Issue::default()
     }
 }
 
@@ -87,7 +61,7 @@ pub(crate) fn check(args: &CheckArgs) -> Outcome {
         return failed(error, stderr);
     }
     // Strict variables only fail at render time: render as a first run and as a retry.
-    let issue = sample_issue();
+    let issue = workflow::sample_issue();
     let mut lines = 0;
     for attempt in [None, Some(2)] {
         match workflow.prompt.render(&issue, attempt) {

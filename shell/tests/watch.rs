@@ -17,6 +17,28 @@ fn workflow(interval_ms: u64) -> String {
     )
 }
 
+/// A watcher on `path` whose events arrive on the returned channel.
+fn watch(
+    path: &Path,
+    env: MapEnv,
+    interval: Duration,
+    known: Option<String>,
+) -> (Watcher, Receiver<WatchEvent>) {
+    let (tx, rx) = channel();
+    let watcher = Watcher::spawn(
+        path.to_owned(),
+        Arc::new(env),
+        Overrides::default(),
+        interval,
+        known,
+        move |event| {
+            let _ = tx.send(event);
+        },
+    )
+    .unwrap();
+    (watcher, rx)
+}
+
 fn next(rx: &Receiver<WatchEvent>) -> WatchEvent {
     rx.recv_timeout(WAIT)
         .expect("the watcher reports within the bound")
@@ -47,18 +69,12 @@ fn edits_reload_invalid_edits_report_and_unchanged_content_is_silent() {
     write(&path, &workflow(1_000));
     let env = MapEnv::new([]);
     let first = load(&path, &env, &Overrides::default()).unwrap();
-    let (tx, rx) = channel();
-    let _watcher = Watcher::spawn(
-        path.clone(),
-        Arc::new(env),
-        Overrides::default(),
+    let (_watcher, rx) = watch(
+        &path,
+        env,
         Duration::from_millis(10),
         Some(first.source.clone()),
-        move |event| {
-            let _ = tx.send(event);
-        },
-    )
-    .unwrap();
+    );
 
     write(&path, &workflow(2_000));
     assert_eq!(expect_reload(&rx), 2_000);
@@ -84,18 +100,7 @@ fn dropping_the_watcher_stops_its_thread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("WORKFLOW.md");
     write(&path, &workflow(1_000));
-    let (tx, rx) = channel();
-    let watcher = Watcher::spawn(
-        path.clone(),
-        Arc::new(MapEnv::new([])),
-        Overrides::default(),
-        Duration::from_secs(3600),
-        None,
-        move |event| {
-            let _ = tx.send(event);
-        },
-    )
-    .unwrap();
+    let (watcher, rx) = watch(&path, MapEnv::new([]), Duration::from_secs(3600), None);
     // Drop joins the thread even though it is parked for an hour; then the sender is gone.
     drop(watcher);
     assert!(matches!(
@@ -117,18 +122,12 @@ fn an_invalid_reload_keeps_the_last_good_config_in_the_core() {
     let at = Timestamp(1_767_225_600_000);
     core.handle(at, &Event::Startup);
 
-    let (tx, rx) = channel();
-    let _watcher = Watcher::spawn(
-        path.clone(),
-        Arc::new(env),
-        Overrides::default(),
+    let (_watcher, rx) = watch(
+        &path,
+        env,
         Duration::from_millis(10),
         Some(first.source.clone()),
-        move |event| {
-            let _ = tx.send(event);
-        },
-    )
-    .unwrap();
+    );
 
     write(&path, "---\ntracker:\n  kind: jira\n---\n");
     let invalid = next(&rx);

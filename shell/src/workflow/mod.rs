@@ -20,7 +20,7 @@ pub use config::{
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};
-pub use template::{DEFAULT_PROMPT, PromptTemplate};
+pub use template::{DEFAULT_PROMPT, PromptTemplate, sample_issue};
 pub use watch::{DEFAULT_INTERVAL, WatchEvent, Watcher};
 
 /// A loaded workflow: everything the daemon needs from WORKFLOW.md.

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use symphony_core::Issue;
+use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
 use tera::{Context, ErrorKind, Tera};
 
 use super::error::{ErrorClass, Position, WorkflowError};
@@ -81,6 +81,32 @@ impl PromptTemplate {
                 self.body_at,
             )
         })
+    }
+}
+
+/// An issue with every field set, for checking that a template renders (`symphony check`),
+/// fuzzing and benches.
+pub fn sample_issue() -> Issue {
+    Issue {
+        id: IssueId("sample-issue-id".into()),
+        identifier: "SAMPLE-1".into(),
+        title: "Sample issue for `symphony check`".into(),
+        description: Some("A description.".into()),
+        priority: Some(2),
+        state: "Todo".into(),
+        branch_name: Some("sample-1".into()),
+        url: Some("https://tracker.invalid/SAMPLE-1".into()),
+        assignee_id: Some("sample-user".into()),
+        labels: vec!["sample".into(), "backend".into()],
+        blocked_by: vec![BlockerRef {
+            id: Some("sample-blocker-id".into()),
+            identifier: Some("SAMPLE-0".into()),
+            state: Some("Done".into()),
+        }],
+        created_at: Some(Timestamp(1_767_225_600_000)),
+        updated_at: Some(Timestamp(1_767_225_600_000)),
+        dispatchable: true,
+        ..Issue::default()
     }
 }
 
