@@ -110,6 +110,12 @@ impl Display for Event {
             Self::WorkflowInvalid { error } => {
                 write!(f, "workflow invalid [{}]: {}", error.class, error.message)
             }
+            Self::DiskSpaceLow { free_mb, min_mb } => {
+                write!(f, "disk space low: {free_mb} MB free, {min_mb} MB required")
+            }
+            Self::DiskSpaceRecovered { free_mb } => {
+                write!(f, "disk space recovered: {free_mb} MB free")
+            }
             Self::RefreshRequested => f.write_str("operator refresh requested"),
             Self::ShutdownRequested => f.write_str("shutdown requested"),
         }

@@ -116,6 +116,19 @@ pub enum Event {
         /// Why it failed.
         error: ConfigError,
     },
+    /// Free space on the workspace root's filesystem fell below `workspace.min_free_disk_mb`:
+    /// new dispatch pauses, like a failed preflight; running workers are not touched.
+    DiskSpaceLow {
+        /// Free megabytes measured.
+        free_mb: u64,
+        /// The configured minimum.
+        min_mb: u64,
+    },
+    /// Free space is back above the minimum: dispatch resumes.
+    DiskSpaceRecovered {
+        /// Free megabytes measured.
+        free_mb: u64,
+    },
     /// An operator asked for an immediate poll and reconciliation (SPEC 13.7.2 refresh).
     RefreshRequested,
     /// SIGINT/SIGTERM: stop dispatching, stop every worker, then report

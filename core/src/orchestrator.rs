@@ -38,6 +38,8 @@ pub struct Orchestrator {
     pub(crate) next_run: u64,
     /// Set while the workflow on disk fails to load or validate (SPEC 6.3): no new dispatch.
     pub(crate) preflight_error: Option<ConfigError>,
+    /// Set while the workspace filesystem is short of space: new dispatch is paused.
+    pub(crate) disk_low: Option<String>,
     /// Aggregate tokens over every run (SPEC 13.5).
     pub(crate) totals: Tokens,
     /// Runtime of runs that have ended, in milliseconds.
@@ -107,6 +109,7 @@ impl Orchestrator {
             next_request: 1,
             next_run: 1,
             preflight_error: None,
+            disk_low: None,
             totals: Tokens::default(),
             ended_runtime_ms: 0,
             rate_limits: None,
@@ -163,6 +166,12 @@ impl Orchestrator {
             } => self.on_worker_exited(issue_id, *run, outcome, &mut out),
             Event::WorkflowReloaded { config } => self.on_reload(config, &mut out),
             Event::WorkflowInvalid { error } => self.preflight_error = Some(error.clone()),
+            Event::DiskSpaceLow { free_mb, min_mb } => {
+                self.disk_low = Some(format!(
+                    "low disk space: {free_mb} MB free, {min_mb} MB required"
+                ));
+            }
+            Event::DiskSpaceRecovered { .. } => self.disk_low = None,
             Event::RefreshRequested => self.on_refresh_requested(&mut out),
             Event::ShutdownRequested => self.on_shutdown(&mut out),
         }
@@ -258,6 +267,7 @@ impl Orchestrator {
     pub(crate) fn fetch_candidates(&mut self, out: &mut Vec<Command>) {
         let can_dispatch = self.lifecycle == Lifecycle::Running
             && self.preflight_error.is_none()
+            && self.disk_low.is_none()
             && !self.policy.active.is_empty();
         if !can_dispatch {
             self.finish_tick(out);

@@ -30,6 +30,7 @@ pub(crate) enum Ineligible {
     MissingLabel,
     Claimed,
     NoSlot,
+    Paused(String),
 }
 
 impl fmt::Display for Ineligible {
@@ -44,6 +45,7 @@ impl fmt::Display for Ineligible {
             Self::MissingLabel => f.write_str("missing a required label"),
             Self::Claimed => f.write_str("already claimed"),
             Self::NoSlot => f.write_str("no available orchestrator slots"),
+            Self::Paused(reason) => write!(f, "dispatch paused: {reason}"),
         }
     }
 }
@@ -203,6 +205,9 @@ impl Orchestrator {
         if let Some(error) = &self.preflight_error {
             return Err(Ineligible::PreflightFailed(error.class.clone()));
         }
+        if let Some(reason) = &self.disk_low {
+            return Err(Ineligible::Paused(reason.clone()));
+        }
         self.issue_eligible(issue)?;
         match self.claims.get(&issue.id) {
             None => {}
@@ -238,6 +243,7 @@ impl Orchestrator {
         let mut slots = self.slots();
         if self.lifecycle != Lifecycle::Running
             || self.preflight_error.is_some()
+            || self.disk_low.is_some()
             || !slots.global_free(self)
         {
             return;

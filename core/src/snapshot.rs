@@ -138,6 +138,8 @@ pub struct DispatchStatus {
     pub ready: bool,
     /// Set while the workflow fails validation: new dispatch is paused.
     pub preflight_error: Option<ConfigError>,
+    /// Set while the workspace filesystem is short of space: new dispatch is paused.
+    pub disk_low: Option<String>,
     /// Ticks completed since startup.
     pub ticks_completed: u64,
     /// When the next poll is due, if one is scheduled.
@@ -207,6 +209,7 @@ impl Orchestrator {
             dispatch: DispatchStatus {
                 ready: self.is_ready(),
                 preflight_error: self.preflight_error.clone(),
+                disk_low: self.disk_low.clone(),
                 ticks_completed: self.ticks_completed,
                 next_poll_at: self.next_poll,
                 completed_runs: self.completed_runs,

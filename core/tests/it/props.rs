@@ -55,6 +55,8 @@ enum Action {
     FinishStops,
     Reload(Knobs),
     Invalid,
+    DiskLow,
+    DiskOk,
     Refresh,
     /// Placed by the test at a chosen index, not drawn at random: once stopped the core
     /// ignores everything, so a frequent shutdown would hide the rest of the sequence.
@@ -188,6 +190,8 @@ fn action() -> impl Strategy<Value = Action> {
         2 => Just(Action::FinishStops),
         1 => knobs().prop_map(Action::Reload),
         1 => Just(Action::Invalid),
+        1 => Just(Action::DiskLow),
+        1 => Just(Action::DiskOk),
         1 => Just(Action::Refresh),
         1 => Just(Action::Startup),
     ]
@@ -349,6 +353,15 @@ fn apply(sim: &mut Sim, action: &Action) {
         }
         Action::Invalid => {
             sim.invalid("workflow_parse_error");
+        }
+        Action::DiskLow => {
+            sim.feed(Event::DiskSpaceLow {
+                free_mb: 10,
+                min_mb: 256,
+            });
+        }
+        Action::DiskOk => {
+            sim.feed(Event::DiskSpaceRecovered { free_mb: 9_000 });
         }
         Action::Refresh => {
             sim.feed(Event::RefreshRequested);

@@ -505,6 +505,46 @@ fn invalid_workflow_pauses_dispatch_but_not_reconciliation() {
     insta::assert_snapshot!(sim.transcript);
 }
 
+/// Low disk space pauses new dispatch (and requeues a due retry with the reason) while running
+/// workers and reconciliation go on; recovery resumes dispatch.
+#[test]
+fn low_disk_space_pauses_dispatch_until_it_recovers() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.exit(1, failed("boom"));
+    sim.feed(Event::DiskSpaceLow {
+        free_mb: 100,
+        min_mb: 256,
+    });
+    sim.put(issue(2, "Todo"));
+    // The retry of MT-1 comes due while space is low: requeued with the reason.
+    let mut requeued = Vec::new();
+    sim.run_until(|s| {
+        s.records.iter().any(|r| {
+            r.commands
+                .iter()
+                .any(|c| matches!(c, Command::ScheduleRetry { attempt: 2, .. }))
+        })
+    });
+    for record in &sim.records {
+        requeued.extend(retries(&record.commands));
+    }
+    assert_eq!(
+        requeued.last().and_then(|r| r.2.clone()).as_deref(),
+        Some("dispatch paused: low disk space: 100 MB free, 256 MB required")
+    );
+    assert_eq!(dispatched(&sim), ["MT-1"]);
+    assert!(sim.orch.snapshot(sim.now).dispatch.disk_low.is_some());
+    sim.feed(Event::DiskSpaceRecovered { free_mb: 4_000 });
+    sim.run_until(|s| dispatched(s).len() == 3);
+    // MT-2 from the next poll and MT-1 from its retry, in whichever order their timers fire.
+    let mut after = dispatched(&sim).split_off(1);
+    after.sort();
+    assert_eq!(after, ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
 /// SPEC 6.2: a reload changes future decisions: the poll already scheduled moves to the new
 /// interval and a larger limit lets more run on the next tick.
 #[test]
