@@ -6,8 +6,10 @@
 //! | Module | SPEC | What |
 //! |---|---|---|
 //! | [`workflow`] | 5, 6, 12 | WORKFLOW.md: front matter, typed config, prompt template, reload |
+//! | [`workspace`] | 9, 15.2, 15.4 | per-issue directories, hooks, cleanup, disk guard |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod workflow;
+pub mod workspace;

@@ -216,6 +216,10 @@ pub struct PollingConfig {
 pub struct WorkspaceConfig {
     /// Absolute root under which each issue gets a directory.
     pub root: PathBuf,
+    /// Remove workspaces of issues no longer active after this many days untouched.
+    pub max_age_days: Option<u32>,
+    /// Pause dispatch while the root's filesystem has less free space; `0` disables.
+    pub min_free_disk_mb: u64,
 }
 
 /// `hooks`: shell scripts run in the workspace.
@@ -231,6 +235,8 @@ pub struct HooksConfig {
     pub before_remove: Option<String>,
     /// Per hook.
     pub timeout_ms: u64,
+    /// Host environment variables passed to hooks by name, beyond the built-in allowlist.
+    pub env: Vec<String>,
 }
 
 /// `agent`.
@@ -594,6 +600,26 @@ impl Reader<'_> {
         }
         self.written(key);
         Ok(Some(out))
+    }
+
+    /// A list of environment variable names (`hooks.env`, ...), each checked for shape.
+    fn var_names(&mut self, map: &Mapping, key: &str) -> Result<Vec<String>, WorkflowError> {
+        let names = self.string_list(map, key)?;
+        let Some(names) = names else {
+            self.source(key, Source::Default);
+            return Ok(Vec::new());
+        };
+        for name in &names {
+            let valid = var_reference(&format!("${name}")) == Some(name.as_str());
+            if !valid {
+                return Err(self.invalid(
+                    key,
+                    "a list of environment variable names",
+                    &Value::String(name.clone()),
+                ));
+            }
+        }
+        Ok(names)
     }
 
     /// Resolves a whole-value `$VAR` reference. `Ok(None)` when the value is not one.
@@ -986,7 +1012,11 @@ impl Reader<'_> {
 
     fn workspace(&mut self, root: &Mapping) -> Result<WorkspaceConfig, WorkflowError> {
         let section = self.section(root, "workspace")?;
-        self.check_keys(&section, "workspace", &["root"]);
+        self.check_keys(
+            &section,
+            "workspace",
+            &["root", "max_age_days", "min_free_disk_mb"],
+        );
         let root = match self.string(&section, "workspace.root")? {
             Some(raw) => {
                 self.written("workspace.root");
@@ -997,13 +1027,26 @@ impl Reader<'_> {
                 normalize_path(&self.env.temp_dir().join("symphony_workspaces"))
             }
         };
-        Ok(WorkspaceConfig { root })
+        let max_age_days = match Self::get(&section, "max_age_days") {
+            None => {
+                self.source("workspace.max_age_days", Source::Default);
+                None
+            }
+            Some(_) => Some(self.int(&section, "workspace.max_age_days", 0, 1..=36_500)? as u32),
+        };
+        let min_free_disk_mb =
+            self.int(&section, "workspace.min_free_disk_mb", 256, 0..=MAX_MS)? as u64;
+        Ok(WorkspaceConfig {
+            root,
+            max_age_days,
+            min_free_disk_mb,
+        })
     }
 
     fn hooks(&mut self, root: &Mapping) -> Result<HooksConfig, WorkflowError> {
         let section = self.section(root, "hooks")?;
         let mut known = HOOK_SCRIPTS.to_vec();
-        known.push("timeout_ms");
+        known.extend(["timeout_ms", "env"]);
         self.check_keys(&section, "hooks", &known);
         let mut scripts = Vec::with_capacity(4);
         for name in HOOK_SCRIPTS {
@@ -1019,6 +1062,7 @@ impl Reader<'_> {
             scripts.push(script);
         }
         let timeout_ms = self.int(&section, "hooks.timeout_ms", 60_000, 1..=MAX_MS)? as u64;
+        let env = self.var_names(&section, "hooks.env")?;
         let mut scripts = scripts.into_iter();
         Ok(HooksConfig {
             after_create: scripts.next().flatten(),
@@ -1026,6 +1070,7 @@ impl Reader<'_> {
             after_run: scripts.next().flatten(),
             before_remove: scripts.next().flatten(),
             timeout_ms,
+            env,
         })
     }
 

@@ -1,0 +1,402 @@
+//! Per-issue workspaces (SPEC 9, 15.2): keys, containment, creation and reuse, hooks, removal,
+//! orphan and age reports, and the disk guard.
+//!
+//! Every path handed out is a direct child of the canonical root, checked without following a
+//! symlink at the workspace path: a symlink or a non-directory there is refused, never
+//! replaced or followed.
+
+mod disk;
+mod hooks;
+mod key;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub use disk::{DiskGuard, free_space_mb};
+pub use hooks::{HookContext, HookKind, HookOutcome, HookStatus, OUTPUT_LIMIT, hook_env, run_hook};
+pub use key::workspace_key;
+
+use crate::workflow::HooksConfig;
+
+/// Why a workspace could not be used.
+#[derive(Debug)]
+pub enum WorkspaceError {
+    /// The root cannot be created or resolved.
+    Root {
+        /// The configured root.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The path is not a direct child of the root.
+    OutsideRoot {
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// A symlink sits at the workspace path.
+    Symlink {
+        /// The workspace path.
+        path: PathBuf,
+    },
+    /// Something that is not a directory sits at the workspace path.
+    NotADirectory {
+        /// The workspace path.
+        path: PathBuf,
+    },
+    /// A filesystem operation failed.
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// `after_create` or `before_run` failed or timed out: the attempt fails.
+    Hook(Box<HookOutcome>),
+}
+
+impl fmt::Display for WorkspaceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Root { path, source } => {
+                write!(f, "workspace root {} is unusable: {source}", path.display())
+            }
+            Self::OutsideRoot { path } => {
+                write!(
+                    f,
+                    "workspace path {} is outside the workspace root",
+                    path.display()
+                )
+            }
+            Self::Symlink { path } => write!(
+                f,
+                "refusing workspace {}: it is a symlink (remove it by hand if it is meant to \
+                 be there)",
+                path.display()
+            ),
+            Self::NotADirectory { path } => write!(
+                f,
+                "refusing workspace {}: something that is not a directory is in the way",
+                path.display()
+            ),
+            Self::Io {
+                action,
+                path,
+                source,
+            } => write!(f, "cannot {action} {}: {source}", path.display()),
+            Self::Hook(outcome) => f.write_str(&outcome.describe()),
+        }
+    }
+}
+
+impl std::error::Error for WorkspaceError {}
+
+/// A workspace ready for an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    /// The workspace directory: the agent's cwd.
+    pub path: PathBuf,
+    /// Whether this call created it (and ran `after_create`).
+    pub created_now: bool,
+}
+
+/// What removing a workspace did.
+#[derive(Debug)]
+pub struct Removal {
+    /// The path.
+    pub path: PathBuf,
+    /// Whether something was there to remove.
+    pub existed: bool,
+    /// The `before_remove` run, when there was one (its failure does not stop removal).
+    pub hook: Option<HookOutcome>,
+}
+
+/// One issue, as the workspace manager needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct IssueRef<'a> {
+    /// Tracker id.
+    pub id: &'a str,
+    /// Human-readable key: names the directory.
+    pub identifier: &'a str,
+}
+
+/// Workspaces under one root, with the hooks of one workflow version.
+#[derive(Clone, Debug)]
+pub struct WorkspaceManager {
+    root: PathBuf,
+    hooks: HooksConfig,
+}
+
+fn io_error<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(io::Error) -> WorkspaceError + 'p {
+    move |source| WorkspaceError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl WorkspaceManager {
+    /// Creates the root if needed and resolves it once (symlinks in it are followed here, and
+    /// only here).
+    pub fn new(root: &Path, hooks: HooksConfig) -> Result<Self, WorkspaceError> {
+        let fail = |source| WorkspaceError::Root {
+            path: root.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(root).map_err(fail)?;
+        let root = std::fs::canonicalize(root).map_err(fail)?;
+        Ok(Self { root, hooks })
+    }
+
+    /// The canonical root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The hooks in force.
+    pub fn hooks(&self) -> &HooksConfig {
+        &self.hooks
+    }
+
+    /// The workspace path for an identifier: always a direct child of the root.
+    pub fn path_for(&self, identifier: &str) -> PathBuf {
+        self.root.join(workspace_key(identifier))
+    }
+
+    /// Checks that `path` is a direct child of the root and a real directory (not a symlink).
+    /// Called before an agent is launched there (SPEC 9.5 invariants 1 and 2).
+    pub fn verify(&self, path: &Path) -> Result<(), WorkspaceError> {
+        if path.parent() != Some(self.root.as_path())
+            || path
+                .file_name()
+                .is_none_or(|name| name == "." || name == "..")
+        {
+            return Err(WorkspaceError::OutsideRoot {
+                path: path.to_owned(),
+            });
+        }
+        let meta = std::fs::symlink_metadata(path).map_err(io_error("inspect", path))?;
+        if meta.file_type().is_symlink() {
+            return Err(WorkspaceError::Symlink {
+                path: path.to_owned(),
+            });
+        }
+        if !meta.is_dir() {
+            return Err(WorkspaceError::NotADirectory {
+                path: path.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn hook_env(&self, context: &HookContext<'_>) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        hook_env(std::env::vars_os(), &self.hooks.env, context)
+    }
+
+    fn run(&self, kind: HookKind, context: &HookContext<'_>) -> Option<HookOutcome> {
+        let script = match kind {
+            HookKind::AfterCreate => self.hooks.after_create.as_deref(),
+            HookKind::BeforeRun => self.hooks.before_run.as_deref(),
+            HookKind::AfterRun => self.hooks.after_run.as_deref(),
+            HookKind::BeforeRemove => self.hooks.before_remove.as_deref(),
+        }?;
+        tracing::info!(
+            issue_id = context.issue_id,
+            identifier = context.identifier,
+            hook = kind.name(),
+            "hook started"
+        );
+        let outcome = run_hook(
+            kind,
+            script,
+            context,
+            self.hook_env(context),
+            Duration::from_millis(self.hooks.timeout_ms),
+        );
+        if outcome.succeeded() {
+            tracing::info!(
+                issue_id = context.issue_id,
+                identifier = context.identifier,
+                hook = kind.name(),
+                elapsed_ms = outcome.elapsed.as_millis() as u64,
+                "hook succeeded"
+            );
+        } else {
+            tracing::warn!(
+                issue_id = context.issue_id,
+                identifier = context.identifier,
+                hook = kind.name(),
+                fatal = kind.is_fatal(),
+                output = %outcome.output,
+                dropped_bytes = outcome.dropped_bytes,
+                "{}",
+                outcome.describe()
+            );
+        }
+        Some(outcome)
+    }
+
+    /// SPEC 9.2 plus the `after_create` and `before_run` hooks: the workspace for `issue`,
+    /// created when missing. A failing `after_create` removes the half-made directory (so the
+    /// next attempt runs it again); a failing `before_run` leaves the workspace as it is.
+    pub fn prepare(
+        &self,
+        issue: IssueRef<'_>,
+        attempt: Option<u32>,
+    ) -> Result<Prepared, WorkspaceError> {
+        let path = self.path_for(issue.identifier);
+        let created_now = match std::fs::symlink_metadata(&path) {
+            Ok(_) => {
+                self.verify(&path)?;
+                false
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // `create_dir`, not `create_dir_all`: the parent is the root, which exists.
+                std::fs::create_dir(&path).map_err(io_error("create", &path))?;
+                self.verify(&path)?;
+                true
+            }
+            Err(e) => return Err(io_error("inspect", &path)(e)),
+        };
+        let context = HookContext {
+            issue_id: issue.id,
+            identifier: issue.identifier,
+            workspace: &path,
+            attempt,
+        };
+        if created_now
+            && let Some(outcome) = self.run(HookKind::AfterCreate, &context)
+            && !outcome.succeeded()
+        {
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(
+                    identifier = issue.identifier,
+                    "could not remove the half-created workspace {}: {e}",
+                    path.display()
+                );
+            }
+            return Err(WorkspaceError::Hook(Box::new(outcome)));
+        }
+        if let Some(outcome) = self.run(HookKind::BeforeRun, &context)
+            && !outcome.succeeded()
+        {
+            return Err(WorkspaceError::Hook(Box::new(outcome)));
+        }
+        Ok(Prepared { path, created_now })
+    }
+
+    /// The `after_run` hook; its failure is logged and ignored (SPEC 9.4).
+    pub fn after_run(&self, issue: IssueRef<'_>, attempt: Option<u32>) -> Option<HookOutcome> {
+        let path = self.path_for(issue.identifier);
+        self.verify(&path).ok()?;
+        let context = HookContext {
+            issue_id: issue.id,
+            identifier: issue.identifier,
+            workspace: &path,
+            attempt,
+        };
+        self.run(HookKind::AfterRun, &context)
+    }
+
+    /// Removes the workspace of `issue` after `before_remove` (whose failure is ignored). A
+    /// symlink at the path is unlinked without being followed.
+    pub fn remove(&self, issue: IssueRef<'_>) -> Result<Removal, WorkspaceError> {
+        let path = self.path_for(issue.identifier);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Removal {
+                    path,
+                    existed: false,
+                    hook: None,
+                });
+            }
+            Err(e) => return Err(io_error("inspect", &path)(e)),
+        };
+        if !meta.is_dir() {
+            // A symlink or a file: remove the entry itself, never what it points at.
+            std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
+            return Ok(Removal {
+                path,
+                existed: true,
+                hook: None,
+            });
+        }
+        let context = HookContext {
+            issue_id: issue.id,
+            identifier: issue.identifier,
+            workspace: &path,
+            attempt: None,
+        };
+        let hook = self.run(HookKind::BeforeRemove, &context);
+        std::fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
+        Ok(Removal {
+            path,
+            existed: true,
+            hook,
+        })
+    }
+
+    /// Directories under the root that belong to none of `known` identifiers: reported at
+    /// startup, never deleted automatically.
+    pub fn orphans<'a>(
+        &self,
+        known: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<PathBuf>, WorkspaceError> {
+        let keys: BTreeSet<String> = known.into_iter().map(workspace_key).collect();
+        let mut orphans: Vec<PathBuf> = self
+            .entries()?
+            .into_iter()
+            .filter(|(name, _)| !keys.contains(name))
+            .map(|(_, path)| path)
+            .collect();
+        orphans.sort();
+        Ok(orphans)
+    }
+
+    /// Workspaces untouched for `max_age` whose identifier is not in `keep` (the issues still
+    /// active): the candidates for `workspace.max_age_days` cleanup.
+    pub fn expired<'a>(
+        &self,
+        max_age: Duration,
+        now: SystemTime,
+        keep: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<PathBuf>, WorkspaceError> {
+        let keep: BTreeSet<String> = keep.into_iter().map(workspace_key).collect();
+        let mut expired = Vec::new();
+        for (name, path) in self.entries()? {
+            if keep.contains(&name) {
+                continue;
+            }
+            let modified = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(io_error("inspect", &path))?;
+            if now.duration_since(modified).is_ok_and(|age| age > max_age) {
+                expired.push(path);
+            }
+        }
+        expired.sort();
+        Ok(expired)
+    }
+
+    /// Directory entries of the root: (name, path), directories only, no symlinks.
+    fn entries(&self) -> Result<Vec<(String, PathBuf)>, WorkspaceError> {
+        let read = std::fs::read_dir(&self.root).map_err(io_error("list", &self.root))?;
+        let mut out = Vec::new();
+        for entry in read {
+            let entry = entry.map_err(io_error("list", &self.root))?;
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+                out.push((name.to_owned(), entry.path()));
+            }
+        }
+        Ok(out)
+    }
+}
