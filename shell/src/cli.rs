@@ -20,10 +20,20 @@ pub(crate) struct Cli {
 
     #[command(flatten)]
     pub(crate) server: ServerFlags,
+
+    /// Record every event and the commands it produced to this NDJSON file (for
+    /// `symphony replay`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) event_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the embedded demo: the local file tracker and the built-in demo agent, no account.
+    ///
+    /// Copies the example setup into DIR (unless DIR already holds a WORKFLOW.md) and runs the
+    /// daemon on it.
+    Demo(DemoArgs),
     /// Validate a workflow offline: config, credentials present, prompt renders.
     ///
     /// Exits 0 when valid, 1 with `error[<class>]: <file>:<line>:<col>: <message>` when not.
@@ -44,6 +54,17 @@ pub(crate) struct ServerFlags {
     /// Address for the HTTP server; overrides `server.bind`.
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Directory for the demo's workflow, issues and workspaces.
+    #[arg(value_name = "DIR", default_value = "symphony-demo")]
+    pub(crate) dir: PathBuf,
+
+    /// Record the event log to this file (default: DIR/events.ndjson).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) event_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -7,9 +7,15 @@
 //! |---|---|---|
 //! | [`workflow`] | 5, 6, 12 | WORKFLOW.md: front matter, typed config, prompt template, reload |
 //! | [`workspace`] | 9, 15.2, 15.4 | per-issue directories, hooks, cleanup, disk guard |
+//! | [`tracker`] | 11 | adapters: local files (Linear, GitHub: issue 7) |
+//! | [`agent`] | 10 | coding agents: the built-in demo agent (Codex: issue 6) |
+//! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod daemon;
+pub mod tracker;
 pub mod workflow;
 pub mod workspace;

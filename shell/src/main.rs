@@ -1,7 +1,7 @@
 //! `symphony`: the imperative shell around `symphony-core`.
 //!
-//! Today it offers `check`, `config` and `replay`; the daemon itself (trackers, workspaces,
-//! agents, HTTP) is being built in the issues listed in README.md.
+//! `symphony [WORKFLOW]` runs the daemon; `demo`, `check`, `config` and `replay` are the
+//! operator commands.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -32,22 +32,105 @@ impl Outcome {
     }
 }
 
+/// The embedded default setup (`examples/local`), written out by `symphony demo`.
+const DEMO_FILES: [(&str, &str); 6] = [
+    (
+        "WORKFLOW.md",
+        include_str!("../../examples/local/WORKFLOW.md"),
+    ),
+    ("README.md", include_str!("../../examples/local/README.md")),
+    (
+        "issues/DEMO-1.md",
+        include_str!("../../examples/local/issues/DEMO-1.md"),
+    ),
+    (
+        "issues/DEMO-2.md",
+        include_str!("../../examples/local/issues/DEMO-2.md"),
+    ),
+    (
+        "issues/DEMO-3.md",
+        include_str!("../../examples/local/issues/DEMO-3.md"),
+    ),
+    (
+        "issues/DEMO-4.md",
+        include_str!("../../examples/local/issues/DEMO-4.md"),
+    ),
+];
+
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SYMPHONY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(color)
+        .init();
+}
+
+/// Writes the demo setup into `dir` unless a workflow is already there.
+fn write_demo(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let workflow = dir.join("WORKFLOW.md");
+    if workflow.exists() {
+        return Ok(workflow);
+    }
+    for (name, text) in DEMO_FILES {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(workflow)
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Replay(args)) => replay::run(&args).finish(),
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
-        None => {
-            let workflow = cli
-                .workflow
-                .unwrap_or_else(|| std::path::PathBuf::from("WORKFLOW.md"));
+        Some(cli::Command::Demo(args)) => {
+            init_logging();
+            let workflow = match write_demo(&args.dir) {
+                Ok(path) => path,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the demo into {}: {e}",
+                        args.dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
             eprintln!(
-                "error: the daemon is not implemented yet (it would run {}); \
-                 see README.md for what works today",
-                workflow.display()
+                "symphony demo in {}: watch {}/issues and {}/workspaces; Ctrl-C to stop",
+                args.dir.display(),
+                args.dir.display(),
+                args.dir.display()
             );
-            ExitCode::FAILURE
+            symphony::daemon::run(symphony::daemon::Options {
+                workflow,
+                overrides: symphony::workflow::Overrides::default(),
+                event_log: Some(
+                    args.event_log
+                        .unwrap_or_else(|| args.dir.join("events.ndjson")),
+                ),
+            })
+        }
+        None => {
+            init_logging();
+            symphony::daemon::run(symphony::daemon::Options {
+                workflow: cli
+                    .workflow
+                    .unwrap_or_else(symphony::workflow::default_path),
+                overrides: symphony::workflow::Overrides {
+                    port: cli.server.port,
+                    bind: cli.server.bind,
+                },
+                event_log: cli.event_log,
+            })
         }
     }
 }

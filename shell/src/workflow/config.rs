@@ -239,9 +239,23 @@ pub struct HooksConfig {
     pub env: Vec<String>,
 }
 
+/// Which coding agent runs the turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// The Codex app-server (`codex.*` settings).
+    Codex,
+    /// The built-in deterministic demo agent: scripted work, no model, no network.
+    Demo,
+}
+
 /// `agent`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentConfig {
+    /// `codex` (default) or `demo`.
+    pub kind: AgentKind,
+    /// Demo agent only: how long each scripted turn takes.
+    pub demo_turn_ms: u64,
     /// Global limit; `0` pauses new dispatch.
     pub max_concurrent_agents: u32,
     /// Turns per worker run.
@@ -1084,8 +1098,32 @@ impl Reader<'_> {
                 "max_turns",
                 "max_retry_backoff_ms",
                 "max_concurrent_agents_by_state",
+                "kind",
+                "demo_turn_ms",
             ],
         );
+        let kind = match self.string(&section, "agent.kind")? {
+            None => {
+                self.source("agent.kind", Source::Default);
+                AgentKind::Codex
+            }
+            Some(raw) => {
+                let kind = match normalize(&raw).as_str() {
+                    "codex" => AgentKind::Codex,
+                    "demo" => AgentKind::Demo,
+                    _ => {
+                        return Err(self.invalid(
+                            "agent.kind",
+                            "`codex` or `demo`",
+                            &Value::String(raw),
+                        ));
+                    }
+                };
+                self.written("agent.kind");
+                kind
+            }
+        };
+        let demo_turn_ms = self.int(&section, "agent.demo_turn_ms", 2_000, 0..=MAX_MS)? as u64;
         let max_concurrent_agents =
             self.int(&section, "agent.max_concurrent_agents", 10, 0..=10_000)? as u32;
         let max_turns = self.int(&section, "agent.max_turns", 20, 1..=10_000)? as u32;
@@ -1136,6 +1174,8 @@ impl Reader<'_> {
             Some(other) => return Err(self.invalid(key, "a map of state name to limit", other)),
         }
         Ok(AgentConfig {
+            kind,
+            demo_turn_ms,
             max_concurrent_agents,
             max_turns,
             max_retry_backoff_ms,

@@ -14,9 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    AgentConfig, CodexConfig, GithubProvider, HooksConfig, LinearProvider, LocalProvider,
-    Overrides, PollingConfig, Provider, Secret, ServerConfig, ServiceConfig, Source, TrackerConfig,
-    TrackerKind, WorkspaceConfig,
+    AgentConfig, AgentKind, CodexConfig, GithubProvider, HooksConfig, LinearProvider,
+    LocalProvider, Overrides, PollingConfig, Provider, Secret, ServerConfig, ServiceConfig, Source,
+    TrackerConfig, TrackerKind, WorkspaceConfig,
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};

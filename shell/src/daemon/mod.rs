@@ -1,0 +1,481 @@
+//! The daemon: one task owns the orchestrator core; trackers, workers, timers, signals and the
+//! workflow watcher send it events over a channel, and it executes the commands the core
+//! returns (SPEC 16). It makes no scheduling decision of its own.
+
+mod snapshot;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use symphony_core::log::Recorder;
+use symphony_core::{Command, ConfigError, Event, RunId, Timestamp};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::workflow::{
+    self, DEFAULT_INTERVAL, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
+};
+use crate::workspace::{DiskGuard, IssueRef, free_space_mb};
+use snapshot::Bound;
+use worker::WorkerHandle;
+
+/// How long shutdown waits for workers before exiting anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What arrives on the daemon's channel.
+pub(crate) enum Input {
+    /// An event for the core.
+    Event(Event),
+    /// The workflow watcher saw a change.
+    Watch(WatchEvent),
+}
+
+/// How the daemon was started.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The workflow file.
+    pub workflow: PathBuf,
+    /// Command-line overrides of the workflow.
+    pub overrides: Overrides,
+    /// Where to write the NDJSON event log, if anywhere.
+    pub event_log: Option<PathBuf>,
+}
+
+/// Milliseconds since the epoch, now.
+fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Timestamp(ms)
+}
+
+/// Runs the daemon until shutdown. Returns the process exit code.
+pub fn run(options: Options) -> ExitCode {
+    let workflow = match workflow::load(&options.workflow, &ProcessEnv, &options.overrides) {
+        Ok(workflow) => workflow,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &workflow.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(error) = workflow.prompt.parse_error() {
+        tracing::warn!("{error} (every run will fail until the template is fixed)");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match Daemon::start(workflow, options) {
+            Ok(daemon) => daemon.run().await,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+struct Daemon {
+    recorder: Recorder,
+    log: Option<BufWriter<File>>,
+    bound: Arc<Bound>,
+    workers: BTreeMap<RunId, WorkerHandle>,
+    tx: UnboundedSender<Input>,
+    rx: UnboundedReceiver<Input>,
+    disk: DiskGuard,
+    runtime: tokio::runtime::Handle,
+    _watcher: Option<Watcher>,
+}
+
+impl Daemon {
+    fn start(workflow: Workflow, options: Options) -> Result<Self, String> {
+        let (tx, rx) = unbounded_channel();
+        let scheduler = workflow.config.scheduler();
+        let min_free = workflow.config.workspace.min_free_disk_mb;
+        let source = workflow.source.clone();
+        let path = workflow.path.clone();
+        let bound = Arc::new(Bound::new(workflow)?);
+        let recorder = Recorder::new(scheduler);
+        let log = match &options.event_log {
+            None => None,
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                let file = File::create(path)
+                    .map_err(|e| format!("cannot create the event log {}: {e}", path.display()))?;
+                let mut log = BufWriter::new(file);
+                writeln!(log, "{}", recorder.header().to_line())
+                    .map_err(|e| format!("cannot write the event log: {e}"))?;
+                Some(log)
+            }
+        };
+        let watch_tx = tx.clone();
+        let watcher = Watcher::spawn(
+            path,
+            Arc::new(ProcessEnv),
+            options.overrides.clone(),
+            DEFAULT_INTERVAL,
+            Some(source),
+            move |event| {
+                let _ = watch_tx.send(Input::Watch(event));
+            },
+        )
+        .map_err(|e| tracing::warn!("workflow reload is off: cannot start the watcher: {e}"))
+        .ok();
+        tracing::info!(
+            root = %bound.workspace.root().display(),
+            "symphony started"
+        );
+        Ok(Self {
+            recorder,
+            log,
+            bound,
+            workers: BTreeMap::new(),
+            tx,
+            rx,
+            disk: DiskGuard::new(min_free),
+            runtime: tokio::runtime::Handle::current(),
+            _watcher: watcher,
+        })
+    }
+
+    async fn run(mut self) -> ExitCode {
+        self.report_orphans();
+        self.feed(Event::Startup);
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        let mut force_exit: Option<tokio::time::Instant> = None;
+        loop {
+            let wake = self.recorder.orchestrator().next_deadline().map(|due| {
+                let wait = due.0.saturating_sub(now().0);
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                () = &mut shutdown, if force_exit.is_none() => {
+                    tracing::info!("shutdown requested");
+                    force_exit = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                    self.feed(Event::ShutdownRequested);
+                }
+                input = self.rx.recv() => match input {
+                    Some(Input::Event(event)) => {
+                        if let Event::WorkerExited { run, .. } = &event {
+                            self.workers.remove(run);
+                        }
+                        self.feed(event);
+                    }
+                    Some(Input::Watch(change)) => self.on_watch(change),
+                    None => break,
+                },
+                () = sleep_until(wake) => {
+                    self.check_disk();
+                    self.feed(Event::TimerFired);
+                }
+                () = sleep_until(force_exit) => {
+                    tracing::warn!(
+                        running = self.workers.len(),
+                        "workers did not stop within {} s; exiting anyway",
+                        SHUTDOWN_GRACE.as_secs()
+                    );
+                    break;
+                }
+            }
+            self.flush_log();
+            if self.recorder.orchestrator().is_stopped() {
+                break;
+            }
+        }
+        self.flush_log();
+        tracing::info!("symphony stopped");
+        ExitCode::SUCCESS
+    }
+
+    /// Feeds one event to the core, records it, and executes the commands.
+    fn feed(&mut self, event: Event) {
+        let (commands, line) = self.recorder.handle(now(), &event);
+        if let Some(log) = &mut self.log
+            && let Err(e) = writeln!(log, "{line}")
+        {
+            tracing::error!("event log write failed, recording stops: {e}");
+            self.log = None;
+        }
+        for command in commands {
+            self.execute(command);
+        }
+    }
+
+    fn flush_log(&mut self) {
+        if let Some(log) = &mut self.log
+            && let Err(e) = log.flush()
+        {
+            tracing::error!("event log flush failed, recording stops: {e}");
+            self.log = None;
+        }
+    }
+
+    fn send_later(&self, event: Event) {
+        let _ = self.tx.send(Input::Event(event));
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::FetchCandidates { request, states } => {
+                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
+                tokio::spawn(async move {
+                    let event = match tracker.fetch_by_states(&states).await {
+                        Ok(issues) => Event::CandidatesFetched { request, issues },
+                        Err(error) => {
+                            tracing::warn!("candidate fetch failed: {}", error.message);
+                            Event::CandidatesFetchFailed { request, error }
+                        }
+                    };
+                    let _ = tx.send(Input::Event(event));
+                });
+            }
+            Command::ListTerminalIssues { request, states } => {
+                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
+                tokio::spawn(async move {
+                    let event = match tracker.fetch_by_states(&states).await {
+                        Ok(issues) => Event::TerminalIssuesListed { request, issues },
+                        Err(error) => Event::TerminalIssuesListFailed { request, error },
+                    };
+                    let _ = tx.send(Input::Event(event));
+                });
+            }
+            Command::RefreshIssues { request, ids } => {
+                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
+                tokio::spawn(async move {
+                    let event = match tracker.fetch_by_ids(&ids).await {
+                        Ok(issues) => Event::IssuesRefreshed { request, issues },
+                        Err(error) => {
+                            tracing::warn!("issue refresh failed: {}", error.message);
+                            Event::IssuesRefreshFailed { request, error }
+                        }
+                    };
+                    let _ = tx.send(Input::Event(event));
+                });
+            }
+            Command::Dispatch {
+                issue_id,
+                run,
+                attempt,
+                issue,
+            } => {
+                tracing::info!(
+                    issue_id = issue_id.as_str(),
+                    identifier = issue.identifier.as_str(),
+                    attempt,
+                    "dispatching"
+                );
+                match worker::spawn(
+                    Arc::clone(&self.bound),
+                    issue,
+                    run,
+                    attempt,
+                    self.tx.clone(),
+                    self.runtime.clone(),
+                ) {
+                    Ok(handle) => {
+                        self.workers.insert(run, handle);
+                    }
+                    Err(e) => self.send_later(Event::WorkerExited {
+                        issue_id,
+                        run,
+                        outcome: symphony_core::ExitOutcome::Failed {
+                            reason: format!("cannot start the worker thread: {e}"),
+                        },
+                    }),
+                }
+            }
+            Command::StartTurn {
+                run, turn, issue, ..
+            } => {
+                if let Some(worker) = self.workers.get(&run) {
+                    worker.turn(turn, issue);
+                }
+            }
+            Command::StopWorker {
+                issue_id,
+                run,
+                reason,
+                cleanup_workspace,
+            } => {
+                tracing::info!(issue_id = issue_id.as_str(), %reason, "stopping worker");
+                if let Some(worker) = self.workers.get(&run) {
+                    worker.stop(cleanup_workspace);
+                }
+            }
+            Command::CleanWorkspace {
+                issue_id,
+                identifier,
+            } => {
+                let bound = Arc::clone(&self.bound);
+                tokio::task::spawn_blocking(move || {
+                    let issue = IssueRef {
+                        id: issue_id.as_str(),
+                        identifier: &identifier,
+                    };
+                    match bound.workspace.remove(issue) {
+                        Ok(removal) if removal.existed => tracing::info!(
+                            issue_id = issue_id.as_str(),
+                            identifier = identifier.as_str(),
+                            "workspace removed: {}",
+                            removal.path.display()
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(
+                            issue_id = issue_id.as_str(),
+                            identifier = identifier.as_str(),
+                            "workspace cleanup failed: {e}"
+                        ),
+                    }
+                });
+            }
+            Command::ScheduleRetry {
+                issue_id,
+                identifier,
+                attempt,
+                delay_ms,
+                error,
+                ..
+            } => tracing::info!(
+                issue_id = issue_id.as_str(),
+                identifier = identifier.as_str(),
+                attempt,
+                delay_ms,
+                error = error.as_deref().unwrap_or(""),
+                "retry scheduled"
+            ),
+            Command::ReleaseClaim { issue_id, reason } => {
+                tracing::info!(issue_id = issue_id.as_str(), %reason, "released");
+            }
+            Command::HoldIssue {
+                issue_id,
+                identifier,
+                reason,
+            } => tracing::warn!(
+                issue_id = issue_id.as_str(),
+                identifier = identifier.as_str(),
+                "held: the agent needs input ({reason}); it runs again when the issue changes"
+            ),
+            Command::CancelRetry { .. }
+            | Command::SchedulePoll { .. }
+            | Command::RefreshQueued { .. }
+            | Command::ShutdownComplete => {}
+        }
+    }
+
+    fn on_watch(&mut self, change: WatchEvent) {
+        let event = change.core_event();
+        match change {
+            WatchEvent::Invalid(error) => {
+                tracing::error!(
+                    class = error.class.as_str(),
+                    "{error}; keeping the last good workflow, new dispatch paused"
+                );
+                self.feed(event);
+            }
+            WatchEvent::Reloaded(workflow) => {
+                for warning in &workflow.warnings {
+                    tracing::warn!("{warning}");
+                }
+                let min_free = workflow.config.workspace.min_free_disk_mb;
+                match Bound::new(*workflow) {
+                    Ok(bound) => {
+                        tracing::info!("workflow reloaded");
+                        self.bound = Arc::new(bound);
+                        self.disk.set_min(min_free);
+                        self.feed(event);
+                    }
+                    Err(message) => {
+                        tracing::error!("{message}; keeping the last good workflow");
+                        self.feed(Event::WorkflowInvalid {
+                            error: ConfigError {
+                                class: "invalid_config_value".into(),
+                                message,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_disk(&mut self) {
+        match free_space_mb(self.bound.workspace.root()) {
+            Ok(free) => {
+                if let Some(event) = self.disk.observe(free) {
+                    tracing::warn!("{event}");
+                    self.feed(event);
+                }
+            }
+            Err(e) => tracing::warn!("cannot read free disk space: {e}"),
+        }
+    }
+
+    /// Logs workspace directories that belong to no issue the tracker knows (never deletes).
+    fn report_orphans(&self) {
+        let bound = Arc::clone(&self.bound);
+        let states = {
+            let config = self.recorder.orchestrator().config();
+            let mut states = config.active_states.clone();
+            states.extend(config.terminal_states.iter().cloned());
+            states
+        };
+        tokio::spawn(async move {
+            let Ok(issues) = bound.tracker.fetch_by_states(&states).await else {
+                return;
+            };
+            let known = issues.iter().map(|i| i.identifier.as_str());
+            if let Ok(orphans) = bound.workspace.orphans(known) {
+                for orphan in orphans {
+                    tracing::warn!(
+                        "workspace {} matches no issue in the tracker (left in place)",
+                        orphan.display()
+                    );
+                }
+            }
+        });
+    }
+}
+
+async fn sleep_until(when: Option<tokio::time::Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(term) => {
+                term.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,54 @@
+//! What a worker run is bound to: the pieces built from one workflow version. A reload builds
+//! a new [`Bound`] for future runs; running workers keep theirs (SPEC 6.2, 10.5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::agent::{Agent, DemoAgent};
+use crate::tracker::{self, Tracker};
+use crate::workflow::{AgentKind, PromptTemplate, Workflow};
+use crate::workspace::WorkspaceManager;
+
+/// One workflow version's working parts.
+pub(crate) struct Bound {
+    pub(crate) workspace: WorkspaceManager,
+    pub(crate) tracker: Arc<dyn Tracker>,
+    pub(crate) agent: Arc<dyn Agent>,
+    pub(crate) prompt: PromptTemplate,
+    pub(crate) done_state: String,
+}
+
+impl Bound {
+    /// Builds the parts for `workflow`; the prompt template moves out of it.
+    pub(crate) fn new(workflow: Workflow) -> Result<Self, String> {
+        let config = &workflow.config;
+        let tracker: Arc<dyn Tracker> = Arc::from(tracker::build(&config.tracker)?);
+        let workspace = WorkspaceManager::new(&config.workspace.root, config.hooks.clone())
+            .map_err(|e| e.to_string())?;
+        let agent: Arc<dyn Agent> = match config.agent.kind {
+            AgentKind::Demo => Arc::new(DemoAgent {
+                turn_time: Duration::from_millis(config.agent.demo_turn_ms),
+            }),
+            AgentKind::Codex => {
+                return Err(
+                    "agent.kind codex: the Codex app-server runner is not built yet \
+                            (issue 6); use `agent.kind: demo` to try the daemon"
+                        .to_owned(),
+                );
+            }
+        };
+        let done_state = config
+            .tracker
+            .terminal_states
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "Done".to_owned());
+        Ok(Self {
+            workspace,
+            tracker,
+            agent,
+            prompt: workflow.prompt,
+            done_state,
+        })
+    }
+}

@@ -1,0 +1,395 @@
+//! `tracker.kind: local`: one Markdown file per issue in a directory, the embedded default.
+//!
+//! `<dir>/<IDENTIFIER>.md`, with YAML front matter:
+//!
+//! ```markdown
+//! ---
+//! title: Fix the login redirect
+//! state: Todo            # required
+//! priority: 2            # optional, 1 (urgent) .. 4 (low)
+//! labels: [bug, web]     # optional
+//! blocked_by: [DEMO-1]   # optional, identifiers of other files
+//! created_at: 2026-01-05T10:00:00Z   # optional; file mtime otherwise
+//! ---
+//! The description.
+//! ```
+//!
+//! The identifier is the file name without `.md`; the id is the identifier. `updated_at` is the
+//! file's modification time. `dispatchable` applies the Todo-blocker rule: an issue in `Todo`
+//! waits until every blocker is in a terminal state. A malformed file is skipped with a warning
+//! when listing by state, and fails a refresh by id (SPEC 11.1). Writes (state changes,
+//! comments) replace the file atomically.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use serde_yaml::{Mapping, Value};
+use symphony_core::issue::{StateSet, matches_normalized, normalize, todo_blockers_allow_dispatch};
+
+use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
+
+use super::{BoxFuture, Tracker, error};
+
+/// Issues as Markdown files in a directory.
+#[derive(Clone, Debug)]
+pub struct LocalTracker {
+    dir: PathBuf,
+    terminal: StateSet,
+}
+
+/// Every issue file of the directory: identifier and the parsed file or why it is malformed.
+type Files = Vec<(String, Result<Parsed, String>)>;
+
+/// One parsed file, before blockers are resolved.
+struct Parsed {
+    issue: Issue,
+    blocker_ids: Vec<String>,
+}
+
+impl LocalTracker {
+    /// A tracker over `dir`; `terminal_states` decide the Todo-blocker rule.
+    pub fn new(dir: PathBuf, terminal_states: Vec<String>) -> Self {
+        Self {
+            dir,
+            terminal: StateSet::new(&terminal_states),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file_for(&self, identifier: &str) -> Result<PathBuf, TrackerError> {
+        let valid = !identifier.is_empty()
+            && identifier
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !identifier.starts_with('.');
+        if !valid {
+            return Err(error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("{identifier:?} is not a local issue identifier"),
+            ));
+        }
+        Ok(self.dir.join(format!("{identifier}.md")))
+    }
+
+    /// Every issue file, parsed; malformed ones are returned as errors per file.
+    fn read_all(&self) -> Result<Files, TrackerError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("cannot list {}: {e}", self.dir.display()),
+            )
+        })?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(identifier) = path
+                .extension()
+                .filter(|ext| *ext == "md")
+                .and(path.file_stem())
+                .and_then(|s| s.to_str())
+            else {
+                continue;
+            };
+            if identifier.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            files.push((identifier.to_owned(), parse_file(&path, identifier)));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
+    }
+
+    /// Resolves blockers against the other files and applies the Todo-blocker rule.
+    fn finish(&self, parsed: Vec<Parsed>, all: &BTreeMap<String, String>) -> Vec<Issue> {
+        parsed
+            .into_iter()
+            .map(|mut p| {
+                p.issue.blocked_by = p
+                    .blocker_ids
+                    .iter()
+                    .map(|id| BlockerRef {
+                        id: Some(id.clone()),
+                        identifier: Some(id.clone()),
+                        state: all.get(id).cloned(),
+                    })
+                    .collect();
+                p.issue.dispatchable = todo_blockers_allow_dispatch(&p.issue, &self.terminal);
+                p.issue
+            })
+            .collect()
+    }
+
+    fn states_of(files: &Files) -> BTreeMap<String, String> {
+        files
+            .iter()
+            .filter_map(|(id, p)| p.as_ref().ok().map(|p| (id.clone(), p.issue.state.clone())))
+            .collect()
+    }
+
+    fn by_states(&self, states: &[String]) -> Result<Vec<Issue>, TrackerError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<String> = states.iter().map(|s| normalize(s)).collect();
+        let files = self.read_all()?;
+        let all = Self::states_of(&files);
+        let mut chosen = Vec::new();
+        for (identifier, parsed) in files {
+            match parsed {
+                Ok(p) if wanted.iter().any(|w| matches_normalized(&p.issue.state, w)) => {
+                    chosen.push(p);
+                }
+                Ok(_) => {}
+                Err(reason) => tracing::warn!(
+                    identifier = identifier.as_str(),
+                    "skipping malformed issue file {}: {reason}",
+                    self.dir.join(format!("{identifier}.md")).display()
+                ),
+            }
+        }
+        Ok(self.finish(chosen, &all))
+    }
+
+    fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files = self.read_all()?;
+        let all = Self::states_of(&files);
+        let mut chosen = Vec::new();
+        for (identifier, parsed) in files {
+            if !ids.iter().any(|id| id.as_str() == identifier) {
+                continue;
+            }
+            match parsed {
+                Ok(p) => chosen.push(p),
+                // A refresh must not silently omit a requested record (SPEC 11.1).
+                Err(reason) => {
+                    return Err(error(
+                        TrackerErrorCategory::TrackerResponse,
+                        format!("issue file {identifier}.md is malformed: {reason}"),
+                    ));
+                }
+            }
+        }
+        Ok(self.finish(chosen, &all))
+    }
+
+    /// Rewrites the front matter of an issue file with `change`, atomically.
+    fn rewrite(
+        &self,
+        identifier: &str,
+        change: impl FnOnce(&mut Mapping, &mut String),
+    ) -> Result<(), TrackerError> {
+        let path = self.file_for(identifier)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let (mut front, mut body) = split(&text).map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerResponse,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        change(&mut front, &mut body);
+        let yaml = serde_yaml::to_string(&Value::Mapping(front))
+            .map_err(|e| error(TrackerErrorCategory::TrackerResponse, e.to_string()))?;
+        let new_text = format!("---\n{yaml}---\n{body}");
+        let tmp = path.with_extension(format!("md.tmp.{}", std::process::id()));
+        std::fs::write(&tmp, new_text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                error(
+                    TrackerErrorCategory::TrackerRequest,
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            })
+    }
+}
+
+/// Front matter map and body of an issue file.
+fn split(text: &str) -> Result<(Mapping, String), String> {
+    let rest = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+        .ok_or("no YAML front matter (the file must start with `---`)")?;
+    let (yaml, body) = match rest.find("\n---") {
+        Some(end) => {
+            let after = &rest[end + 4..];
+            let body = after
+                .strip_prefix("\r\n")
+                .or_else(|| after.strip_prefix('\n'))
+                .unwrap_or(after);
+            (&rest[..=end], body)
+        }
+        None => return Err("the front matter is never closed by `---`".into()),
+    };
+    match serde_yaml::from_str::<Value>(yaml).map_err(|e| e.to_string())? {
+        Value::Mapping(map) => Ok((map, body.to_owned())),
+        Value::Null => Ok((Mapping::new(), body.to_owned())),
+        _ => Err("the front matter is not a map".into()),
+    }
+}
+
+fn parse_file(path: &Path, identifier: &str) -> Result<Parsed, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let (front, body) = split(&text)?;
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match front.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(format!("`{key}` must be a string")),
+        }
+    };
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        match front.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Sequence(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(format!("`{key}` must be a list of strings")),
+                })
+                .collect(),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(_) => Err(format!("`{key}` must be a list of strings")),
+        }
+    };
+    let state = string("state")?
+        .filter(|s| !s.trim().is_empty())
+        .ok_or("`state` is required")?;
+    let title = string("title")?
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| identifier.to_owned());
+    let priority = match front.get("priority") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(_) => None, // best-effort field: unusable values normalise to null (SPEC 11.3)
+    };
+    let modified = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| Timestamp(d.as_millis() as u64));
+    let created_at = match string("created_at")? {
+        Some(text) => Some(
+            Timestamp::parse_rfc3339(&text)
+                .map_err(|_| format!("`created_at` {text:?} is not RFC 3339"))?,
+        ),
+        None => modified,
+    };
+    let description = Some(body.trim().to_owned()).filter(|d| !d.is_empty());
+    Ok(Parsed {
+        issue: Issue {
+            id: IssueId(identifier.to_owned()),
+            identifier: identifier.to_owned(),
+            title,
+            description,
+            priority,
+            state,
+            labels: list("labels")?.iter().map(|l| normalize(l)).collect(),
+            created_at,
+            updated_at: modified,
+            dispatchable: true,
+            ..Issue::default()
+        },
+        blocker_ids: list("blocked_by")?,
+    })
+}
+
+fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TrackerError> + Send + 'static,
+) -> BoxFuture<'static, Result<T, TrackerError>> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("local tracker task failed: {e}"),
+            ))
+        })
+    })
+}
+
+impl Tracker for LocalTracker {
+    fn fetch_by_states<'a>(
+        &'a self,
+        states: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        let this = self.clone();
+        let states = states.to_vec();
+        blocking(move || this.by_states(&states))
+    }
+
+    fn fetch_by_ids<'a>(
+        &'a self,
+        ids: &'a [IssueId],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        let this = self.clone();
+        let ids = ids.to_vec();
+        blocking(move || this.by_ids(&ids))
+    }
+
+    fn secret_env_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn set_state<'a>(
+        &'a self,
+        identifier: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        let this = self.clone();
+        let (identifier, state) = (identifier.to_owned(), state.to_owned());
+        blocking(move || {
+            this.rewrite(&identifier, |front, _| {
+                front.insert("state".into(), Value::String(state));
+            })
+        })
+    }
+
+    fn add_comment<'a>(
+        &'a self,
+        identifier: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        let this = self.clone();
+        let (identifier, comment) = (identifier.to_owned(), body.to_owned());
+        blocking(move || {
+            this.rewrite(&identifier, |_, body| {
+                if !body.contains("\n## Comments\n") && !body.starts_with("## Comments\n") {
+                    if !body.ends_with('\n') && !body.is_empty() {
+                        body.push('\n');
+                    }
+                    body.push_str("\n## Comments\n");
+                }
+                body.push_str(&format!("\n{}\n", comment.trim()));
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_reads_front_matter_and_body() {
+        let (front, body) = split("---\nstate: Todo\n---\nHello\n").unwrap();
+        assert_eq!(front.get("state").and_then(Value::as_str), Some("Todo"));
+        assert_eq!(body, "Hello\n");
+        assert!(split("no front matter").is_err());
+        assert!(split("---\nstate: Todo\n").is_err());
+        assert!(split("---\n- a\n---\n").is_err());
+    }
+}

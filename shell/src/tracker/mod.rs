@@ -1,0 +1,80 @@
+//! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
+//! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
+
+mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
+
+pub use local::LocalTracker;
+
+use crate::workflow::{Provider, TrackerConfig};
+
+/// A boxed future, so trackers can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The two required operations of SPEC 11.1, plus the adapter's host-side tool surface.
+pub trait Tracker: Send + Sync {
+    /// Issues in any of `states` (compared after normalisation). Empty `states`: no request,
+    /// empty result.
+    fn fetch_by_states<'a>(
+        &'a self,
+        states: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>>;
+
+    /// Current snapshots of `ids`; ids no longer visible are omitted. Empty `ids`: no
+    /// request, empty result.
+    fn fetch_by_ids<'a>(
+        &'a self,
+        ids: &'a [IssueId],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>>;
+
+    /// Environment variable names holding this adapter's secrets: never passed to agents or
+    /// hooks unless a workflow names them (SPEC 15.3).
+    fn secret_env_names(&self) -> &'static [&'static str];
+
+    /// Moves an issue to `state` (used by agent tools and the demo agent).
+    fn set_state<'a>(
+        &'a self,
+        identifier: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>>;
+
+    /// Appends a comment to an issue.
+    fn add_comment<'a>(
+        &'a self,
+        identifier: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>>;
+}
+
+/// A tracker error with a category and a message.
+pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) -> TrackerError {
+    TrackerError {
+        category,
+        message: message.into(),
+    }
+}
+
+/// The adapter for a tracker config. Linear and GitHub adapters are issue 7's remaining work;
+/// until then they are refused at startup with a clear message.
+pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
+    match &config.provider {
+        Provider::Local(local) => Ok(Box::new(LocalTracker::new(
+            local.path.clone(),
+            config.terminal_states.clone(),
+        ))),
+        Provider::Linear(_) => Err(
+            "tracker.kind linear is configured correctly, but this build cannot talk to Linear \
+             yet; use kind local for now"
+                .to_owned(),
+        ),
+        Provider::Github(_) => Err(
+            "tracker.kind github is configured correctly, but this build cannot talk to GitHub \
+             yet; use kind local for now"
+                .to_owned(),
+        ),
+    }
+}

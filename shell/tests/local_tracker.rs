@@ -1,0 +1,147 @@
+//! The local file tracker (SPEC 11 for `kind: local`): real files in a temp directory.
+
+use std::path::Path;
+
+use symphony::tracker::{LocalTracker, Tracker};
+use symphony_core::{IssueId, TrackerErrorCategory};
+
+fn write(dir: &Path, id: &str, text: &str) {
+    std::fs::write(dir.join(format!("{id}.md")), text).unwrap();
+}
+
+fn tracker(dir: &Path) -> LocalTracker {
+    LocalTracker::new(dir.to_owned(), vec!["Done".into(), "Cancelled".into()])
+}
+
+fn states(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn issues_are_read_normalised_and_filtered_by_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "L-1",
+        "---\ntitle: First\nstate: todo\npriority: 2\nlabels: [Backend, ' UI ']\ncreated_at: 2026-01-02T03:04:05Z\n---\nThe body.\n",
+    );
+    write(dir.path(), "L-2", "---\nstate: In Progress\n---\n");
+    write(dir.path(), "L-3", "---\nstate: Done\n---\n");
+    std::fs::write(dir.path().join("notes.txt"), "not an issue").unwrap();
+    let t = tracker(dir.path());
+
+    let active = t
+        .fetch_by_states(&states(&["Todo", "In Progress"]))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = active.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(ids, ["L-1", "L-2"]);
+    let first = &active[0];
+    assert_eq!(first.id, IssueId("L-1".into()));
+    assert_eq!(first.title, "First");
+    assert_eq!(first.state, "todo", "provider spelling is kept");
+    assert_eq!(first.priority, Some(2));
+    assert_eq!(first.labels, ["backend", "ui"]);
+    assert_eq!(first.description.as_deref(), Some("The body."));
+    assert_eq!(
+        first.created_at.map(|t| t.to_rfc3339()).as_deref(),
+        Some("2026-01-02T03:04:05Z")
+    );
+    assert!(first.updated_at.is_some());
+    assert_eq!(active[1].title, "L-2", "title defaults to the identifier");
+}
+
+#[tokio::test]
+async fn empty_requests_touch_nothing() {
+    // The directory does not even exist: an empty request must not look at it.
+    let t = tracker(Path::new("/nonexistent/issues"));
+    assert!(t.fetch_by_states(&[]).await.unwrap().is_empty());
+    assert!(t.fetch_by_ids(&[]).await.unwrap().is_empty());
+    let err = t.fetch_by_states(&states(&["Todo"])).await.unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerRequest);
+    assert!(err.message.contains("/nonexistent/issues"));
+}
+
+#[tokio::test]
+async fn malformed_files_are_skipped_when_listing_but_fail_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "L-1", "---\nstate: Todo\n---\n");
+    write(dir.path(), "L-2", "---\ntitle: no state\n---\n");
+    write(dir.path(), "L-3", "no front matter at all");
+    let t = tracker(dir.path());
+    let listed = t.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let err = t
+        .fetch_by_ids(&[IssueId("L-1".into()), IssueId("L-2".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerResponse);
+    assert!(err.message.contains("L-2.md"), "{}", err.message);
+    // Ids that are gone are omitted, not an error.
+    let refreshed = t
+        .fetch_by_ids(&[IssueId("L-1".into()), IssueId("L-9".into())])
+        .await
+        .unwrap();
+    assert_eq!(refreshed.len(), 1);
+}
+
+#[tokio::test]
+async fn todo_issues_wait_for_their_blockers() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "B-1", "---\nstate: In Progress\n---\n");
+    write(
+        dir.path(),
+        "B-2",
+        "---\nstate: Todo\nblocked_by: [B-1]\n---\n",
+    );
+    write(
+        dir.path(),
+        "B-3",
+        "---\nstate: In Progress\nblocked_by: [B-1]\n---\n",
+    );
+    let t = tracker(dir.path());
+    let find = |issues: &[symphony_core::Issue], id: &str| {
+        issues.iter().find(|i| i.identifier == id).unwrap().clone()
+    };
+    let issues = t
+        .fetch_by_states(&states(&["Todo", "In Progress"]))
+        .await
+        .unwrap();
+    let b2 = find(&issues, "B-2");
+    assert!(!b2.dispatchable);
+    assert_eq!(b2.blocked_by[0].state.as_deref(), Some("In Progress"));
+    assert!(
+        find(&issues, "B-3").dispatchable,
+        "the rule applies to Todo only"
+    );
+
+    t.set_state("B-1", "Done").await.unwrap();
+    let issues = t.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    assert!(find(&issues, "B-2").dispatchable);
+}
+
+#[tokio::test]
+async fn writes_change_state_and_append_comments_keeping_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "W-1",
+        "---\ntitle: Keep me\nstate: Todo\nlabels: [a]\n---\nOriginal body.\n",
+    );
+    let t = tracker(dir.path());
+    t.set_state("W-1", "In Progress").await.unwrap();
+    t.add_comment("W-1", "Started work.").await.unwrap();
+    t.add_comment("W-1", "Done with it.").await.unwrap();
+    let issue = &t.fetch_by_ids(&[IssueId("W-1".into())]).await.unwrap()[0];
+    assert_eq!(issue.state, "In Progress");
+    assert_eq!(issue.title, "Keep me");
+    assert_eq!(issue.labels, ["a"]);
+    assert_eq!(
+        issue.description.as_deref(),
+        Some("Original body.\n\n## Comments\n\nStarted work.\n\nDone with it.")
+    );
+    // No temp files are left behind, and paths outside the directory are refused.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert!(t.set_state("../W-1", "Done").await.is_err());
+    assert!(t.set_state("W-404", "Done").await.is_err());
+}
