@@ -58,8 +58,12 @@ impl Daemon {
         }
     }
 
-    /// Reads log lines until one satisfies `wanted`, failing after the bound.
+    /// Returns the first log line, already seen or still to come, that satisfies `wanted`,
+    /// failing after the bound.
     fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
+            return line.clone();
+        }
         let deadline = Instant::now() + BOUND;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -359,8 +359,16 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn the_daemon_says_it_is_not_built_yet() {
-    let out = symphony(&[]);
+fn the_daemon_without_a_workflow_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Process::new(env!("CARGO_BIN_EXE_symphony"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not implemented yet"));
+    assert!(
+        text(&out.stderr).starts_with("error[missing_workflow_file]: WORKFLOW.md: "),
+        "{}",
+        text(&out.stderr)
+    );
 }

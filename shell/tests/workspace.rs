@@ -60,15 +60,24 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A process is gone when /proc has no entry for it or it is a zombie (dead, not yet reaped
-/// by whatever adopted it).
+/// Whether process `pid` has terminated, waiting up to 5 s for it: a pidfd becomes readable
+/// when the process exits (SIGKILL is delivered at once, but the kernel finishes the exit a
+/// moment later). An id that no longer exists has been reaped already.
 fn process_is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return true;
+    };
+    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
+        return true;
+    };
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let bound = Timespec {
+        tv_sec: 5,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&bound)).is_ok_and(|ready| ready == 1)
 }
 
 // --- SPEC 17.2 -------------------------------------------------------------------------------
@@ -299,7 +308,6 @@ fn a_timed_out_hook_leaves_no_process_behind() {
             .trim()
             .parse()
             .unwrap();
-        // run_hook returns only after every holder of its pipes has exited.
         assert!(
             process_is_gone(pid),
             "{file}: process {pid} survived the hook"
