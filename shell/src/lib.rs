@@ -10,12 +10,14 @@
 //! | [`tracker`] | 11 | adapters: local files (Linear, GitHub: issue 7) |
 //! | [`agent`] | 10 | coding agents: the built-in demo agent (Codex: issue 6) |
 //! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
+//! | [`http`] | 13.7 | dashboard, JSON API, health probes (tiny_http) |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod agent;
 pub mod daemon;
+pub mod http;
 pub mod tracker;
 pub mod workflow;
 pub mod workspace;

@@ -32,11 +32,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(dir, args, &[])
+    }
+
+    fn start_with_env(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
             .args(args)
             .current_dir(dir)
             .env("SYMPHONY_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -93,6 +98,13 @@ impl Daemon {
         seen.extend(self.lines.try_iter());
         (status.code(), seen)
     }
+}
+
+/// Replaces a file atomically, as editors do.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 fn state_of(dir: &Path, id: &str) -> String {
@@ -193,13 +205,13 @@ fn edits_reload_and_a_broken_edit_keeps_the_last_good_workflow() {
     let mut daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_for("startup", |l| l.contains("symphony started"));
 
-    std::fs::write(&path, "---\ntracker: [\n---\n").unwrap();
+    replace(&path, "---\ntracker: [\n---\n");
     daemon.wait_for("the broken edit", |l| {
         l.contains("workflow_parse_error") && l.contains("keeping the last good workflow")
     });
     // Dispatch is paused meanwhile: a new issue does not start.
     issue(dir.path(), "R-1", "Todo", "");
-    std::fs::write(&path, workflow("  max_turns: 4\n")).unwrap();
+    replace(&path, &workflow("  max_turns: 4\n"));
     daemon.wait_for("the good edit", |l| l.contains("workflow reloaded"));
     daemon.wait_for("R-1 after the reload", |l| {
         l.contains("dispatching issue_id=\"R-1\"")
@@ -220,4 +232,96 @@ fn edits_reload_and_a_broken_edit_keeps_the_last_good_workflow() {
         .position(|l| l.contains("workflow reloaded"))
         .unwrap();
     assert!(broken < reloaded && reloaded < dispatched);
+}
+
+/// A minimal HTTP/1.1 exchange over loopback: status, headers, body.
+fn http(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(BOUND)).unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = workflow("")
+        .replace("demo_turn_ms: 50", "demo_turn_ms: 600000")
+        .replace(
+            "---\nWork",
+            "server:\n  port: 0\n  auth_token: $DASH_TOKEN\n---\nWork",
+        );
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
+    issue(dir.path(), "H-1", "Todo", "");
+    let mut command_env =
+        Daemon::start_with_env(dir.path(), &[], &[("DASH_TOKEN", "tok-1234-secret")]);
+    let listening = command_env.wait_for("the listener", |l| l.contains("HTTP server listening"));
+    let addr = listening
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    command_env.wait_for("H-1 running", |l| {
+        l.contains("dispatching issue_id=\"H-1\"")
+    });
+    let token = Some("tok-1234-secret");
+
+    assert_eq!(http(&addr, "GET", "/livez", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/api/v1/state", None).0, 401);
+    assert_eq!(http(&addr, "GET", "/readyz", token).0, 200);
+
+    let (status, _, body) = http(&addr, "GET", "/api/v1/state", token);
+    assert_eq!(status, 200);
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["counts"]["running"], 1);
+    assert_eq!(state["running"][0]["issue_identifier"], "H-1");
+    assert!(!body.contains("tok-1234-secret"));
+
+    let (status, _, body) = http(&addr, "GET", "/api/v1/H-1", token);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\": \"running\""), "{body}");
+    let (status, _, body) = http(&addr, "GET", "/api/v1/NOPE-1", token);
+    assert_eq!(status, 404);
+    assert!(body.contains("issue_not_found"));
+
+    let (status, _, body) = http(&addr, "POST", "/api/v1/refresh", token);
+    assert_eq!(status, 202);
+    let refresh: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refresh["queued"], true);
+    assert_eq!(
+        refresh["operations"],
+        serde_json::json!(["poll", "reconcile"])
+    );
+
+    let (status, head, _) = http(&addr, "PUT", "/api/v1/state", token);
+    assert_eq!(status, 405);
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, head"),
+        "{head}"
+    );
+    let (status, head, _) = http(&addr, "GET", "/api/v1/refresh", token);
+    assert_eq!(status, 405);
+    assert!(head.to_ascii_lowercase().contains("allow: post"), "{head}");
+
+    let (status, head, html) = http(&addr, "GET", "/", token);
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/html"));
+    assert!(html.contains("data-identifier=\"H-1\""), "{html}");
+
+    command_env.interrupt();
+    let (code, lines) = command_env.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
 }

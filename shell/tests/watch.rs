@@ -58,8 +58,14 @@ fn expect_invalid(rx: &Receiver<WatchEvent>) -> ErrorClass {
     }
 }
 
+/// Replaces the file atomically, as editors do: the watcher never sees a half-written file
+/// here (its two-read confirmation covers that case at its production interval, but at the
+/// 10 ms these tests use, a loaded machine could stall a plain write between truncate and
+/// write for longer than two reads).
 fn write(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 #[test]

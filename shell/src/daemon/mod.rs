@@ -11,12 +11,14 @@ use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use symphony_core::log::Recorder;
 use symphony_core::{Command, ConfigError, Event, RunId, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use crate::http::{self, Answer, HttpServer, Query};
 use crate::workflow::{
     self, DEFAULT_INTERVAL, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
 };
@@ -28,11 +30,13 @@ use worker::WorkerHandle;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What arrives on the daemon's channel.
-pub(crate) enum Input {
+pub enum Input {
     /// An event for the core.
     Event(Event),
     /// The workflow watcher saw a change.
     Watch(WatchEvent),
+    /// An HTTP request thread asks something; the answer goes back on the sender.
+    Query(Query, SyncSender<Answer>),
 }
 
 /// How the daemon was started.
@@ -101,6 +105,9 @@ struct Daemon {
     disk: DiskGuard,
     runtime: tokio::runtime::Handle,
     _watcher: Option<Watcher>,
+    _http: Option<HttpServer>,
+    secrets: Vec<String>,
+    last_refresh: Option<(bool, bool)>,
 }
 
 impl Daemon {
@@ -110,6 +117,8 @@ impl Daemon {
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
         let path = workflow.path.clone();
+        let secrets = workflow.config.secret_values();
+        let server = workflow.config.server.clone();
         let bound = Arc::new(Bound::new(workflow)?);
         let recorder = Recorder::new(scheduler);
         let log = match &options.event_log {
@@ -140,11 +149,23 @@ impl Daemon {
         )
         .map_err(|e| tracing::warn!("workflow reload is off: cannot start the watcher: {e}"))
         .ok();
+        let http = match server.port {
+            None => None,
+            Some(port) => {
+                let token = server.auth_token.as_ref().map(|t| t.expose().to_owned());
+                let started = http::start(&server.bind, port, token, tx.clone())?;
+                tracing::info!("HTTP server listening on http://{}/", started.addr);
+                Some(started)
+            }
+        };
         tracing::info!(
             root = %bound.workspace.root().display(),
             "symphony started"
         );
         Ok(Self {
+            _http: http,
+            secrets,
+            last_refresh: None,
             recorder,
             log,
             bound,
@@ -182,6 +203,10 @@ impl Daemon {
                         self.feed(event);
                     }
                     Some(Input::Watch(change)) => self.on_watch(change),
+                    Some(Input::Query(query, reply)) => {
+                        let answer = self.answer(query);
+                        http::reply(&reply, answer);
+                    }
                     None => break,
                 },
                 () = sleep_until(wake) => {
@@ -375,9 +400,11 @@ impl Daemon {
                 identifier = identifier.as_str(),
                 "held: the agent needs input ({reason}); it runs again when the issue changes"
             ),
+            Command::RefreshQueued { queued, coalesced } => {
+                self.last_refresh = Some((queued, coalesced));
+            }
             Command::CancelRetry { .. }
             | Command::SchedulePoll { .. }
-            | Command::RefreshQueued { .. }
             | Command::ShutdownComplete => {}
         }
     }
@@ -413,6 +440,62 @@ impl Daemon {
                             },
                         });
                     }
+                }
+            }
+        }
+    }
+
+    /// Answers an HTTP query from the core's state, secrets masked.
+    fn answer(&mut self, query: Query) -> Answer {
+        let masked = |value: serde_json::Value, secrets: &[String]| {
+            let text = http::mask(&value.to_string(), secrets);
+            serde_json::from_str(&text).unwrap_or(value)
+        };
+        match query {
+            Query::State => {
+                let snapshot = self.recorder.orchestrator().snapshot(now());
+                let body = serde_json::to_value(&snapshot).unwrap_or_default();
+                Answer {
+                    status: 200,
+                    body: masked(body, &self.secrets),
+                }
+            }
+            Query::Issue(identifier) => {
+                match self.recorder.orchestrator().issue_detail(&identifier) {
+                    Some(detail) => Answer {
+                        status: 200,
+                        body: masked(
+                            serde_json::to_value(&detail).unwrap_or_default(),
+                            &self.secrets,
+                        ),
+                    },
+                    None => Answer::error(
+                        404,
+                        "issue_not_found",
+                        format!("{identifier} is not running, queued or held"),
+                    ),
+                }
+            }
+            Query::Refresh => {
+                self.last_refresh = None;
+                let requested_at = now();
+                self.feed(Event::RefreshRequested);
+                let (queued, coalesced) = self.last_refresh.unwrap_or((false, false));
+                Answer {
+                    status: 202,
+                    body: serde_json::json!({
+                        "queued": queued,
+                        "coalesced": coalesced,
+                        "requested_at": requested_at.to_rfc3339(),
+                        "operations": ["poll", "reconcile"],
+                    }),
+                }
+            }
+            Query::Ready => {
+                let ready = self.recorder.orchestrator().is_ready();
+                Answer {
+                    status: if ready { 200 } else { 503 },
+                    body: serde_json::json!({ "ready": ready }),
                 }
             }
         }

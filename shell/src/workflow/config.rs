@@ -316,6 +316,21 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// Every secret value in the config, so output surfaces can mask them wherever they
+    /// appear (an agent message quoting a token, say).
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        match &self.tracker.provider {
+            Provider::Linear(p) => secrets.push(p.api_key.expose().to_owned()),
+            Provider::Github(p) => secrets.push(p.token.expose().to_owned()),
+            Provider::Local(_) => {}
+        }
+        if let Some(token) = &self.server.auth_token {
+            secrets.push(token.expose().to_owned());
+        }
+        secrets
+    }
+
     /// The part of the config the orchestrator core decides with.
     pub fn scheduler(&self) -> SchedulerConfig {
         SchedulerConfig {

@@ -1,0 +1,187 @@
+//! `GET /`: the state as a self-refreshing HTML page, rendered on the server (no scripts, no
+//! external assets).
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use symphony_core::Timestamp;
+use tera::{Context, Tera};
+
+const TEMPLATE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="2">
+<title>Symphony</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; }
+h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
+h2 { font-size: 1.05rem; margin: 1.4rem 0 .4rem; }
+.meta { color: #666; }
+.pill { display: inline-block; padding: 0 .5rem; border-radius: 1rem; background: #e8f5e9; }
+.warn { background: #fff3e0; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #e5e5e5; vertical-align: top; }
+th { font-weight: 600; color: #444; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.empty { color: #888; font-style: italic; }
+pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
+</style>
+</head>
+<body>
+<h1>Symphony</h1>
+<div class="meta">
+  {{ state.generated_at }} ·
+  {% if state.dispatch.ready %}<span class="pill">ready</span>{% else %}<span class="pill warn">starting</span>{% endif %}
+  {% if state.dispatch.preflight_error %}<span class="pill warn">dispatch paused: {{ state.dispatch.preflight_error.class }}</span>{% endif %}
+  {% if state.dispatch.disk_low %}<span class="pill warn">{{ state.dispatch.disk_low }}</span>{% endif %}
+  · {{ state.counts.running }} running · {{ state.counts.retrying }} retrying · {{ state.counts.blocked }} blocked
+</div>
+
+<h2>Running</h2>
+{% if state.running %}
+<table id="running">
+<tr><th>Issue</th><th>State</th><th>Turns</th><th>Tokens</th><th>Last event</th><th>Age</th></tr>
+{% for row in state.running %}
+<tr class="running-row" data-identifier="{{ row.issue_identifier }}">
+  <td>{% if row.issue_url %}<a href="{{ row.issue_url }}">{{ row.issue_identifier }}</a>{% else %}{{ row.issue_identifier }}{% endif %}{% if row.stopping %} <span class="pill warn">stopping</span>{% endif %}</td>
+  <td>{{ row.state }}</td>
+  <td class="num">{{ row.turn_count }}</td>
+  <td class="num">{{ row.tokens.total_tokens }}</td>
+  <td>{% if row.last_event %}{{ row.last_event }}{% if row.last_message %}: {{ row.last_message }}{% endif %}{% else %}<span class="empty">none yet</span>{% endif %}</td>
+  <td class="num">{{ row.age }}</td>
+</tr>
+{% endfor %}
+</table>
+{% else %}<p class="empty">Nothing running.</p>{% endif %}
+
+<h2>Retry queue</h2>
+{% if state.retrying %}
+<table id="retrying">
+<tr><th>Issue</th><th>Attempt</th><th>Due</th><th>Error</th></tr>
+{% for row in state.retrying %}
+<tr><td>{{ row.issue_identifier }}</td><td class="num">{{ row.attempt }}</td><td>{{ row.due_at }}</td><td>{% if row.error %}{{ row.error }}{% endif %}</td></tr>
+{% endfor %}
+</table>
+{% else %}<p class="empty">No retries queued.</p>{% endif %}
+
+{% if state.blocked %}
+<h2>Waiting for input</h2>
+<table id="blocked">
+<tr><th>Issue</th><th>Since</th><th>Reason</th></tr>
+{% for row in state.blocked %}
+<tr><td>{{ row.issue_identifier }}</td><td>{{ row.since }}</td><td>{{ row.reason }}</td></tr>
+{% endfor %}
+</table>
+{% endif %}
+
+<h2>Totals</h2>
+<table id="totals">
+<tr><th>Input tokens</th><th>Output tokens</th><th>Total tokens</th><th>Agent time</th></tr>
+<tr><td class="num">{{ state.codex_totals.input_tokens }}</td><td class="num">{{ state.codex_totals.output_tokens }}</td><td class="num">{{ state.codex_totals.total_tokens }}</td><td class="num">{{ state.codex_totals.seconds_running }} s</td></tr>
+</table>
+
+<h2>Rate limits</h2>
+{% if rate_limits %}<pre>{{ rate_limits }}</pre>{% else %}<p class="empty">None reported.</p>{% endif %}
+</body>
+</html>
+"#;
+
+fn engine() -> &'static Result<Tera, String> {
+    static ENGINE: OnceLock<Result<Tera, String>> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut tera = Tera::new();
+        tera.autoescape_on(vec![".html"]);
+        tera.add_raw_template("dashboard.html", TEMPLATE)
+            .map(|()| tera)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Seconds between two RFC 3339 times, as `1h 02m`, `3m 04s` or `5s`.
+fn age(from: Option<&str>, to: Option<&str>) -> String {
+    let parse = |t: Option<&str>| t.and_then(|t| Timestamp::parse_rfc3339(t).ok());
+    let (Some(from), Some(to)) = (parse(from), parse(to)) else {
+        return String::new();
+    };
+    let secs = to.millis_since(from) / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// The page for a `/api/v1/state` body.
+pub(super) fn render(state: &Value) -> String {
+    let mut state = state.clone();
+    let now = state["generated_at"].as_str().map(str::to_owned);
+    if let Some(rows) = state["running"].as_array_mut() {
+        for row in rows {
+            let started = row["started_at"].as_str().map(str::to_owned);
+            row["age"] = Value::String(age(started.as_deref(), now.as_deref()));
+        }
+    }
+    let rate_limits = match &state["rate_limits"] {
+        Value::Null => String::new(),
+        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    };
+    let mut context = Context::new();
+    context.insert("state", &state);
+    context.insert("rate_limits", &rate_limits);
+    match engine() {
+        Ok(tera) => tera
+            .render("dashboard.html", &context)
+            .unwrap_or_else(|e| format!("<!doctype html><p>dashboard error: {e}</p>")),
+        Err(e) => format!("<!doctype html><p>dashboard error: {e}</p>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_a_clock() {
+        let at = |s: &str| Some(s.to_owned());
+        let t0 = "2026-01-01T00:00:00Z";
+        assert_eq!(age(at(t0).as_deref(), Some("2026-01-01T00:00:09Z")), "9s");
+        assert_eq!(age(Some(t0), Some("2026-01-01T00:03:04Z")), "3m 04s");
+        assert_eq!(age(Some(t0), Some("2026-01-01T01:02:00Z")), "1h 02m");
+        assert_eq!(age(None, Some(t0)), "");
+    }
+
+    #[test]
+    fn the_page_shows_rows_and_escapes_text() {
+        let state = serde_json::json!({
+            "generated_at": "2026-01-01T00:01:00Z",
+            "counts": {"running": 1, "retrying": 1, "blocked": 0},
+            "running": [{
+                "issue_identifier": "MT-1", "issue_url": null, "state": "In Progress",
+                "turn_count": 2, "tokens": {"total_tokens": 1500},
+                "last_event": "notification", "last_message": "<b>hi</b>",
+                "started_at": "2026-01-01T00:00:00Z", "stopping": null
+            }],
+            "retrying": [{"issue_identifier": "MT-2", "attempt": 3,
+                          "due_at": "2026-01-01T00:02:00Z", "error": "boom"}],
+            "blocked": [],
+            "codex_totals": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3,
+                             "seconds_running": 4.5},
+            "rate_limits": null,
+            "dispatch": {"ready": true, "preflight_error": null, "disk_low": null}
+        });
+        let html = render(&state);
+        assert!(html.contains("data-identifier=\"MT-1\""), "{html}");
+        assert!(html.contains("1m 00s"));
+        assert!(
+            html.contains("&lt;b&gt;hi&lt;&#x2F;b&gt;") || html.contains("&lt;b&gt;hi&lt;/b&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<b>hi</b>"));
+        assert!(html.contains("boom") && html.contains("MT-2"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external assets"
+        );
+    }
+}
