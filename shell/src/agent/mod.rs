@@ -1,6 +1,7 @@
 //! Coding agents. A session runs in a worker thread: the first turn with the rendered prompt,
 //! then one turn per [`Control::Turn`] the core asks for, until [`Control::Stop`].
 
+pub mod codex;
 mod demo;
 
 use std::path::PathBuf;

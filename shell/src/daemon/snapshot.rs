@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agent::codex::{ApprovalDecision, CodexAgent};
 use crate::agent::{Agent, DemoAgent};
 use crate::tracker::{self, Tracker};
 use crate::workflow::{AgentKind, PromptTemplate, Workflow};
@@ -29,13 +30,16 @@ impl Bound {
             AgentKind::Demo => Arc::new(DemoAgent {
                 turn_time: Duration::from_millis(config.agent.demo_turn_ms),
             }),
-            AgentKind::Codex => {
-                return Err(
-                    "agent.kind codex: the Codex app-server runner is not built yet \
-                            (issue 6); use `agent.kind: demo` to try the daemon"
-                        .to_owned(),
-                );
-            }
+            AgentKind::Codex => Arc::new(CodexAgent {
+                config: config.codex.clone(),
+                env_names: config.codex.env.clone(),
+                secret_names: tracker.secret_env_names(),
+                approval: match config.codex.approval_decision.as_str() {
+                    "accept" => ApprovalDecision::Accept,
+                    "decline" => ApprovalDecision::Decline,
+                    _ => ApprovalDecision::AcceptForSession,
+                },
+            }),
         };
         let done_state = config
             .tracker

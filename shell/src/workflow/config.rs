@@ -283,6 +283,11 @@ pub struct CodexConfig {
     pub read_timeout_ms: u64,
     /// Inactivity before a run counts as stalled; `<= 0` disables.
     pub stall_timeout_ms: i64,
+    /// Host environment variables passed to the agent by name, beyond the built-in allowlist.
+    pub env: Vec<String>,
+    /// How approval requests are answered: `accept_for_session` (default), `accept` or
+    /// `decline`.
+    pub approval_decision: String,
 }
 
 /// `server` (HTTP extension, SPEC 13.7).
@@ -1211,8 +1216,29 @@ impl Reader<'_> {
                 "turn_timeout_ms",
                 "read_timeout_ms",
                 "stall_timeout_ms",
+                "env",
+                "approval_decision",
             ],
         );
+        let env = self.var_names(&section, "codex.env")?;
+        let approval_decision = match self.string(&section, "codex.approval_decision")? {
+            None => {
+                self.source("codex.approval_decision", Source::Default);
+                "accept_for_session".to_owned()
+            }
+            Some(raw) => {
+                let value = normalize(&raw);
+                if !["accept_for_session", "accept", "decline"].contains(&value.as_str()) {
+                    return Err(self.invalid(
+                        "codex.approval_decision",
+                        "`accept_for_session`, `accept` or `decline`",
+                        &Value::String(raw),
+                    ));
+                }
+                self.written("codex.approval_decision");
+                value
+            }
+        };
         let command = match self.string(&section, "codex.command")? {
             Some(c) if c.trim().is_empty() => {
                 return Err(self.error(
@@ -1262,6 +1288,8 @@ impl Reader<'_> {
                 300_000,
                 -MAX_MS..=MAX_MS,
             )?,
+            env,
+            approval_decision,
         })
     }
 

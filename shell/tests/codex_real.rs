@@ -1,0 +1,306 @@
+//! The Codex runner against the real `codex app-server` (npm `@openai/codex`, pinned), talking
+//! to a fake Responses API on 127.0.0.1 (SPEC 10, 13.5, 17.5). `.ci/test` installs the CLI into
+//! `~/.cache/symphony-rs/codex-<version>` and exports `SYMPHONY_TEST_CODEX`.
+//!
+//! The fake model, per turn: first it calls `exec_command` to write a file, then the host-side
+//! dynamic tool `comment_on_issue`, then it answers with a message. Every response reports a
+//! known usage, so the test can check that token totals are neither lost nor double counted.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use symphony::agent::codex::{ApprovalDecision, CodexAgent};
+use symphony::agent::{Agent, Control, SessionContext};
+use symphony::tracker::{LocalTracker, Tracker};
+use symphony::workflow::CodexConfig;
+use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
+
+const CODEX_VERSION: &str = "0.169.0";
+/// Usage the fake reports for every model response.
+const USAGE: (u64, u64) = (1_000, 50);
+
+fn codex_binary() -> PathBuf {
+    let path = std::env::var_os("SYMPHONY_TEST_CODEX").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(format!(
+                ".cache/symphony-rs/codex-{CODEX_VERSION}/node_modules/.bin/codex"
+            ))
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "the real codex CLI is not installed at {}: run ./.ci/test (it installs it)",
+        path.display()
+    );
+    path
+}
+
+/// Reads one HTTP/1.1 request: (path, body).
+fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let path = request_line.split_whitespace().nth(1)?.to_owned();
+    let mut length = 0usize;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).ok()?;
+            let size = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).ok()?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).ok()?;
+    }
+    Some((path, body))
+}
+
+fn sse(events: &[Value]) -> String {
+    events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap_or("")))
+        .collect()
+}
+
+/// What the fake model answers, from the items after the latest user message.
+fn model_reply(request: &Value, n: usize) -> String {
+    let input = request["input"].as_array().cloned().unwrap_or_default();
+    let last_user = input
+        .iter()
+        .rposition(|item| item["role"] == "user")
+        .unwrap_or(0);
+    let outputs = input[last_user..]
+        .iter()
+        .filter(|item| item["type"] == "function_call_output")
+        .count();
+    let item = match outputs {
+        0 => json!({
+            "type": "function_call", "id": format!("fc_{n}"), "call_id": format!("call_{n}"),
+            "name": "exec_command",
+            "arguments": json!({"cmd": "echo written-by-codex > result.txt"}).to_string()
+        }),
+        1 => json!({
+            "type": "function_call", "id": format!("fc_{n}"), "call_id": format!("call_{n}"),
+            "name": "comment_on_issue",
+            "arguments": json!({"body": "Wrote result.txt"}).to_string()
+        }),
+        _ => json!({
+            "type": "message", "id": format!("msg_{n}"), "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": "Done: result.txt is written.", "annotations": []}]
+        }),
+    };
+    let (input_tokens, output_tokens) = USAGE;
+    sse(&[
+        json!({"type": "response.created", "response": {"id": format!("resp_{n}")}}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": {
+            "id": format!("resp_{n}"),
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": output_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + output_tokens
+            }
+        }}),
+    ])
+}
+
+/// Serves the fake Responses API; returns its port and the count of model calls.
+fn fake_model() -> (u16, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let calls = Arc::new(Mutex::new(0usize));
+    let counter = Arc::clone(&calls);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some((path, body)) = read_request(&mut stream) else {
+                continue;
+            };
+            let response = if path.starts_with("/v1/responses") {
+                let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let n = {
+                    let mut calls = counter.lock().unwrap();
+                    *calls += 1;
+                    *calls
+                };
+                let events = model_reply(&request, n);
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n{events}"
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (port, calls)
+}
+
+fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
+    let provider = format!(
+        "model_providers.fake={{name=\"fake\", base_url=\"http://127.0.0.1:{port}/v1\", wire_api=\"responses\", env_key=\"FAKE_API_KEY\", request_max_retries=0, stream_max_retries=0}}"
+    );
+    format!(
+        "env CODEX_HOME={home} FAKE_API_KEY=dummy {bin} app-server -c 'model_provider=\"fake\"' -c 'model=\"fake-model\"' -c '{provider}' -c analytics.enabled=false --disable plugins --disable remote_plugin --disable apps",
+        home = home.display(),
+        bin = binary.display(),
+    )
+}
+
+#[test]
+fn one_attempt_through_the_real_codex_app_server() {
+    let binary = codex_binary();
+    let (port, calls) = fake_model();
+    let dir = tempfile::tempdir().unwrap();
+    let (home, workspace, issues) = (
+        dir.path().join("codex-home"),
+        dir.path().join("ws"),
+        dir.path().join("issues"),
+    );
+    for d in [&home, &workspace, &issues] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(
+        issues.join("CX-1.md"),
+        "---\ntitle: Write the file\nstate: Todo\n---\n",
+    )
+    .unwrap();
+    let tracker: Arc<dyn Tracker> =
+        Arc::new(LocalTracker::new(issues.clone(), vec!["Done".into()]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let agent = CodexAgent {
+        config: CodexConfig {
+            command: codex_command(&binary, &home, port),
+            approval_policy: json!("never"),
+            thread_sandbox: json!("workspace-write"),
+            turn_sandbox_policy: None,
+            turn_timeout_ms: 120_000,
+            read_timeout_ms: 5_000,
+            stall_timeout_ms: 300_000,
+            env: Vec::new(),
+            approval_decision: "accept_for_session".into(),
+        },
+        env_names: Vec::new(),
+        secret_names: &[],
+        approval: ApprovalDecision::AcceptForSession,
+    };
+    let issue = Issue {
+        id: IssueId("CX-1".into()),
+        identifier: "CX-1".into(),
+        title: "Write the file".into(),
+        state: "Todo".into(),
+        dispatchable: true,
+        ..Issue::default()
+    };
+    let context = SessionContext {
+        issue,
+        run: RunId(1),
+        attempt: None,
+        workspace: workspace.clone(),
+        prompt: "Write result.txt, then comment on the issue.".into(),
+        tracker,
+        done_state: "Done".into(),
+        runtime: runtime.handle().clone(),
+    };
+    let (control, control_rx) = channel();
+    let (updates_tx, updates) = channel::<AgentUpdate>();
+    let session = std::thread::spawn(move || {
+        let mut update = |u: AgentUpdate| {
+            let _ = updates_tx.send(u);
+        };
+        agent.run(context, control_rx, &mut update)
+    });
+
+    // Collect updates until the first turn completes, then stop the session.
+    let mut seen = Vec::new();
+    loop {
+        let update = updates
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no turn completion; updates so far: {seen:#?}"));
+        let done = matches!(update, AgentUpdate::TurnCompleted { .. });
+        seen.push(update);
+        if done {
+            break;
+        }
+    }
+    control.send(Control::Stop).unwrap();
+    let outcome = session.join().unwrap();
+    assert!(
+        matches!(outcome, ExitOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+
+    // The model's shell call ran in the workspace.
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("result.txt")).unwrap(),
+        "written-by-codex\n"
+    );
+    // The dynamic tool ran host-side against the tracker.
+    let issue_file = std::fs::read_to_string(issues.join("CX-1.md")).unwrap();
+    assert!(issue_file.contains("Wrote result.txt"), "{issue_file}");
+    // Tokens: the last absolute total equals the sum of what the fake reported.
+    let calls = *calls.lock().unwrap();
+    assert_eq!(calls, 3, "exec, tool, final message");
+    let last_total = seen
+        .iter()
+        .rev()
+        .find_map(|u| match u {
+            AgentUpdate::TokenUsage {
+                input_tokens,
+                output_tokens,
+                total_tokens,
+            } => Some((*input_tokens, *output_tokens, *total_tokens)),
+            _ => None,
+        })
+        .expect("token usage reported");
+    let n = calls as u64;
+    assert_eq!(
+        last_total,
+        (USAGE.0 * n, USAGE.1 * n, (USAGE.0 + USAGE.1) * n)
+    );
+    assert!(
+        seen.iter()
+            .any(|u| matches!(u, AgentUpdate::SessionStarted { pid: Some(_), .. }))
+    );
+    assert!(
+        seen.iter()
+            .any(|u| matches!(u, AgentUpdate::TurnStarted { .. }))
+    );
+}
