@@ -8,6 +8,9 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+mod support;
+
+use support::process_is_gone;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};
 use symphony::agent::{Agent, Control, SessionContext};
 use symphony::tracker::{LocalTracker, Tracker};
@@ -441,7 +444,7 @@ fn stopping_kills_what_the_agent_spawned() {
         "{:?}",
         run.outcome
     );
-    let pid: i32 = std::fs::read_to_string(run.workspace.join("sleep.pid"))
+    let pid: u32 = std::fs::read_to_string(run.workspace.join("sleep.pid"))
         .unwrap()
         .trim()
         .parse()
@@ -450,20 +453,120 @@ fn stopping_kills_what_the_agent_spawned() {
     assert!(process_is_gone(pid), "grandchild {pid} survived");
 }
 
-/// Waits up to 5 s on a pidfd for `pid` to exit; an id that is gone was reaped already.
-fn process_is_gone(pid: i32) -> bool {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    use rustix::process::{Pid, PidfdFlags, pidfd_open};
-    let Some(pid) = Pid::from_raw(pid) else {
-        return true;
-    };
-    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
-        return true;
-    };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let bound = Timespec {
-        tv_sec: 5,
-        tv_nsec: 0,
-    };
-    poll(&mut fds, Some(&bound)).is_ok_and(|ready| ready == 1)
+// --- Schema conformance ------------------------------------------------------------------------
+
+/// The pinned CLI's own schema (`codex app-server generate-json-schema --experimental`), made
+/// strict: the server ignores unknown fields, so every object that lists its properties is
+/// closed here to catch any field it does not define.
+fn pinned_schema(name: &str) -> jsonschema::Validator {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!(
+            "symphony-codex-schema-{}-{}",
+            support::CODEX_VERSION,
+            std::process::id()
+        ));
+        let status = std::process::Command::new(support::codex_binary())
+            .args([
+                "app-server",
+                "generate-json-schema",
+                "--experimental",
+                "--out",
+            ])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("codex runs");
+        assert!(status.success(), "schema generation failed");
+        dir
+    });
+    fn close(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                    map.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                map.values_mut().for_each(close);
+            }
+            Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+    let mut schema: Value = serde_json::from_str(&text).unwrap();
+    close(&mut schema);
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn every_message_we_send_conforms_to_the_pinned_schema() {
+    let requests = pinned_schema("ClientRequest");
+    let notifications = pinned_schema("ClientNotification");
+    let errors = pinned_schema("JSONRPCError");
+    let mut checked = 0;
+    let scenarios: [(&str, fn(&mut CodexAgent)); 5] = [
+        ("one_turn", |_| {}),
+        ("approvals", |_| {}),
+        ("tools", |_| {}),
+        ("user_input", |_| {}),
+        ("silence", |a| a.config.turn_timeout_ms = 300),
+    ];
+    for (name, tweak) in scenarios {
+        let run = run(name, tweak, stop_after_turn);
+        // Which server request each answer belongs to: the fake numbers them from 1000.
+        let script: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(scenario(name)).unwrap()).unwrap();
+        let asked: Vec<String> = script
+            .iter()
+            .filter_map(|s| s["request"]["method"].as_str().map(str::to_owned))
+            .collect();
+        for message in &run.sent {
+            let verdict = match (message.get("method"), message.get("id")) {
+                (Some(_), Some(_)) => requests.validate(message).map_err(|e| e.to_string()),
+                (Some(_), None) => notifications.validate(message).map_err(|e| e.to_string()),
+                (None, Some(id)) if message.get("error").is_some() => {
+                    let _ = id;
+                    errors.validate(message).map_err(|e| e.to_string())
+                }
+                (None, Some(id)) => {
+                    let index = id.as_u64().unwrap() as usize - 1000;
+                    let response = match asked[index].as_str() {
+                        "item/commandExecution/requestApproval" => {
+                            "CommandExecutionRequestApprovalResponse"
+                        }
+                        "item/fileChange/requestApproval" => "FileChangeRequestApprovalResponse",
+                        "execCommandApproval" => "ExecCommandApprovalResponse",
+                        "applyPatchApproval" => "ApplyPatchApprovalResponse",
+                        "item/tool/call" => "DynamicToolCallResponse",
+                        "mcpServer/elicitation/request" => "McpServerElicitationRequestResponse",
+                        other => panic!("no response schema mapped for {other}"),
+                    };
+                    pinned_schema(response)
+                        .validate(&message["result"])
+                        .map_err(|e| e.to_string())
+                }
+                (None, None) => Err("neither a request, a notification nor a response".into()),
+            };
+            if let Err(error) = verdict {
+                panic!("{name}: {message} does not conform: {error}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} messages checked");
+}
+
+#[test]
+fn the_strict_schema_catches_a_field_it_does_not_define() {
+    let requests = pinned_schema("ClientRequest");
+    let turn = json!({"id": 3, "method": "turn/start", "params": {
+        "threadId": "thr_1", "input": [{"type": "text", "text": "hi"}], "title": "MT-1: x"
+    }});
+    assert!(!requests.is_valid(&turn), "title is not in TurnStartParams");
+    let without: Value = json!({"id": 3, "method": "turn/start", "params": {
+        "threadId": "thr_1", "input": [{"type": "text", "text": "hi"}]
+    }});
+    assert!(requests.is_valid(&without));
 }

@@ -8,39 +8,23 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+mod support;
+
+use support::codex_binary;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};
 use symphony::agent::{Agent, Control, SessionContext};
 use symphony::tracker::{LocalTracker, Tracker};
 use symphony::workflow::CodexConfig;
 use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
 
-const CODEX_VERSION: &str = "0.169.0";
 /// Usage the fake reports for every model response.
 const USAGE: (u64, u64) = (1_000, 50);
-
-fn codex_binary() -> PathBuf {
-    let path = std::env::var_os("SYMPHONY_TEST_CODEX").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(format!(
-                ".cache/symphony-rs/codex-{CODEX_VERSION}/node_modules/.bin/codex"
-            ))
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "the real codex CLI is not installed at {}: run ./.ci/test (it installs it)",
-        path.display()
-    );
-    path
-}
 
 /// Reads one HTTP/1.1 request: (path, body).
 fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {

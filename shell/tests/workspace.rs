@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+mod support;
+
+use support::process_is_gone;
 use symphony::workflow::HooksConfig;
 use symphony::workspace::{
     HookContext, HookKind, HookStatus, IssueRef, OUTPUT_LIMIT, WorkspaceError, WorkspaceManager,
@@ -58,26 +61,6 @@ fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether process `pid` has terminated, waiting up to 5 s for it: a pidfd becomes readable
-/// when the process exits (SIGKILL is delivered at once, but the kernel finishes the exit a
-/// moment later). An id that no longer exists has been reaped already.
-fn process_is_gone(pid: u32) -> bool {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    use rustix::process::{Pid, PidfdFlags, pidfd_open};
-    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return true;
-    };
-    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
-        return true;
-    };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let bound = Timespec {
-        tv_sec: 5,
-        tv_nsec: 0,
-    };
-    poll(&mut fds, Some(&bound)).is_ok_and(|ready| ready == 1)
 }
 
 // --- SPEC 17.2 -------------------------------------------------------------------------------
