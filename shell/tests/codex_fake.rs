@@ -500,13 +500,16 @@ fn pinned_schema(name: &str) -> jsonschema::Validator {
     jsonschema::validator_for(&schema).unwrap()
 }
 
+/// A change to the agent before a run.
+type Tweak = fn(&mut CodexAgent);
+
 #[test]
 fn every_message_we_send_conforms_to_the_pinned_schema() {
     let requests = pinned_schema("ClientRequest");
     let notifications = pinned_schema("ClientNotification");
     let errors = pinned_schema("JSONRPCError");
     let mut checked = 0;
-    let scenarios: [(&str, fn(&mut CodexAgent)); 5] = [
+    let scenarios: [(&str, Tweak); 5] = [
         ("one_turn", |_| {}),
         ("approvals", |_| {}),
         ("tools", |_| {}),
