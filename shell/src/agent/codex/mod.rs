@@ -143,6 +143,49 @@ fn summarize_item(item: &Value) -> Option<(String, String)> {
     Some((kind.to_owned(), text))
 }
 
+/// The update a notification carries for the orchestrator, if any (SPEC 10.4, 13.5). Token
+/// counts are the thread's absolute totals; the core turns them into deltas.
+pub fn notification_update(method: &str, params: &Value) -> Option<AgentUpdate> {
+    match method {
+        "thread/tokenUsage/updated" => {
+            let total = &params["tokenUsage"]["total"];
+            Some(AgentUpdate::TokenUsage {
+                input_tokens: total["inputTokens"].as_u64()?,
+                output_tokens: total["outputTokens"].as_u64()?,
+                total_tokens: total["totalTokens"].as_u64()?,
+            })
+        }
+        "account/rateLimits/updated" => Some(AgentUpdate::RateLimits {
+            snapshot: params.get("rateLimits").unwrap_or(params).clone(),
+        }),
+        "item/completed" => {
+            summarize_item(&params["item"]).map(|(event, text)| AgentUpdate::Message {
+                event,
+                message: Some(text),
+            })
+        }
+        "error" => Some(AgentUpdate::Message {
+            event: "error".into(),
+            message: params["error"]["message"].as_str().map(str::to_owned),
+        }),
+        _ => None,
+    }
+}
+
+/// Decodes one protocol line and, for a notification, its update: the per-line work of a
+/// session, exposed for the bench.
+pub fn decode_line(line: &str) -> Option<(Value, Option<AgentUpdate>)> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    if !value.is_object() {
+        return None;
+    }
+    let update = match (value["method"].as_str(), value.get("id")) {
+        (Some(method), None) => notification_update(method, &value["params"]),
+        _ => None,
+    };
+    Some((value, update))
+}
+
 impl Session<'_> {
     fn send(&mut self, message: &Value) -> Result<(), End> {
         self.process
@@ -244,37 +287,8 @@ impl Session<'_> {
     }
 
     fn notification(&mut self, method: &str, params: &Value) {
-        match method {
-            "thread/tokenUsage/updated" => {
-                let total = &params["tokenUsage"]["total"];
-                if let (Some(input), Some(output), Some(total)) = (
-                    total["inputTokens"].as_u64(),
-                    total["outputTokens"].as_u64(),
-                    total["totalTokens"].as_u64(),
-                ) {
-                    (self.update)(AgentUpdate::TokenUsage {
-                        input_tokens: input,
-                        output_tokens: output,
-                        total_tokens: total,
-                    });
-                }
-            }
-            "account/rateLimits/updated" => (self.update)(AgentUpdate::RateLimits {
-                snapshot: params.get("rateLimits").unwrap_or(params).clone(),
-            }),
-            "item/completed" => {
-                if let Some((event, text)) = summarize_item(&params["item"]) {
-                    (self.update)(AgentUpdate::Message {
-                        event,
-                        message: Some(text),
-                    });
-                }
-            }
-            "error" => (self.update)(AgentUpdate::Message {
-                event: "error".into(),
-                message: params["error"]["message"].as_str().map(str::to_owned),
-            }),
-            _ => {}
+        if let Some(update) = notification_update(method, params) {
+            (self.update)(update);
         }
     }
 
