@@ -573,3 +573,40 @@ fn the_strict_schema_catches_a_field_it_does_not_define() {
     }});
     assert!(requests.is_valid(&without));
 }
+
+#[test]
+fn elicitation_and_permission_requests_also_end_as_input_required() {
+    for (name, method) in [
+        ("elicitation", "mcpServer/elicitation/request"),
+        ("permissions", "item/permissions/requestApproval"),
+    ] {
+        let run = run(name, |_| {}, never);
+        let reason = reason(&run.outcome);
+        assert!(
+            reason.starts_with(&format!("input required: turn_input_required: {method}")),
+            "{name}: {reason}"
+        );
+        let answer = run.sent.iter().find(|m| m["id"] == 1000).unwrap();
+        if name == "elicitation" {
+            assert_eq!(answer["result"]["action"], "decline");
+        } else {
+            assert!(answer.get("error").is_some());
+        }
+    }
+}
+
+#[test]
+fn token_totals_pass_through_as_absolute_values_in_arrival_order() {
+    // The runner does not reorder or sum: the core keeps the highest total per counter (see
+    // core scenario token_totals_never_double_count), so a late, lower total changes nothing.
+    let run = run("tokens_out_of_order", |_| {}, stop_after_turn);
+    let totals: Vec<u64> = run
+        .updates
+        .iter()
+        .filter_map(|u| match u {
+            AgentUpdate::TokenUsage { total_tokens, .. } => Some(*total_tokens),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(totals, [330, 110, 550]);
+}

@@ -247,3 +247,51 @@ fn drain_stderr(mut stderr: impl Read, identifier: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agent_gets_the_allowlist_and_named_variables_never_unnamed_secrets() {
+        let host: Vec<(OsString, OsString)> = [
+            ("PATH", "/bin"),
+            ("HOME", "/home/op"),
+            ("LC_ALL", "C"),
+            ("CODEX_HOME", "/srv/codex"),
+            ("LINEAR_API_KEY", "lin_secret"),
+            ("GITHUB_TOKEN", "ghp_secret"),
+            ("OPENAI_API_KEY", "sk-named"),
+            ("RANDOM", "x"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+        let env = agent_env(
+            host,
+            &["OPENAI_API_KEY".to_owned(), "GITHUB_TOKEN".to_owned()],
+            &["LINEAR_API_KEY", "GITHUB_TOKEN"],
+        );
+        let names: Vec<&str> = env.iter().filter_map(|(k, _)| k.to_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "PATH",
+                "HOME",
+                "LC_ALL",
+                "CODEX_HOME",
+                "GITHUB_TOKEN",
+                "OPENAI_API_KEY"
+            ]
+        );
+        let plain = agent_env(
+            [("LINEAR_API_KEY".into(), "s".into())],
+            &[],
+            &["LINEAR_API_KEY"],
+        );
+        assert!(
+            plain.is_empty(),
+            "an adapter secret is never passed unless named"
+        );
+    }
+}
