@@ -6,8 +6,8 @@
 //! dynamic tool `comment_on_issue`, then it answers with a message. Every response reports a
 //! known usage, so the test can check that token totals are neither lost nor double counted.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
@@ -25,49 +25,6 @@ use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
 
 /// Usage the fake reports for every model response.
 const USAGE: (u64, u64) = (1_000, 50);
-
-/// Reads one HTTP/1.1 request: (path, body).
-fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let path = request_line.split_whitespace().nth(1)?.to_owned();
-    let mut length = 0usize;
-    let mut chunked = false;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        }
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-    }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size).ok()?;
-            let size = usize::from_str_radix(size.trim(), 16).ok()?;
-            let mut chunk = vec![0; size + 2];
-            reader.read_exact(&mut chunk).ok()?;
-            if size == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        body.resize(length, 0);
-        reader.read_exact(&mut body).ok()?;
-    }
-    Some((path, body))
-}
 
 fn sse(events: &[Value]) -> String {
     events
@@ -130,7 +87,8 @@ fn fake_model() -> (u16, Arc<Mutex<usize>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let Some((path, body)) = read_request(&mut stream) else {
+            let Some(support::HttpRequest { path, body, .. }) = support::read_request(&stream)
+            else {
                 continue;
             };
             let response = if path.starts_with("/v1/responses") {

@@ -1,6 +1,7 @@
 //! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
+mod linear;
 mod local;
 
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::pin::Pin;
 
 use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 
+pub use linear::LinearTracker;
 pub use local::LocalTracker;
 
 use crate::workflow::{Provider, TrackerConfig};
@@ -50,6 +52,20 @@ pub trait Tracker: Send + Sync {
     ) -> BoxFuture<'a, Result<(), TrackerError>>;
 }
 
+/// An HTTP client for tracker APIs. TLS is rustls with the ring provider (no OpenSSL, no C
+/// toolchain), installed as the process default the first time.
+pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("symphony-rs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 /// A tracker error with a category and a message.
 pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) -> TrackerError {
     TrackerError {
@@ -58,19 +74,18 @@ pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) 
     }
 }
 
-/// The adapter for a tracker config. Linear and GitHub adapters are issue 7's remaining work;
-/// until then they are refused at startup with a clear message.
+/// The adapter for a tracker config. The GitHub adapter is issue 7's remaining work; until
+/// then it is refused at startup with a clear message.
 pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
     match &config.provider {
         Provider::Local(local) => Ok(Box::new(LocalTracker::new(
             local.path.clone(),
             config.terminal_states.clone(),
         ))),
-        Provider::Linear(_) => Err(
-            "tracker.kind linear is configured correctly, but this build cannot talk to Linear \
-             yet; use kind local for now"
-                .to_owned(),
-        ),
+        Provider::Linear(linear) => Ok(Box::new(LinearTracker::new(
+            linear,
+            &config.terminal_states,
+        )?)),
         Provider::Github(_) => Err(
             "tracker.kind github is configured correctly, but this build cannot talk to GitHub \
              yet; use kind local for now"
