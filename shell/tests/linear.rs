@@ -329,13 +329,14 @@ async fn state_changes_and_comments_go_through_the_api() {
     let t = tracker(&endpoint, KEY);
     t.set_state("ENG-1", "done").await.unwrap();
     t.add_comment("ENG-1", "Finished.").await.unwrap();
-    let board = board.lock().unwrap();
-    assert_eq!(board.issues[0]["state"]["name"], "Done");
-    assert_eq!(
-        board.comments,
-        [("ENG-1".to_owned(), "Finished.".to_owned())]
-    );
-    drop(board);
+    {
+        let board = board.lock().unwrap();
+        assert_eq!(board.issues[0]["state"]["name"], "Done");
+        assert_eq!(
+            board.comments,
+            [("ENG-1".to_owned(), "Finished.".to_owned())]
+        );
+    }
     assert!(t.set_state("ENG-2", "Nowhere").await.is_err());
 }
 
