@@ -292,7 +292,8 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
 
     let (status, _, body) = http(&addr, "GET", "/api/v1/H-1", token);
     assert_eq!(status, 200);
-    assert!(body.contains("\"status\": \"running\""), "{body}");
+    let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(detail["status"], "running", "{body}");
     let (status, _, body) = http(&addr, "GET", "/api/v1/NOPE-1", token);
     assert_eq!(status, 404);
     assert!(body.contains("issue_not_found"));

@@ -447,28 +447,14 @@ impl Daemon {
 
     /// Answers an HTTP query from the core's state, secrets masked.
     fn answer(&mut self, query: Query) -> Answer {
-        let masked = |value: serde_json::Value, secrets: &[String]| {
-            let text = http::mask(&value.to_string(), secrets);
-            serde_json::from_str(&text).unwrap_or(value)
-        };
         match query {
             Query::State => {
                 let snapshot = self.recorder.orchestrator().snapshot(now());
-                let body = serde_json::to_value(&snapshot).unwrap_or_default();
-                Answer {
-                    status: 200,
-                    body: masked(body, &self.secrets),
-                }
+                Answer::json(200, &snapshot, &self.secrets)
             }
             Query::Issue(identifier) => {
                 match self.recorder.orchestrator().issue_detail(&identifier) {
-                    Some(detail) => Answer {
-                        status: 200,
-                        body: masked(
-                            serde_json::to_value(&detail).unwrap_or_default(),
-                            &self.secrets,
-                        ),
-                    },
+                    Some(detail) => Answer::json(200, &detail, &self.secrets),
                     None => Answer::error(
                         404,
                         "issue_not_found",
@@ -481,22 +467,18 @@ impl Daemon {
                 let requested_at = now();
                 self.feed(Event::RefreshRequested);
                 let (queued, coalesced) = self.last_refresh.unwrap_or((false, false));
-                Answer {
-                    status: 202,
-                    body: serde_json::json!({
-                        "queued": queued,
-                        "coalesced": coalesced,
-                        "requested_at": requested_at.to_rfc3339(),
-                        "operations": ["poll", "reconcile"],
-                    }),
-                }
+                let body = serde_json::json!({
+                    "queued": queued,
+                    "coalesced": coalesced,
+                    "requested_at": requested_at.to_rfc3339(),
+                    "operations": ["poll", "reconcile"],
+                });
+                Answer::json(202, &body, &[])
             }
             Query::Ready => {
                 let ready = self.recorder.orchestrator().is_ready();
-                Answer {
-                    status: if ready { 200 } else { 503 },
-                    body: serde_json::json!({ "ready": ready }),
-                }
+                let status = if ready { 200 } else { 503 };
+                Answer::json(status, &serde_json::json!({ "ready": ready }), &[])
             }
         }
     }

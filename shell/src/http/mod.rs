@@ -35,22 +35,29 @@ pub enum Query {
     Ready,
 }
 
-/// The daemon's answer: a status and a JSON body, secrets already masked.
+/// The daemon's answer: a status and a JSON body (already serialised, secrets masked).
 #[derive(Debug)]
 pub struct Answer {
     /// HTTP status.
     pub status: u16,
-    /// The body.
-    pub body: Value,
+    /// The JSON text.
+    pub body: String,
 }
 
 impl Answer {
-    /// `{"error":{"code","message"}}` with `status`.
-    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+    /// `value` as compact JSON, with every secret in `secrets` replaced by `****`.
+    pub fn json(status: u16, value: &impl serde::Serialize, secrets: &[String]) -> Self {
+        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
         Self {
             status,
-            body: json!({ "error": { "code": code, "message": message.into() } }),
+            body: mask(&text, secrets),
         }
+    }
+
+    /// `{"error":{"code","message"}}` with `status`.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
+        let body = json!({ "error": { "code": code, "message": message.into() } });
+        Self::json(status, &body, &[])
     }
 }
 
@@ -124,13 +131,16 @@ fn header(name: &str, value: &str) -> Header {
 }
 
 fn respond(request: Request, status: u16, content_type: &str, body: Vec<u8>, extra: &[Header]) {
-    let mut response = Response::new(
+    let length = body.len();
+    let response = Response::new(
         status.into(),
         vec![header("Content-Type", content_type)],
-        Cursor::new(body.clone()),
-        Some(body.len()),
+        Cursor::new(body),
+        Some(length),
         None,
     );
+    // The length is known: send Content-Length rather than chunked encoding, whatever the size.
+    let mut response = response.with_chunked_threshold(usize::MAX);
     response.add_header(header("Cache-Control", "no-store"));
     for h in extra {
         response.add_header(h.clone());
@@ -139,8 +149,13 @@ fn respond(request: Request, status: u16, content_type: &str, body: Vec<u8>, ext
 }
 
 fn respond_json(request: Request, answer: Answer, extra: &[Header]) {
-    let body = serde_json::to_vec_pretty(&answer.body).unwrap_or_default();
-    respond(request, answer.status, "application/json", body, extra);
+    respond(
+        request,
+        answer.status,
+        "application/json",
+        answer.body.into_bytes(),
+        extra,
+    );
 }
 
 /// Asks the daemon's task and waits, bounded.
@@ -179,14 +194,7 @@ fn handle(request: Request, shared: &Shared) {
     if path == "/livez" {
         return match method {
             Method::Get | Method::Head => {
-                respond_json(
-                    request,
-                    Answer {
-                        status: 200,
-                        body: json!({"live": true}),
-                    },
-                    &[],
-                );
+                respond_json(request, Answer::json(200, &json!({"live": true}), &[]), &[]);
             }
             _ => not_allowed(request, "GET, HEAD"),
         };
@@ -230,7 +238,8 @@ fn handle(request: Request, shared: &Shared) {
     let dashboard = path == "/";
     let answer = ask(shared, query);
     if dashboard && answer.status == 200 {
-        let html = dashboard::render(&answer.body);
+        let state: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+        let html = dashboard::render(&state);
         respond(
             request,
             200,
@@ -287,7 +296,11 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
         .iter()
         .filter(|s| s.len() >= 4)
         .fold(text.to_owned(), |text, secret| {
-            text.replace(secret.as_str(), "****")
+            if text.contains(secret.as_str()) {
+                text.replace(secret.as_str(), "****")
+            } else {
+                text
+            }
         })
 }
 
