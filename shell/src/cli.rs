@@ -22,9 +22,33 @@ pub(crate) struct Cli {
     pub(crate) server: ServerFlags,
 
     /// Record every event and the commands it produced to this NDJSON file (for
-    /// `symphony replay`).
+    /// `symphony replay`). Default with --logs-root: DIR/events.ndjson.
     #[arg(long, value_name = "FILE")]
     pub(crate) event_log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) logs: LogFlags,
+}
+
+/// Where and how the daemon writes its log.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct LogFlags {
+    /// Also write the log to DIR/symphony.log (appending), and the event log to
+    /// DIR/events.ndjson unless --event-log says otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) logs_root: Option<PathBuf>,
+
+    /// Format of the log file: `human` or `json` (one object per line). stderr is always human.
+    #[arg(long, value_enum, default_value = "human")]
+    pub(crate) log_format: LogFormat,
+}
+
+/// Log file formats.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    #[default]
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +89,9 @@ pub(crate) struct DemoArgs {
     /// Record the event log to this file (default: DIR/events.ndjson).
     #[arg(long, value_name = "FILE")]
     pub(crate) event_log: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) logs: LogFlags,
 }
 
 #[derive(Debug, Args)]

@@ -57,17 +57,54 @@ const DEMO_FILES: [(&str, &str); 6] = [
     ),
 ];
 
-fn init_logging() {
+/// stderr (human, coloured on a terminal unless `NO_COLOR`) and, with `--logs-root`, a log
+/// file in the chosen format. `SYMPHONY_LOG` sets the filter (default `info`).
+fn init_logging(flags: &cli::LogFlags) -> Result<(), String> {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYMPHONY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(color)
-        .init();
+        .with_ansi(color);
+    let file = match &flags.logs_root {
+        None => None,
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the logs root {}: {e}", dir.display()))?;
+            let path = dir.join("symphony.log");
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let writer = std::sync::Mutex::new(file);
+            Some(match flags.log_format {
+                cli::LogFormat::Human => tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_target(false)
+                    .with_ansi(false)
+                    .boxed(),
+                cli::LogFormat::Json => tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(writer)
+                    .boxed(),
+            })
+        }
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))
 }
 
 /// Writes the demo setup into `dir` unless a workflow is already there.
@@ -93,7 +130,10 @@ fn main() -> ExitCode {
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
         Some(cli::Command::Demo(args)) => {
-            init_logging();
+            if let Err(e) = init_logging(&args.logs) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
             let workflow = match write_demo(&args.dir) {
                 Ok(path) => path,
                 Err(e) => {
@@ -113,14 +153,26 @@ fn main() -> ExitCode {
             symphony::daemon::run(symphony::daemon::Options {
                 workflow,
                 overrides: symphony::workflow::Overrides::default(),
-                event_log: Some(
-                    args.event_log
-                        .unwrap_or_else(|| args.dir.join("events.ndjson")),
-                ),
+                event_log: Some(args.event_log.unwrap_or_else(|| {
+                    args.logs
+                        .logs_root
+                        .as_ref()
+                        .unwrap_or(&args.dir)
+                        .join("events.ndjson")
+                })),
             })
         }
         None => {
-            init_logging();
+            if let Err(e) = init_logging(&cli.logs) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+            let event_log = cli.event_log.or_else(|| {
+                cli.logs
+                    .logs_root
+                    .as_ref()
+                    .map(|dir| dir.join("events.ndjson"))
+            });
             symphony::daemon::run(symphony::daemon::Options {
                 workflow: cli
                     .workflow
@@ -129,7 +181,7 @@ fn main() -> ExitCode {
                     port: cli.server.port,
                     bind: cli.server.bind,
                 },
-                event_log: cli.event_log,
+                event_log,
             })
         }
     }

@@ -326,3 +326,42 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     let (code, lines) = command_env.wait_exit();
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
 }
+
+#[test]
+fn logs_root_holds_a_json_log_with_issue_fields_and_the_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    issue(dir.path(), "J-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &["--logs-root", "logs", "--log-format", "json"]);
+    daemon.wait_for("J-1 released", |l| {
+        l.contains("released") && l.contains("issue_id=\"J-1\"")
+    });
+    daemon.interrupt();
+    let (code, _) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+
+    let log = std::fs::read_to_string(dir.path().join("logs/symphony.log")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let dispatch = records
+        .iter()
+        .find(|r| r["message"] == "dispatching")
+        .expect("a dispatch line");
+    assert_eq!(dispatch["issue_id"], "J-1");
+    assert_eq!(dispatch["identifier"], "J-1");
+    assert_eq!(dispatch["level"], "INFO");
+    assert!(records.iter().any(|r| r["message"] == "symphony stopped"));
+
+    let replay = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["replay", "--check", "logs/events.ndjson"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+}
