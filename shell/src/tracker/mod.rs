@@ -1,6 +1,7 @@
 //! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
+mod github;
 mod linear;
 mod local;
 
@@ -9,6 +10,7 @@ use std::pin::Pin;
 
 use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 
+pub use github::GithubTracker;
 pub use linear::LinearTracker;
 pub use local::LocalTracker;
 
@@ -74,8 +76,7 @@ pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) 
     }
 }
 
-/// The adapter for a tracker config. The GitHub adapter is issue 7's remaining work; until
-/// then it is refused at startup with a clear message.
+/// The adapter for a tracker config.
 pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
     match &config.provider {
         Provider::Local(local) => Ok(Box::new(LocalTracker::new(
@@ -86,10 +87,15 @@ pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
             linear,
             &config.terminal_states,
         )?)),
-        Provider::Github(_) => Err(
-            "tracker.kind github is configured correctly, but this build cannot talk to GitHub \
-             yet; use kind local for now"
-                .to_owned(),
-        ),
+        Provider::Github(github) => {
+            if github.skip_issues_with_open_pull_requests {
+                return Err(
+                    "tracker.provider.skip_issues_with_open_pull_requests is not supported \
+                            yet; remove it or set it to false"
+                        .to_owned(),
+                );
+            }
+            Ok(Box::new(GithubTracker::new(github)?))
+        }
     }
 }

@@ -1,0 +1,445 @@
+//! `tracker.kind: github`: GitHub issues over the REST API, state carried by labels.
+//!
+//! - Scope: issues of `provider.repo` (`owner/name`); pull requests are filtered out.
+//! - State: an open issue's state is the name after `provider.state_label_prefix` on its first
+//!   such label (`state:In Progress` -> `In Progress`), or `Open` without one; a closed issue's
+//!   state is `Closed`.
+//! - Identity: `id` is the issue number, `identifier` is `GH-<number>`; `native_ref` keeps the
+//!   number, the repository and the node id.
+//! - Priority from a `priority:<1..4>` label; labels lowercase (state and priority labels
+//!   included); no blockers (GitHub issues have none in this API).
+//! - Pagination by the `Link` header (`rel="next"`), 100 per page. Every GET sends the last
+//!   `ETag` it saw for that URL; a 304 reuses the cached page and costs no rate limit.
+//! - Rate limits: 403/429 with `Retry-After` or an exhausted `X-RateLimit-Remaining` are
+//!   `tracker_rate_limited`, naming when to retry.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use symphony_core::issue::normalize;
+use symphony_core::{Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
+
+use super::{BoxFuture, Tracker, error};
+use crate::workflow::GithubProvider;
+
+const PER_PAGE: u32 = 100;
+const MAX_PAGES: usize = 100;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A cached 200 answer: its `ETag`, body and next-page link.
+#[derive(Clone)]
+struct Cached {
+    etag: String,
+    body: Value,
+    next: Option<String>,
+}
+
+/// GitHub issues of one repository.
+pub struct GithubTracker {
+    client: reqwest::Client,
+    api_url: String,
+    repo: String,
+    token: String,
+    prefix: String,
+    /// The last 200 answer per URL, for conditional requests.
+    cache: Mutex<BTreeMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for GithubTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubTracker")
+            .field("api_url", &self.api_url)
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+    })
+}
+
+impl GithubTracker {
+    /// A client for `provider`.
+    pub fn new(provider: &GithubProvider) -> Result<Self, String> {
+        Ok(Self {
+            client: super::http_client(TIMEOUT)?,
+            api_url: provider.api_url.trim_end_matches('/').to_owned(),
+            repo: provider.repo.clone(),
+            token: provider.token.expose().to_owned(),
+            prefix: provider.state_label_prefix.clone(),
+            cache: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+    }
+
+    /// Maps a non-success answer to a typed error.
+    fn status_error(response: &reqwest::Response) -> TrackerError {
+        let status = response.status();
+        let headers = response.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let exhausted = header("x-ratelimit-remaining") == Some("0");
+        if status.as_u16() == 429
+            || (status.as_u16() == 403 && (exhausted || header("retry-after").is_some()))
+        {
+            let when = header("retry-after")
+                .map(|s| format!("retry after {s} s"))
+                .or_else(|| {
+                    header("x-ratelimit-reset").map(|r| format!("the limit resets at epoch {r}"))
+                })
+                .unwrap_or_else(|| "retry later".to_owned());
+            return error(
+                TrackerErrorCategory::TrackerRateLimited,
+                format!("GitHub rate limit ({status}): {when}"),
+            );
+        }
+        let hint = if status.as_u16() == 401 {
+            " (check tracker.provider.token / $GITHUB_TOKEN)"
+        } else if status.as_u16() == 404 {
+            " (check tracker.provider.repo and the token's access)"
+        } else {
+            ""
+        };
+        error(
+            TrackerErrorCategory::TrackerStatus,
+            format!("GitHub answered HTTP {status}{hint}"),
+        )
+    }
+
+    /// A GET with conditional caching: the body, and the next page's URL.
+    async fn get(&self, url: &str) -> Result<(Value, Option<String>), TrackerError> {
+        let cached = self.cache.lock().ok().and_then(|c| c.get(url).cloned());
+        let mut request = self.request(reqwest::Method::GET, url);
+        if let Some(cached) = &cached {
+            request = request.header(reqwest::header::IF_NONE_MATCH, &cached.etag);
+        }
+        let response = request.send().await.map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("GitHub request failed: {e}"),
+            )
+        })?;
+        if response.status().as_u16() == 304
+            && let Some(cached) = cached
+        {
+            return Ok((cached.body, cached.next));
+        }
+        if !response.status().is_success() {
+            return Err(Self::status_error(&response));
+        }
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let next = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body: Value = response.json().await.map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerResponse,
+                format!("GitHub sent a body that is not JSON: {e}"),
+            )
+        })?;
+        if let (Some(etag), Ok(mut cache)) = (etag, self.cache.lock()) {
+            let entry = Cached {
+                etag,
+                body: body.clone(),
+                next: next.clone(),
+            };
+            cache.insert(url.to_owned(), entry);
+        }
+        Ok((body, next))
+    }
+
+    /// Every page of the repository's issues in `state` (`open`, `closed` or `all`).
+    async fn list(&self, state: &str) -> Result<Vec<Value>, TrackerError> {
+        let mut url = Some(format!(
+            "{}/repos/{}/issues?state={state}&per_page={PER_PAGE}",
+            self.api_url, self.repo
+        ));
+        let mut items = Vec::new();
+        let mut pages = 0;
+        while let Some(current) = url {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(error(
+                    TrackerErrorCategory::TrackerPagination,
+                    format!("more than {MAX_PAGES} pages of issues"),
+                ));
+            }
+            let (body, next) = self.get(&current).await?;
+            let Some(batch) = body.as_array() else {
+                return Err(error(
+                    TrackerErrorCategory::TrackerResponse,
+                    "GitHub sent an issue list that is not an array",
+                ));
+            };
+            items.extend(batch.iter().cloned());
+            if next.as_deref() == Some(current.as_str()) {
+                return Err(error(
+                    TrackerErrorCategory::TrackerPagination,
+                    "GitHub's next page link points at the same page",
+                ));
+            }
+            url = next;
+        }
+        Ok(items)
+    }
+
+    /// SPEC 11.3 normalisation; `None` for a pull request or a record without its fields.
+    fn normalize(&self, item: &Value) -> Option<Issue> {
+        if item.get("pull_request").is_some() {
+            return None;
+        }
+        let number = item["number"].as_u64()?;
+        let labels: Vec<String> = item["labels"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let prefix = normalize(&self.prefix);
+        let state = if item["state"] == "closed" {
+            "Closed".to_owned()
+        } else {
+            labels
+                .iter()
+                .find_map(|l| {
+                    let lower = l.to_lowercase();
+                    lower
+                        .starts_with(&prefix)
+                        .then(|| l[prefix.len()..].trim().to_owned())
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "Open".to_owned())
+        };
+        let priority = labels.iter().find_map(|l| {
+            l.to_lowercase()
+                .strip_prefix("priority:")
+                .and_then(|p| p.trim().parse::<i64>().ok())
+                .filter(|p| (1..=4).contains(p))
+        });
+        let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
+        let mut native = serde_json::Map::new();
+        native.insert("number".into(), json!(number));
+        native.insert("repo".into(), json!(self.repo));
+        if let Some(node) = item["node_id"].as_str() {
+            native.insert("node_id".into(), json!(node));
+        }
+        Some(Issue {
+            id: IssueId(number.to_string()),
+            identifier: format!("GH-{number}"),
+            title: item["title"].as_str()?.to_owned(),
+            description: item["body"]
+                .as_str()
+                .map(str::to_owned)
+                .filter(|b| !b.is_empty()),
+            priority,
+            state,
+            url: item["html_url"].as_str().map(str::to_owned),
+            assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
+            labels: labels.iter().map(|l| normalize(l)).collect(),
+            created_at: ts(&item["created_at"]),
+            updated_at: ts(&item["updated_at"]),
+            dispatchable: true,
+            native_ref: Some(native),
+            ..Issue::default()
+        })
+    }
+
+    async fn by_states(&self, states: &[String]) -> Result<Vec<Issue>, TrackerError> {
+        if states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<String> = states.iter().map(|s| normalize(s)).collect();
+        let want_closed = wanted.iter().any(|s| s == "closed");
+        let want_open = wanted.iter().any(|s| s != "closed");
+        let scope = match (want_open, want_closed) {
+            (true, true) => "all",
+            (false, true) => "closed",
+            _ => "open",
+        };
+        let items = self.list(scope).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| self.normalize(item))
+            .filter(|issue| wanted.contains(&normalize(&issue.state)))
+            .collect())
+    }
+
+    async fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {
+        let mut issues = Vec::new();
+        for id in ids {
+            let Ok(number) = id.as_str().parse::<u64>() else {
+                continue; // not a GitHub issue id: not visible here
+            };
+            let url = format!("{}/repos/{}/issues/{number}", self.api_url, self.repo);
+            match self.get(&url).await {
+                Ok((body, _)) => match self.normalize(&body) {
+                    Some(issue) => issues.push(issue),
+                    None if body.get("pull_request").is_some() => {}
+                    None => {
+                        return Err(error(
+                            TrackerErrorCategory::TrackerResponse,
+                            format!("GitHub issue {number} came without its required fields"),
+                        ));
+                    }
+                },
+                Err(e) if e.message.contains("HTTP 404") || e.message.contains("HTTP 410") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(issues)
+    }
+
+    fn number(identifier: &str) -> Result<u64, TrackerError> {
+        identifier.trim_start_matches("GH-").parse().map_err(|_| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("{identifier:?} is not a GitHub issue identifier (GH-<number>)"),
+            )
+        })
+    }
+
+    async fn move_to(&self, identifier: &str, state: &str) -> Result<(), TrackerError> {
+        let number = Self::number(identifier)?;
+        let url = format!("{}/repos/{}/issues/{number}", self.api_url, self.repo);
+        let (item, _) = self.get(&url).await?;
+        let prefix = normalize(&self.prefix);
+        let mut labels: Vec<String> = item["labels"]
+            .as_array()
+            .map(|ls| {
+                ls.iter()
+                    .filter_map(|l| l["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        labels.retain(|l| !l.to_lowercase().starts_with(&prefix));
+        let closing = matches!(normalize(state).as_str(), "closed");
+        let mut patch = json!({});
+        if closing {
+            patch["state"] = json!("closed");
+        } else {
+            labels.push(format!("{}{state}", self.prefix));
+            patch["state"] = json!("open");
+        }
+        patch["labels"] = json!(labels);
+        let response = self
+            .request(reqwest::Method::PATCH, &url)
+            .json(&patch)
+            .send()
+            .await
+            .map_err(|e| {
+                error(
+                    TrackerErrorCategory::TrackerRequest,
+                    format!("GitHub request failed: {e}"),
+                )
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::status_error(&response))
+        }
+    }
+
+    async fn comment(&self, identifier: &str, body: &str) -> Result<(), TrackerError> {
+        let number = Self::number(identifier)?;
+        let url = format!(
+            "{}/repos/{}/issues/{number}/comments",
+            self.api_url, self.repo
+        );
+        let response = self
+            .request(reqwest::Method::POST, &url)
+            .json(&json!({"body": body}))
+            .send()
+            .await
+            .map_err(|e| {
+                error(
+                    TrackerErrorCategory::TrackerRequest,
+                    format!("GitHub request failed: {e}"),
+                )
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::status_error(&response))
+        }
+    }
+}
+
+impl Tracker for GithubTracker {
+    fn fetch_by_states<'a>(
+        &'a self,
+        states: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(self.by_states(states))
+    }
+
+    fn fetch_by_ids<'a>(
+        &'a self,
+        ids: &'a [IssueId],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(self.by_ids(ids))
+    }
+
+    fn secret_env_names(&self) -> &'static [&'static str] {
+        &["GITHUB_TOKEN"]
+    }
+
+    fn set_state<'a>(
+        &'a self,
+        identifier: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(self.move_to(identifier, state))
+    }
+
+    fn add_comment<'a>(
+        &'a self,
+        identifier: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(self.comment(identifier, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_are_found_among_the_others() {
+        let link = "<https://api.github.com/repositories/1/issues?page=2>; rel=\"next\", <https://api.github.com/repositories/1/issues?page=5>; rel=\"last\"";
+        assert_eq!(
+            next_link(link).as_deref(),
+            Some("https://api.github.com/repositories/1/issues?page=2")
+        );
+        assert_eq!(next_link("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+}
