@@ -66,6 +66,14 @@ pub(crate) enum Command {
     Config(ConfigArgs),
     /// Feed a recorded event log to a fresh orchestrator and print what it decides.
     Replay(ReplayArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 /// Flags that override the workflow's `server` section.

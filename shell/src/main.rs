@@ -129,6 +129,21 @@ fn main() -> ExitCode {
         Some(cli::Command::Replay(args)) => replay::run(&args).finish(),
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
+        Some(cli::Command::Completions { shell }) => {
+            let mut command = <cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "symphony", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Some(cli::Command::Man) => {
+            let command = <cli::Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(cli::Command::Demo(args)) => {
             if let Err(e) = init_logging(&args.logs) {
                 eprintln!("error: {e}");

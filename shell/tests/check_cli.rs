@@ -125,3 +125,30 @@ fn config_shows_values_sources_and_masks_secrets() {
     assert_eq!(json["sources"]["server.port"], "workflow file");
     assert_eq!(json["sources"]["polling.interval_ms"], "default");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = symphony(dir.path(), &["completions", shell], &[]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["demo", "check", "config", "replay", "--logs-root"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = symphony(dir.path(), &["man"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH symphony 1"), "{page}");
+    assert!(
+        page.contains(".SH NAME") && page.contains("logs\\-root"),
+        "{page}"
+    );
+    assert_eq!(
+        symphony(dir.path(), &["completions", "tcsh"], &[])
+            .status
+            .code(),
+        Some(2)
+    );
+}
