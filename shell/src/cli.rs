@@ -66,6 +66,9 @@ pub(crate) enum Command {
     Config(ConfigArgs),
     /// Feed a recorded event log to a fresh orchestrator and print what it decides.
     Replay(ReplayArgs),
+    /// Show a running daemon's state in the terminal (polls /api/v1/state; bearer token from
+    /// $SYMPHONY_TOKEN when set).
+    Status(StatusArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -100,6 +103,21 @@ pub(crate) struct DemoArgs {
 
     #[command(flatten)]
     pub(crate) logs: LogFlags,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The daemon's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+
+    /// Seconds between redraws.
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) interval: f64,
+
+    /// Print one snapshot and exit (for scripts).
+    #[arg(long)]
+    pub(crate) once: bool,
 }
 
 #[derive(Debug, Args)]

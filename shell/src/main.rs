@@ -11,6 +11,7 @@ use clap::Parser as _;
 mod check;
 mod cli;
 mod replay;
+mod status;
 
 /// What a command prints and how it ends.
 pub(crate) struct Outcome {
@@ -129,6 +130,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Replay(args)) => replay::run(&args).finish(),
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
+        Some(cli::Command::Status(args)) => status::run(&args).finish(),
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "symphony", &mut std::io::stdout());

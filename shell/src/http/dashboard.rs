@@ -4,7 +4,6 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use symphony_core::Timestamp;
 use tera::{Context, Tera};
 
 const TEMPLATE: &str = r#"<!doctype html>
@@ -98,20 +97,6 @@ fn engine() -> &'static Result<Tera, String> {
     })
 }
 
-/// Seconds between two RFC 3339 times, as `1h 02m`, `3m 04s` or `5s`.
-fn age(from: Option<&str>, to: Option<&str>) -> String {
-    let parse = |t: Option<&str>| t.and_then(|t| Timestamp::parse_rfc3339(t).ok());
-    let (Some(from), Some(to)) = (parse(from), parse(to)) else {
-        return String::new();
-    };
-    let secs = to.millis_since(from) / 1000;
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
 /// The page for a `/api/v1/state` body.
 pub(super) fn render(state: &Value) -> String {
     let mut state = state.clone();
@@ -119,7 +104,7 @@ pub(super) fn render(state: &Value) -> String {
     if let Some(rows) = state["running"].as_array_mut() {
         for row in rows {
             let started = row["started_at"].as_str().map(str::to_owned);
-            row["age"] = Value::String(age(started.as_deref(), now.as_deref()));
+            row["age"] = Value::String(super::elapsed(started.as_deref(), now.as_deref()));
         }
     }
     let rate_limits = match &state["rate_limits"] {
@@ -143,9 +128,9 @@ mod tests {
 
     #[test]
     fn ages_read_like_a_clock() {
-        let at = |s: &str| Some(s.to_owned());
         let t0 = "2026-01-01T00:00:00Z";
-        assert_eq!(age(at(t0).as_deref(), Some("2026-01-01T00:00:09Z")), "9s");
+        let age = super::super::elapsed;
+        assert_eq!(age(Some(t0), Some("2026-01-01T00:00:09Z")), "9s");
         assert_eq!(age(Some(t0), Some("2026-01-01T00:03:04Z")), "3m 04s");
         assert_eq!(age(Some(t0), Some("2026-01-01T01:02:00Z")), "1h 02m");
         assert_eq!(age(None, Some(t0)), "");

@@ -290,6 +290,20 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Seconds between two RFC 3339 times, as `1h 02m`, `3m 04s` or `5s`.
+pub fn elapsed(from: Option<&str>, to: Option<&str>) -> String {
+    let parse = |t: Option<&str>| t.and_then(|t| symphony_core::Timestamp::parse_rfc3339(t).ok());
+    let (Some(from), Some(to)) = (parse(from), parse(to)) else {
+        return String::new();
+    };
+    let secs = to.millis_since(from) / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// Replaces every occurrence of each secret in `text` with `****`.
 pub fn mask(text: &str, secrets: &[String]) -> String {
     secrets

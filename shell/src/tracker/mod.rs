@@ -56,7 +56,7 @@ pub trait Tracker: Send + Sync {
 
 /// An HTTP client for tracker APIs. TLS is rustls with the ring provider (no OpenSSL, no C
 /// toolchain), installed as the process default the first time.
-pub(crate) fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     static PROVIDER: std::sync::Once = std::sync::Once::new();
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -1,0 +1,197 @@
+//! `symphony status`: a terminal view of a running daemon's `/api/v1/state`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::Value;
+use symphony::http::elapsed;
+
+use crate::Outcome;
+use crate::cli::StatusArgs;
+
+/// Fetches the state JSON (bearer token from `$SYMPHONY_TOKEN` when set).
+fn fetch(url: &str) -> Result<Value, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = symphony::tracker::http_client(Duration::from_secs(5))?;
+        let mut request = client.get(format!("{}/api/v1/state", url.trim_end_matches('/')));
+        if let Ok(token) = std::env::var("SYMPHONY_TOKEN") {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("{url} answered HTTP {status}"));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| format!("{url} sent bad JSON: {e}"))
+    })
+}
+
+/// Cuts `text` to `width` characters, marking the cut.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// The view, `width` columns wide (rows are cut to fit narrow terminals).
+pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let now = state["generated_at"].as_str();
+    let mut out = String::new();
+    let ready = if state["dispatch"]["ready"] == true {
+        "ready"
+    } else {
+        "starting"
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        fit(
+            &format!(
+                "Symphony at {url} · {} · {ready} · {} running · {} retrying · {} blocked",
+                text(&state["generated_at"]),
+                state["counts"]["running"],
+                state["counts"]["retrying"],
+                state["counts"]["blocked"]
+            ),
+            width
+        )
+    );
+    if let Some(error) = state["dispatch"]["preflight_error"].as_object() {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(
+                &format!(
+                    "dispatch paused: {}",
+                    error.get("class").and_then(Value::as_str).unwrap_or("")
+                ),
+                width
+            )
+        );
+    }
+    if let Some(low) = state["dispatch"]["disk_low"].as_str() {
+        let _ = writeln!(out, "{}", fit(&format!("dispatch paused: {low}"), width));
+    }
+    let _ = writeln!(out, "\nRUNNING");
+    let rows = state["running"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        let _ = writeln!(
+            out,
+            "{}",
+            fit(
+                &format!(
+                    "  {:<12} {:<14} {:>5} {:>9} {:>8}  {}",
+                    "ISSUE", "STATE", "TURNS", "TOKENS", "AGE", "LAST EVENT"
+                ),
+                width
+            )
+        );
+        for row in rows {
+            let last = match (row["last_event"].as_str(), row["last_message"].as_str()) {
+                (Some(e), Some(m)) => format!("{e}: {m}"),
+                (Some(e), None) => e.to_owned(),
+                _ => String::new(),
+            };
+            let line = format!(
+                "  {:<12} {:<14} {:>5} {:>9} {:>8}  {}",
+                fit(&text(&row["issue_identifier"]), 12),
+                fit(&text(&row["state"]), 14),
+                row["turn_count"].to_string(),
+                row["tokens"]["total_tokens"].to_string(),
+                elapsed(row["started_at"].as_str(), now),
+                last.replace('\n', " ")
+            );
+            let _ = writeln!(out, "{}", fit(&line, width));
+        }
+    }
+    let _ = writeln!(out, "\nRETRY QUEUE");
+    let retries = state["retrying"].as_array().cloned().unwrap_or_default();
+    if retries.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    } else {
+        for row in retries {
+            let line = format!(
+                "  {:<12} attempt {:<3} due {}  {}",
+                fit(&text(&row["issue_identifier"]), 12),
+                row["attempt"].to_string(),
+                text(&row["due_at"]),
+                text(&row["error"])
+            );
+            let _ = writeln!(out, "{}", fit(&line, width));
+        }
+    }
+    let totals = &state["codex_totals"];
+    let _ = writeln!(
+        out,
+        "\n{}",
+        fit(
+            &format!(
+                "TOTALS  input {}  output {}  total {}  agent time {} s",
+                totals["input_tokens"],
+                totals["output_tokens"],
+                totals["total_tokens"],
+                totals["seconds_running"]
+            ),
+            width
+        )
+    );
+    let limits = match &state["rate_limits"] {
+        Value::Null => "none reported".to_owned(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(out, "{}", fit(&format!("RATE LIMITS  {limits}"), width));
+    out
+}
+
+fn width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|w: &usize| *w >= 20)
+        .unwrap_or(100)
+}
+
+pub(crate) fn run(args: &StatusArgs) -> Outcome {
+    let failed = |e: String| Outcome {
+        stdout: String::new(),
+        stderr: format!("error: {e}\n"),
+        success: false,
+    };
+    if args.once {
+        return match fetch(&args.url) {
+            Ok(state) => Outcome {
+                stdout: render(&args.url, &state, width()),
+                stderr: String::new(),
+                success: true,
+            },
+            Err(e) => failed(e),
+        };
+    }
+    // Live view: redraw in place every interval until interrupted (Ctrl-C).
+    loop {
+        let view = match fetch(&args.url) {
+            Ok(state) => render(&args.url, &state, width()),
+            Err(e) => format!("error: {e}\n"),
+        };
+        print!("\x1b[H\x1b[2J{view}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::thread::sleep(Duration::from_secs_f64(args.interval.max(0.2)));
+    }
+}
