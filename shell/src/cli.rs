@@ -62,6 +62,9 @@ pub(crate) enum Command {
     ///
     /// Exits 0 when valid, 1 with `error[<class>]: <file>:<line>:<col>: <message>` when not.
     Check(CheckArgs),
+    /// Online preflight: workflow, tracker and credential, agent command, git and bash,
+    /// workspace root, HTTP port. One line per check; exit 1 when any fails.
+    Doctor(CheckArgs),
     /// Print the effective config and where each value came from. Secrets are masked.
     Config(ConfigArgs),
     /// Feed a recorded event log to a fresh orchestrator and print what it decides.

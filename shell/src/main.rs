@@ -10,6 +10,7 @@ use clap::Parser as _;
 
 mod check;
 mod cli;
+mod doctor;
 mod replay;
 mod status;
 
@@ -131,6 +132,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
         Some(cli::Command::Status(args)) => status::run(&args).finish(),
+        Some(cli::Command::Doctor(args)) => doctor::run(&args).finish(),
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "symphony", &mut std::io::stdout());

@@ -1,4 +1,7 @@
-//! `symphony check` and `symphony config` through the real binary, in temp directories.
+//! `symphony check`, `config`, `doctor` and friends through the real binary, in temp
+//! directories.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -151,4 +154,112 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
             .code(),
         Some(2)
     );
+}
+
+/// A loopback stand-in for Linear's endpoint: 401 for any key but `good-key`, else an empty
+/// issue page (an unknown project slug looks exactly like this).
+fn fake_linear() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let Some(request) = support::read_request(&stream) else {
+                continue;
+            };
+            if request.header("authorization") == Some("good-key") {
+                support::respond(
+                    stream,
+                    "200 OK",
+                    "application/json",
+                    r#"{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}"#,
+                );
+            } else {
+                support::respond(
+                    stream,
+                    "401 Unauthorized",
+                    "application/json",
+                    r#"{"errors":[{"message":"Authentication required"}]}"#,
+                );
+            }
+        }
+    });
+    url
+}
+
+fn line<'a>(out: &'a str, check: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no {check} line in\n{out}"))
+}
+
+#[test]
+fn doctor_passes_a_healthy_local_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n",
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["doctor"], &[]);
+    let stdout = text(&out.stdout, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    for check in [
+        "workflow",
+        "tracker",
+        "agent",
+        "git",
+        "bash",
+        "workspace",
+        "http",
+    ] {
+        assert!(line(&stdout, check).starts_with("ok"), "{stdout}");
+    }
+    assert!(line(&stdout, "workspace").contains("[DIR]/ws writable"));
+}
+
+#[test]
+fn doctor_names_a_wrong_key_an_empty_project_a_missing_agent_and_a_busy_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_linear();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        format!(
+            "---\ntracker:\n  kind: linear\n  provider:\n    endpoint: {endpoint}\n    project_slug: nope\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\ncodex:\n  command: no-such-codex-9f2 app-server\nserver:\n  port: {port}\n---\nWork.\n"
+        ),
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["doctor"], &[("LINEAR_API_KEY", "bad-key")]);
+    let stdout = text(&out.stdout, dir.path());
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let tracker = line(&stdout, "tracker");
+    assert!(
+        tracker.starts_with("fail")
+            && tracker.contains("401")
+            && tracker.contains("LINEAR_API_KEY"),
+        "{tracker}"
+    );
+    assert!(!stdout.contains("bad-key"), "the key is never printed");
+    let agent = line(&stdout, "agent");
+    assert!(
+        agent.starts_with("fail") && agent.contains("no-such-codex-9f2"),
+        "{agent}"
+    );
+    let http = line(&stdout, "http");
+    assert!(
+        http.starts_with("fail") && http.contains(&port.to_string()),
+        "{http}"
+    );
+
+    let out = symphony(dir.path(), &["doctor"], &[("LINEAR_API_KEY", "good-key")]);
+    let stdout = text(&out.stdout, dir.path());
+    let tracker = line(&stdout, "tracker");
+    assert!(
+        tracker.starts_with("warn") && tracker.contains("project nope has no issue"),
+        "{tracker}"
+    );
+    drop(busy);
 }

@@ -1,0 +1,251 @@
+//! `symphony doctor`: the online preflight a first-time operator runs before starting the
+//! daemon. One line per check, `ok` / `warn` / `fail` with a hint; exit 1 when any check fails.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Provider, Workflow};
+use symphony::workspace::free_space_mb;
+
+use crate::Outcome;
+use crate::cli::CheckArgs;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    text: String,
+    failed: bool,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, check: &str, message: impl AsRef<str>) {
+        let tag = match level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        };
+        self.failed |= level == Level::Fail;
+        let _ = writeln!(self.text, "{tag}  {check:<10} {}", message.as_ref());
+    }
+}
+
+/// Whether `program` is an executable on `$PATH` (or a path that exists).
+fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The first line of `program --version`, within a few seconds.
+fn version(program: &str) -> Option<String> {
+    let mut child = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take()?;
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(Duration::from_secs(10)).ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    text.and_then(|t| t.lines().next().map(str::to_owned))
+}
+
+fn check_tracker(workflow: &Workflow, report: &mut Report) {
+    let config = &workflow.config;
+    let tracker = match symphony::tracker::build(&config.tracker) {
+        Ok(tracker) => tracker,
+        Err(e) => return report.line(Level::Fail, "tracker", e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report.line(Level::Fail, "tracker", format!("no async runtime: {e}")),
+    };
+    let states = config.tracker.active_states.clone();
+    let scope = match &config.tracker.provider {
+        Provider::Local(p) => format!("directory {}", p.path.display()),
+        Provider::Linear(p) => format!("project {}", p.project_slug),
+        Provider::Github(p) => format!("repository {}", p.repo),
+    };
+    match runtime.block_on(tracker.fetch_by_states(&states)) {
+        Ok(issues)
+            if issues.is_empty() && !matches!(config.tracker.provider, Provider::Local(_)) =>
+        {
+            report.line(
+                Level::Warn,
+                "tracker",
+                format!(
+                    "{} answered, credential accepted, but {scope} has no issue in {}: check \
+                     the scope and the state names",
+                    config.tracker.kind,
+                    states.join(", ")
+                ),
+            );
+        }
+        Ok(issues) => report.line(
+            Level::Ok,
+            "tracker",
+            format!(
+                "{} reachable, {scope}: {} issue(s) in active states",
+                config.tracker.kind,
+                issues.len()
+            ),
+        ),
+        Err(e) => report.line(
+            Level::Fail,
+            "tracker",
+            format!("{} ({scope}): {}", config.tracker.kind, e.message),
+        ),
+    }
+}
+
+fn check_agent(workflow: &Workflow, report: &mut Report) {
+    let config = &workflow.config;
+    match config.agent.kind {
+        AgentKind::Demo => report.line(Level::Ok, "agent", "built-in demo agent"),
+        AgentKind::Codex => {
+            // The command runs through `bash -lc`; its first word that is not an `env`
+            // assignment is the program.
+            let program = config
+                .codex
+                .command
+                .split_whitespace()
+                .find(|w| *w != "env" && !w.contains('='))
+                .unwrap_or("codex");
+            if !on_path(program) {
+                report.line(
+                    Level::Fail,
+                    "agent",
+                    format!("`{program}` is not on PATH (hint: npm install -g @openai/codex)"),
+                );
+            } else {
+                let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
+                report.line(Level::Ok, "agent", format!("{program}: {found}"));
+            }
+        }
+    }
+}
+
+fn check_workspace(workflow: &Workflow, report: &mut Report) {
+    let root = &workflow.config.workspace.root;
+    let writable = std::fs::create_dir_all(root).and_then(|()| {
+        let probe = root.join(format!(".symphony-doctor-{}", std::process::id()));
+        std::fs::write(&probe, b"ok")?;
+        std::fs::remove_file(&probe)
+    });
+    if let Err(e) = writable {
+        return report.line(
+            Level::Fail,
+            "workspace",
+            format!("{} is not writable: {e}", root.display()),
+        );
+    }
+    let min = workflow.config.workspace.min_free_disk_mb;
+    match free_space_mb(root) {
+        Ok(free) if min > 0 && free < min => report.line(
+            Level::Warn,
+            "workspace",
+            format!("{}: {free} MB free, below workspace.min_free_disk_mb ({min}): dispatch would pause", root.display()),
+        ),
+        Ok(free) => report.line(
+            Level::Ok,
+            "workspace",
+            format!("{} writable, {free} MB free", root.display()),
+        ),
+        Err(e) => report.line(Level::Warn, "workspace", format!("free space unknown: {e}")),
+    }
+}
+
+fn check_http(workflow: &Workflow, report: &mut Report) {
+    let server = &workflow.config.server;
+    match server.port {
+        None => report.line(Level::Ok, "http", "no HTTP server configured"),
+        Some(0) => report.line(
+            Level::Ok,
+            "http",
+            format!("{}: an ephemeral port", server.bind),
+        ),
+        Some(port) => {
+            let host = server.bind.trim_start_matches('[').trim_end_matches(']');
+            let address = if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            };
+            match std::net::TcpListener::bind(&address) {
+                Ok(_) => report.line(Level::Ok, "http", format!("{address} is free")),
+                Err(e) => report.line(
+                    Level::Fail,
+                    "http",
+                    format!("cannot listen on {address}: {e} (hint: another process uses it; change server.port or --port)"),
+                ),
+            }
+        }
+    }
+}
+
+pub(crate) fn run(args: &CheckArgs) -> Outcome {
+    let path = args.workflow.clone().unwrap_or_else(workflow::default_path);
+    let mut report = Report {
+        text: String::new(),
+        failed: false,
+    };
+    match workflow::load(&path, &ProcessEnv, &Overrides::default()) {
+        Err(error) => report.line(Level::Fail, "workflow", error.to_string()),
+        Ok(workflow) => {
+            let warnings = workflow.warnings.len();
+            let detail = match workflow.prompt.parse_error() {
+                Some(e) => {
+                    report.line(Level::Fail, "workflow", e.to_string());
+                    None
+                }
+                None if warnings > 0 => Some((
+                    Level::Warn,
+                    format!(
+                        "{} loads with {warnings} warning(s): run `symphony check`",
+                        path.display()
+                    ),
+                )),
+                None => Some((Level::Ok, format!("{} loads", path.display()))),
+            };
+            if let Some((level, message)) = detail {
+                report.line(level, "workflow", message);
+            }
+            check_tracker(&workflow, &mut report);
+            check_agent(&workflow, &mut report);
+            for tool in ["git", "bash"] {
+                if on_path(tool) {
+                    report.line(Level::Ok, tool, "found");
+                } else {
+                    report.line(Level::Fail, tool, "not on PATH (hooks and agents need it)");
+                }
+            }
+            check_workspace(&workflow, &mut report);
+            check_http(&workflow, &mut report);
+        }
+    }
+    Outcome {
+        stdout: report.text,
+        stderr: String::new(),
+        success: !report.failed,
+    }
+}
