@@ -27,12 +27,6 @@ pub struct DemoAgent {
     pub turn_time: Duration,
 }
 
-fn stopped() -> ExitOutcome {
-    ExitOutcome::Cancelled {
-        reason: "stopped by orchestrator".into(),
-    }
-}
-
 impl Agent for DemoAgent {
     fn run(
         &self,
@@ -59,7 +53,9 @@ impl Agent for DemoAgent {
             });
             // The "work": a pause the orchestrator can interrupt.
             match control.recv_timeout(self.turn_time) {
-                Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => return stopped(),
+                Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    return super::stopped_by_orchestrator();
+                }
                 Ok(Control::Turn { .. }) | Err(RecvTimeoutError::Timeout) => {}
             }
             let step = STEPS[(turn as usize - 1).min(STEPS.len() - 1)];
@@ -102,7 +98,7 @@ impl Agent for DemoAgent {
             update(AgentUpdate::TurnCompleted { turn_id });
             match control.recv() {
                 Ok(Control::Turn { turn: next, .. }) => turn = next,
-                Ok(Control::Stop) | Err(_) => return stopped(),
+                Ok(Control::Stop) | Err(_) => return super::stopped_by_orchestrator(),
             }
         }
     }

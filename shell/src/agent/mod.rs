@@ -48,6 +48,13 @@ pub struct SessionContext {
     pub runtime: tokio::runtime::Handle,
 }
 
+/// How a session ends when the orchestrator stops it.
+pub(crate) fn stopped_by_orchestrator() -> ExitOutcome {
+    ExitOutcome::Cancelled {
+        reason: "stopped by orchestrator".into(),
+    }
+}
+
 /// A coding agent.
 pub trait Agent: Send + Sync {
     /// Runs a session to its end and says how it ended. `update` reports progress.

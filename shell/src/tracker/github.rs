@@ -350,9 +350,19 @@ impl GithubTracker {
             patch["state"] = json!("open");
         }
         patch["labels"] = json!(labels);
+        self.write(reqwest::Method::PATCH, &url, &patch).await
+    }
+
+    /// A write request whose answer only needs to be a success.
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), TrackerError> {
         let response = self
-            .request(reqwest::Method::PATCH, &url)
-            .json(&patch)
+            .request(method, url)
+            .json(body)
             .send()
             .await
             .map_err(|e| {
@@ -374,22 +384,8 @@ impl GithubTracker {
             "{}/repos/{}/issues/{number}/comments",
             self.api_url, self.repo
         );
-        let response = self
-            .request(reqwest::Method::POST, &url)
-            .json(&json!({"body": body}))
-            .send()
+        self.write(reqwest::Method::POST, &url, &json!({"body": body}))
             .await
-            .map_err(|e| {
-                error(
-                    TrackerErrorCategory::TrackerRequest,
-                    format!("GitHub request failed: {e}"),
-                )
-            })?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(Self::status_error(&response))
-        }
     }
 }
 

@@ -242,9 +242,7 @@ impl Session<'_> {
             };
             match incoming {
                 Incoming::Control(Control::Stop) => {
-                    return Err(Wait::End(End(ExitOutcome::Cancelled {
-                        reason: "stopped by orchestrator".into(),
-                    })));
+                    return Err(Wait::End(End(super::stopped_by_orchestrator())));
                 }
                 Incoming::Control(Control::Turn { .. }) => {} // only valid between turns
                 Incoming::Line(Line::Eof) => {
@@ -540,11 +538,7 @@ impl Session<'_> {
             }
             match self.next_control()? {
                 Control::Turn { turn, issue } => text = continuation(&issue, turn),
-                Control::Stop => {
-                    return Ok(ExitOutcome::Cancelled {
-                        reason: "stopped by orchestrator".into(),
-                    });
-                }
+                Control::Stop => return Ok(super::stopped_by_orchestrator()),
             }
         }
     }
