@@ -159,6 +159,15 @@ fn the_demo_loop_runs_issues_to_done_respecting_blockers_and_shuts_down_cleanly(
             .iter()
             .any(|l| l.contains("dispatching issue_id=\"T-4\""))
     );
+    // Session lines carry the issue and the session id.
+    assert!(
+        lines.iter().any(|l| l.contains("turn completed")
+            && l.contains("issue_id=\"T-1\"")
+            && l.contains("identifier=\"T-1\"")
+            && l.contains("session_id=\"demo-")),
+        "{}",
+        lines.join("\n")
+    );
 
     // The recorded log replays to the same decisions.
     let replay = Command::new(env!("CARGO_BIN_EXE_symphony"))

@@ -15,7 +15,7 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use symphony_core::log::Recorder;
-use symphony_core::{Command, ConfigError, Event, RunId, Timestamp};
+use symphony_core::{AgentUpdate, Command, ConfigError, Event, RunId, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::http::{self, Answer, HttpServer, Query};
@@ -197,6 +197,7 @@ impl Daemon {
                 }
                 input = self.rx.recv() => match input {
                     Some(Input::Event(event)) => {
+                        self.log_worker_event(&event);
                         if let Event::WorkerExited { run, .. } = &event {
                             self.workers.remove(run);
                         }
@@ -230,6 +231,63 @@ impl Daemon {
         self.flush_log();
         tracing::info!("symphony stopped");
         ExitCode::SUCCESS
+    }
+
+    /// Session and exit lines, with the issue's fields and `session_id` (`<thread>-<turn>`).
+    fn log_worker_event(&mut self, event: &Event) {
+        match event {
+            Event::AgentUpdate {
+                issue_id,
+                run,
+                update,
+            } => {
+                let Some(worker) = self.workers.get_mut(run) else {
+                    return;
+                };
+                let thread = worker.thread.clone().unwrap_or_default();
+                match update {
+                    AgentUpdate::SessionStarted { thread_id, pid } => {
+                        worker.thread = Some(thread_id.clone());
+                        tracing::info!(
+                            issue_id = issue_id.as_str(),
+                            identifier = worker.identifier.as_str(),
+                            session_id = thread_id.as_str(),
+                            pid,
+                            "agent session started"
+                        );
+                    }
+                    AgentUpdate::TurnStarted { turn_id }
+                    | AgentUpdate::TurnCompleted { turn_id } => {
+                        let what = if matches!(update, AgentUpdate::TurnStarted { .. }) {
+                            "turn started"
+                        } else {
+                            "turn completed"
+                        };
+                        tracing::info!(
+                            issue_id = issue_id.as_str(),
+                            identifier = worker.identifier.as_str(),
+                            session_id = format!("{thread}-{turn_id}"),
+                            "{what}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            Event::WorkerExited {
+                issue_id,
+                run,
+                outcome,
+            } => {
+                if let Some(worker) = self.workers.get(run) {
+                    tracing::info!(
+                        issue_id = issue_id.as_str(),
+                        identifier = worker.identifier.as_str(),
+                        "worker exited: {outcome}"
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Feeds one event to the core, records it, and executes the commands.

@@ -19,6 +19,10 @@ use crate::workspace::IssueRef;
 pub(crate) struct WorkerHandle {
     control: Sender<Control>,
     cleanup: Arc<AtomicBool>,
+    /// The issue's human-readable key, for log lines.
+    pub(crate) identifier: String,
+    /// The agent's thread, once the session started: the first half of `session_id`.
+    pub(crate) thread: Option<String>,
 }
 
 impl WorkerHandle {
@@ -51,6 +55,7 @@ pub(crate) fn spawn(
     let (control, control_rx) = mpsc::channel();
     let cleanup = Arc::new(AtomicBool::new(false));
     let cleanup_flag = Arc::clone(&cleanup);
+    let identifier = issue.identifier.clone();
     thread::Builder::new()
         .name(format!("worker-{}", issue.identifier))
         .spawn(move || {
@@ -93,7 +98,12 @@ pub(crate) fn spawn(
                 outcome,
             });
         })?;
-    Ok(WorkerHandle { control, cleanup })
+    Ok(WorkerHandle {
+        control,
+        cleanup,
+        identifier,
+        thread: None,
+    })
 }
 
 fn run_worker(
