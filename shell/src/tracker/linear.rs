@@ -175,8 +175,9 @@ impl LinearTracker {
         filter
     }
 
-    /// SPEC 11.3 normalisation; `None` for a record missing required fields.
-    fn normalize(&self, node: &Value) -> Option<Issue> {
+    /// SPEC 11.3 normalisation of one GraphQL `Issue` node; `None` for a record missing
+    /// required fields.
+    pub fn normalize(&self, node: &Value) -> Option<Issue> {
         let text = |v: &Value| v.as_str().map(str::to_owned);
         let mut issue = Issue {
             id: IssueId(text(&node["id"])?),

@@ -1,0 +1,108 @@
+//! Tracker adapters: 1,000 Linear candidates over pagination from a loopback fake (target
+//! <= 200 ms end to end) and the normalisation rate (target >= 100,000 issues/s). Figures in
+//! `docs/performance.md`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::hint::black_box;
+use std::net::TcpListener;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use symphony::tracker::{LinearTracker, Tracker};
+use symphony::workflow::{MapEnv, Overrides, Provider, parse};
+
+fn node(n: usize) -> Value {
+    json!({
+        "id": format!("uuid-{n}"), "identifier": format!("ENG-{n}"), "title": format!("Issue {n}"),
+        "description": "Steps to reproduce, expected and actual behaviour. ".repeat(8),
+        "priority": (n % 5) as f64, "branchName": format!("eng-{n}"),
+        "url": format!("https://linear.app/acme/issue/ENG-{n}"),
+        "createdAt": "2026-01-02T03:04:05.000Z", "updatedAt": "2026-01-03T03:04:05.000Z",
+        "state": {"name": "Todo"}, "assignee": {"id": "user-1"}, "team": {"key": "ENG"},
+        "labels": {"nodes": [{"name": "Backend"}, {"name": "Bug"}]},
+        "inverseRelations": {"nodes": [{"type": "blocks",
+            "issue": {"id": "uuid-0", "identifier": "ENG-0", "state": {"name": "Done"}}}]}
+    })
+}
+
+/// A fake Linear serving `count` issues in pages of 50 (cursor = offset).
+fn fake(count: usize) -> String {
+    let nodes: Vec<Value> = (1..=count).map(node).collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/graphql", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let Some(request) = support::read_request(&stream) else {
+                continue;
+            };
+            let payload: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let start: usize = payload["variables"]["after"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let page: Vec<&Value> = nodes.iter().skip(start).take(50).collect();
+            let next = start + page.len();
+            let body = json!({"data": {"issues": {"nodes": page,
+                "pageInfo": {"hasNextPage": next < nodes.len(), "endCursor": next.to_string()}}}});
+            support::respond(stream, "200 OK", "application/json", &body.to_string());
+        }
+    });
+    endpoint
+}
+
+fn tracker(endpoint: &str) -> LinearTracker {
+    let env = MapEnv::new([("LINEAR_API_KEY", "lin_api_bench")]);
+    let text = format!(
+        "---\ntracker:\n  kind: linear\n  provider:\n    endpoint: {endpoint}\n    project_slug: p\n---\n"
+    );
+    let workflow = parse(
+        &text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &env,
+        &Overrides::default(),
+    )
+    .unwrap();
+    match &workflow.config.tracker.provider {
+        Provider::Linear(p) => {
+            LinearTracker::new(p, &workflow.config.tracker.terminal_states).unwrap()
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn linear(c: &mut Criterion) {
+    let endpoint = fake(1_000);
+    let t = tracker(&endpoint);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let states = vec!["Todo".to_owned(), "In Progress".to_owned()];
+    assert_eq!(
+        runtime.block_on(t.fetch_by_states(&states)).unwrap().len(),
+        1_000
+    );
+
+    let mut group = c.benchmark_group("linear");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("1000_candidates_20_pages", |b| {
+        b.iter(|| black_box(runtime.block_on(t.fetch_by_states(&states)).unwrap()));
+    });
+    let nodes: Vec<Value> = (1..=10_000).map(node).collect();
+    group.throughput(Throughput::Elements(nodes.len() as u64));
+    group.bench_function("normalize_10000", |b| {
+        b.iter(|| {
+            for n in &nodes {
+                black_box(t.normalize(n));
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, linear);
+criterion_main!(benches);
