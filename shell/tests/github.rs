@@ -473,3 +473,45 @@ fn the_contract_check_rejects_shapes_github_does_not_send() {
     wrong["state"] = json!(42);
     assert!(!validator.is_valid(&wrong));
 }
+
+#[tokio::test]
+async fn the_github_api_tool_is_scoped_to_the_repository() {
+    let (api, _) = fake(repo_with(2));
+    let t = tracker(&api, TOKEN);
+    assert_eq!(t.tool_specs()[0]["name"], "github_api");
+    let body = t
+        .call_tool(
+            "github_api",
+            &json!({"method": "GET", "path": "/repos/acme/app/issues/1"}),
+        )
+        .expect("the adapter has this tool")
+        .await
+        .unwrap();
+    let issue: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(issue["number"], 1);
+    for path in [
+        "/repos/other/repo/issues",
+        "/user",
+        "/repos/acme/app/../other",
+        "/repos/acme/application",
+    ] {
+        let err = t
+            .call_tool("github_api", &json!({"method": "GET", "path": path}))
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("only paths under /repos/acme/app"),
+            "{path}: {err}"
+        );
+    }
+    let err = t
+        .call_tool(
+            "github_api",
+            &json!({"method": "GET", "path": "/repos/acme/app/issues/999"}),
+        )
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.contains("404"), "{err}");
+}

@@ -417,3 +417,39 @@ async fn records_missing_required_fields_are_skipped_when_listing_and_fail_a_ref
         .unwrap_err();
     assert_eq!(err.category, TrackerErrorCategory::TrackerResponse);
 }
+
+#[tokio::test]
+async fn the_linear_graphql_tool_runs_one_operation_with_the_adapters_key() {
+    let (endpoint, shared) = fake(Fault::None, board(2));
+    let t = tracker(&endpoint, KEY);
+    let specs = t.tool_specs();
+    assert_eq!(specs[0]["name"], "linear_graphql");
+    let ok = t
+        .call_tool(
+            "linear_graphql",
+            &json!({"query": "query SymphonyIssueTeam($id: String!) { issue(id: $id) { id } }", "variables": {"id": "ENG-1"}}),
+        )
+        .expect("the adapter has this tool")
+        .await
+        .unwrap();
+    assert!(ok.contains("uuid-1"), "{ok}");
+    assert!(shared.lock().unwrap().auth_seen.iter().all(|a| a == KEY));
+    let two = t
+        .call_tool("linear_graphql", &json!({"query": "{ a } { b }"}))
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(two.contains("exactly one"), "{two}");
+    assert!(t.call_tool("github_api", &json!({})).is_none());
+
+    let (endpoint, _) = fake(Fault::GraphqlErrors, board(1));
+    let err = tracker(&endpoint, KEY)
+        .call_tool(
+            "linear_graphql",
+            &json!({"query": "query { viewer { id } }"}),
+        )
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.contains("Argument Validation Error"), "{err}");
+}

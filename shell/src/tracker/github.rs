@@ -389,7 +389,71 @@ impl GithubTracker {
     }
 }
 
+impl GithubTracker {
+    /// `github_api`: one REST call under `/repos/<repo>` only.
+    async fn api_tool(&self, arguments: &Value) -> Result<String, String> {
+        let method = arguments["method"].as_str().unwrap_or("GET").to_uppercase();
+        let method = match method.as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            "PATCH" => reqwest::Method::PATCH,
+            "PUT" => reqwest::Method::PUT,
+            "DELETE" => reqwest::Method::DELETE,
+            other => return Err(format!("method {other} is not allowed")),
+        };
+        let path = arguments["path"].as_str().ok_or("missing `path`")?;
+        let scope = format!("/repos/{}", self.repo);
+        let in_scope = (path == scope || path.starts_with(&format!("{scope}/")))
+            && !path.contains("..")
+            && !path.contains("://");
+        if !in_scope {
+            return Err(format!(
+                "only paths under {scope} are allowed, not {path:?}"
+            ));
+        }
+        let mut request = self.request(method, &format!("{}{path}", self.api_url));
+        if let Some(body) = arguments.get("body") {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("GitHub request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(Self::status_error(&response).message);
+        }
+        response.text().await.map_err(|e| e.to_string())
+    }
+}
+
 impl Tracker for GithubTracker {
+    fn tool_specs(&self) -> Vec<Value> {
+        vec![json!({
+            "type": "function",
+            "name": "github_api",
+            "description": format!("Call GitHub's REST API with Symphony's credentials, limited to paths under /repos/{}.", self.repo),
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "method": {"type": "string", "enum": ["GET", "POST", "PATCH", "PUT", "DELETE"]},
+                    "path": {"type": "string", "description": format!("e.g. /repos/{}/issues/1/comments", self.repo)},
+                    "body": {"type": "object"}
+                },
+                "required": ["method", "path"],
+                "additionalProperties": false
+            }
+        })]
+    }
+
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a Value,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        (name == "github_api")
+            .then(|| Box::pin(self.api_tool(arguments)) as BoxFuture<'a, Result<String, String>>)
+    }
+
     fn fetch_by_states<'a>(
         &'a self,
         states: &'a [String],

@@ -332,7 +332,71 @@ impl LinearTracker {
     }
 }
 
+/// Whether a GraphQL document holds exactly one operation: one top-level `{ ... }` block.
+fn single_operation(document: &str) -> bool {
+    let mut depth = 0i32;
+    let mut blocks = 0;
+    let mut in_string = false;
+    let mut previous = ' ';
+    for c in document.chars() {
+        match c {
+            '"' if previous != '\\' => in_string = !in_string,
+            '{' if !in_string => {
+                if depth == 0 {
+                    blocks += 1;
+                }
+                depth += 1;
+            }
+            '}' if !in_string => depth -= 1,
+            _ => {}
+        }
+        previous = c;
+    }
+    blocks == 1 && depth == 0
+}
+
+impl LinearTracker {
+    async fn graphql_tool(&self, arguments: &Value) -> Result<String, String> {
+        let query = arguments["query"].as_str().ok_or("missing `query`")?;
+        if !single_operation(query) {
+            return Err("send exactly one GraphQL operation per call".to_owned());
+        }
+        let variables = arguments.get("variables").cloned().unwrap_or(json!({}));
+        self.graphql(query, variables)
+            .await
+            .map(|data| data.to_string())
+            .map_err(|e| e.message)
+    }
+}
+
 impl Tracker for LinearTracker {
+    fn tool_specs(&self) -> Vec<Value> {
+        vec![json!({
+            "type": "function",
+            "name": "linear_graphql",
+            "description": "Run one GraphQL query or mutation against Linear with Symphony's credentials. Returns the `data` object as JSON; GraphQL errors fail the call.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "One GraphQL operation"},
+                    "variables": {"type": "object", "description": "Its variables"}
+                },
+                "required": ["query"],
+                "additionalProperties": false
+            }
+        })]
+    }
+
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a Value,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        (name == "linear_graphql").then(|| {
+            Box::pin(self.graphql_tool(arguments)) as BoxFuture<'a, Result<String, String>>
+        })
+    }
+
     fn fetch_by_states<'a>(
         &'a self,
         states: &'a [String],

@@ -52,6 +52,23 @@ pub trait Tracker: Send + Sync {
         identifier: &'a str,
         body: &'a str,
     ) -> BoxFuture<'a, Result<(), TrackerError>>;
+
+    /// Provider-native agent tools (SPEC 11.5) as dynamic tool specs: `{type, name,
+    /// description, inputSchema}`. None by default.
+    fn tool_specs(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+
+    /// Runs a provider-native tool host-side with the adapter's credentials; `None` when the
+    /// adapter has no tool of that name. The text goes back to the agent.
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a serde_json::Value,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        let _ = (name, arguments);
+        None
+    }
 }
 
 /// An HTTP client for tracker APIs. TLS is rustls with the ring provider (no OpenSSL, no C

@@ -370,7 +370,10 @@ impl Session<'_> {
                     .map_err(|e| e.message),
                 None => Err("missing `body`".to_owned()),
             },
-            other => Err(format!("unknown tool {other:?}")),
+            other => match self.context.tracker.call_tool(other, arguments) {
+                Some(call) => self.context.runtime.block_on(call),
+                None => Err(format!("unknown tool {other:?}")),
+            },
         };
         (self.update)(AgentUpdate::Message {
             event: "tool_call".into(),
@@ -407,13 +410,17 @@ impl Session<'_> {
         })?;
         self.send(&json!({"method": "initialized"}))?;
         let cwd = self.context.workspace.display().to_string();
+        let mut tools = tool_specs();
+        if let Some(list) = tools.as_array_mut() {
+            list.extend(self.context.tracker.tool_specs());
+        }
         let id = self.request(
             "thread/start",
             json!({
                 "cwd": cwd,
                 "approvalPolicy": self.agent.config.approval_policy,
                 "sandbox": self.agent.config.thread_sandbox,
-                "dynamicTools": tool_specs(),
+                "dynamicTools": tools,
             }),
         )?;
         let result = self.response(id, "thread/start", startup)?;
