@@ -221,6 +221,7 @@ fn tracker(endpoint: &str, key: &str) -> LinearTracker {
         api_key: secret(key),
         project_slug: "proj-1".into(),
         assignee: None,
+        timeout_ms: 2_000,
     };
     LinearTracker::new(&provider, &["Done".into(), "Cancelled".into()]).unwrap()
 }
@@ -452,4 +453,32 @@ async fn the_linear_graphql_tool_runs_one_operation_with_the_adapters_key() {
         .await
         .unwrap_err();
     assert!(err.contains("Argument Validation Error"), "{err}");
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_times_out_as_a_request_error() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}/graphql", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = listener.incoming().take(1).collect();
+        std::thread::park_timeout(std::time::Duration::from_secs(10));
+        drop(connections);
+    });
+    let provider = LinearProvider {
+        endpoint,
+        api_key: secret(KEY),
+        project_slug: "proj-1".into(),
+        assignee: None,
+        timeout_ms: 300,
+    };
+    let t = LinearTracker::new(&provider, &["Done".into()]).unwrap();
+    let started = std::time::Instant::now();
+    let err = t.fetch_by_states(&states()).await.unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerRequest);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bounded by timeout_ms"
+    );
+    held.thread().unpark();
 }

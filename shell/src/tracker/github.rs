@@ -26,7 +26,6 @@ use crate::workflow::GithubProvider;
 
 const PER_PAGE: u32 = 100;
 const MAX_PAGES: usize = 100;
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A cached 200 answer: its `ETag`, body and next-page link.
 #[derive(Clone)]
@@ -76,7 +75,7 @@ impl GithubTracker {
     /// A client for `provider`.
     pub fn new(provider: &GithubProvider) -> Result<Self, String> {
         Ok(Self {
-            client: super::http_client(TIMEOUT)?,
+            client: super::http_client(Duration::from_millis(provider.timeout_ms))?,
             api_url: provider.api_url.trim_end_matches('/').to_owned(),
             repo: provider.repo.clone(),
             token: provider.token.expose().to_owned(),

@@ -22,7 +22,6 @@ use crate::workflow::LinearProvider;
 
 const PAGE: u32 = 50;
 const MAX_PAGES: usize = 200;
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 const ISSUE_FIELDS: &str = "id identifier title description priority branchName url createdAt updatedAt \
     state { name } assignee { id } team { key } labels(first: 50) { nodes { name } } \
@@ -57,7 +56,7 @@ fn ts(value: &Value) -> Option<Timestamp> {
 impl LinearTracker {
     /// A client for `provider`; `terminal_states` decide the Todo-blocker rule.
     pub fn new(provider: &LinearProvider, terminal_states: &[String]) -> Result<Self, String> {
-        let client = super::http_client(TIMEOUT)?;
+        let client = super::http_client(Duration::from_millis(provider.timeout_ms))?;
         Ok(Self {
             client,
             endpoint: provider.endpoint.clone(),

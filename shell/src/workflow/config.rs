@@ -98,13 +98,20 @@ impl TrackerKind {
     fn provider_keys(self) -> &'static [&'static str] {
         match self {
             Self::Local => &["path"],
-            Self::Linear => &["endpoint", "api_key", "project_slug", "assignee"],
+            Self::Linear => &[
+                "endpoint",
+                "api_key",
+                "project_slug",
+                "assignee",
+                "timeout_ms",
+            ],
             Self::Github => &[
                 "api_url",
                 "repo",
                 "token",
                 "state_label_prefix",
                 "skip_issues_with_open_pull_requests",
+                "timeout_ms",
             ],
         }
     }
@@ -157,6 +164,8 @@ pub struct LinearProvider {
     pub project_slug: String,
     /// Only issues assigned to this user, when set.
     pub assignee: Option<String>,
+    /// Per-request timeout.
+    pub timeout_ms: u64,
 }
 
 /// `tracker.provider` for `kind: github`.
@@ -172,6 +181,8 @@ pub struct GithubProvider {
     pub state_label_prefix: String,
     /// Skip issues that already have an open pull request linked.
     pub skip_issues_with_open_pull_requests: bool,
+    /// Per-request timeout.
+    pub timeout_ms: u64,
 }
 
 /// The adapter-owned settings, validated by kind.
@@ -976,11 +987,14 @@ impl Reader<'_> {
             ));
         };
         let assignee = self.provider_string(p, "assignee", None)?;
+        let timeout_ms =
+            self.int(&p.map, "tracker.provider.timeout_ms", 30_000, 1..=600_000)? as u64;
         Ok(LinearProvider {
             endpoint,
             api_key,
             project_slug,
             assignee,
+            timeout_ms,
         })
     }
 
@@ -1035,12 +1049,15 @@ impl Reader<'_> {
                 ));
             }
         };
+        let timeout_ms =
+            self.int(&p.map, "tracker.provider.timeout_ms", 30_000, 1..=600_000)? as u64;
         Ok(GithubProvider {
             api_url,
             repo,
             token,
             state_label_prefix,
             skip_issues_with_open_pull_requests: skip,
+            timeout_ms,
         })
     }
 
