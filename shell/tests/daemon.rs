@@ -163,7 +163,7 @@ fn the_demo_loop_runs_issues_to_done_respecting_blockers_and_shuts_down_cleanly(
     assert!(
         lines.iter().any(|l| l.contains("turn completed")
             && l.contains("issue_id=\"T-1\"")
-            && l.contains("identifier=\"T-1\"")
+            && l.contains("issue_identifier=\"T-1\"")
             && l.contains("session_id=\"demo-")),
         "{}",
         lines.join("\n")
@@ -359,7 +359,7 @@ fn logs_root_holds_a_json_log_with_issue_fields_and_the_event_log() {
         .find(|r| r["message"] == "dispatching")
         .expect("a dispatch line");
     assert_eq!(dispatch["issue_id"], "J-1");
-    assert_eq!(dispatch["identifier"], "J-1");
+    assert_eq!(dispatch["issue_identifier"], "J-1");
     assert_eq!(dispatch["level"], "INFO");
     assert!(records.iter().any(|r| r["message"] == "symphony stopped"));
 

@@ -250,7 +250,7 @@ impl Daemon {
                         worker.thread = Some(thread_id.clone());
                         tracing::info!(
                             issue_id = issue_id.as_str(),
-                            identifier = worker.identifier.as_str(),
+                            issue_identifier = worker.identifier.as_str(),
                             session_id = thread_id.as_str(),
                             pid,
                             "agent session started"
@@ -265,7 +265,7 @@ impl Daemon {
                         };
                         tracing::info!(
                             issue_id = issue_id.as_str(),
-                            identifier = worker.identifier.as_str(),
+                            issue_identifier = worker.identifier.as_str(),
                             session_id = format!("{thread}-{turn_id}"),
                             "{what}"
                         );
@@ -281,7 +281,7 @@ impl Daemon {
                 if let Some(worker) = self.workers.get(run) {
                     tracing::info!(
                         issue_id = issue_id.as_str(),
-                        identifier = worker.identifier.as_str(),
+                        issue_identifier = worker.identifier.as_str(),
                         "worker exited: {outcome}"
                     );
                 }
@@ -363,7 +363,7 @@ impl Daemon {
             } => {
                 tracing::info!(
                     issue_id = issue_id.as_str(),
-                    identifier = issue.identifier.as_str(),
+                    issue_identifier = issue.identifier.as_str(),
                     attempt,
                     "dispatching"
                 );
@@ -418,14 +418,14 @@ impl Daemon {
                     match bound.workspace.remove(issue) {
                         Ok(removal) if removal.existed => tracing::info!(
                             issue_id = issue_id.as_str(),
-                            identifier = identifier.as_str(),
+                            issue_identifier = identifier.as_str(),
                             "workspace removed: {}",
                             removal.path.display()
                         ),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(
                             issue_id = issue_id.as_str(),
-                            identifier = identifier.as_str(),
+                            issue_identifier = identifier.as_str(),
                             "workspace cleanup failed: {e}"
                         ),
                     }
@@ -440,7 +440,7 @@ impl Daemon {
                 ..
             } => tracing::info!(
                 issue_id = issue_id.as_str(),
-                identifier = identifier.as_str(),
+                issue_identifier = identifier.as_str(),
                 attempt,
                 delay_ms,
                 error = error.as_deref().unwrap_or(""),
@@ -455,7 +455,7 @@ impl Daemon {
                 reason,
             } => tracing::warn!(
                 issue_id = issue_id.as_str(),
-                identifier = identifier.as_str(),
+                issue_identifier = identifier.as_str(),
                 "held: the agent needs input ({reason}); it runs again when the issue changes"
             ),
             Command::RefreshQueued { queued, coalesced } => {

@@ -80,14 +80,14 @@ pub(crate) fn spawn(
                 match bound.workspace.remove(issue_ref) {
                     Ok(removal) if removal.existed => tracing::info!(
                         issue_id = issue.id.as_str(),
-                        identifier = issue.identifier.as_str(),
+                        issue_identifier = issue.identifier.as_str(),
                         "workspace removed: {}",
                         removal.path.display()
                     ),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(
                         issue_id = issue.id.as_str(),
-                        identifier = issue.identifier.as_str(),
+                        issue_identifier = issue.identifier.as_str(),
                         "workspace cleanup failed: {e}"
                     ),
                 }

@@ -146,7 +146,7 @@ impl LocalTracker {
                 }
                 Ok(_) => {}
                 Err(reason) => tracing::warn!(
-                    identifier = identifier.as_str(),
+                    issue_identifier = identifier.as_str(),
                     "skipping malformed issue file {}: {reason}",
                     self.dir.join(format!("{identifier}.md")).display()
                 ),

@@ -209,7 +209,7 @@ impl WorkspaceManager {
         }?;
         tracing::info!(
             issue_id = context.issue_id,
-            identifier = context.identifier,
+            issue_identifier = context.identifier,
             hook = kind.name(),
             "hook started"
         );
@@ -223,7 +223,7 @@ impl WorkspaceManager {
         if outcome.succeeded() {
             tracing::info!(
                 issue_id = context.issue_id,
-                identifier = context.identifier,
+                issue_identifier = context.identifier,
                 hook = kind.name(),
                 elapsed_ms = outcome.elapsed.as_millis() as u64,
                 "hook succeeded"
@@ -231,7 +231,7 @@ impl WorkspaceManager {
         } else {
             tracing::warn!(
                 issue_id = context.issue_id,
-                identifier = context.identifier,
+                issue_identifier = context.identifier,
                 hook = kind.name(),
                 fatal = kind.is_fatal(),
                 output = %outcome.output,
@@ -277,7 +277,7 @@ impl WorkspaceManager {
         {
             if let Err(e) = std::fs::remove_dir_all(&path) {
                 tracing::warn!(
-                    identifier = issue.identifier,
+                    issue_identifier = issue.identifier,
                     "could not remove the half-created workspace {}: {e}",
                     path.display()
                 );

@@ -255,12 +255,12 @@ impl Session<'_> {
                     )));
                 }
                 Incoming::Line(Line::NotUtf8) => {
-                    tracing::warn!(identifier = %self.context.issue.identifier, "agent wrote a line that is not UTF-8; ignored");
+                    tracing::warn!(issue_identifier = %self.context.issue.identifier, "agent wrote a line that is not UTF-8; ignored");
                 }
                 Incoming::Line(Line::Text(text)) => match serde_json::from_str::<Value>(&text) {
                     Ok(value) if value.is_object() => return Ok(value),
                     _ => tracing::warn!(
-                        identifier = %self.context.issue.identifier,
+                        issue_identifier = %self.context.issue.identifier,
                         "agent wrote a line that is not a JSON object; ignored: {}",
                         text.chars().take(200).collect::<String>()
                     ),

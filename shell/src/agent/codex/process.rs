@@ -231,7 +231,11 @@ fn drain_stderr(mut stderr: impl Read, identifier: &str) {
             Ok(n) => {
                 if logged < 64 * KEEP {
                     let text = String::from_utf8_lossy(&chunk[..n.min(KEEP)]);
-                    tracing::debug!(identifier, "agent stderr: {}", text.trim_end());
+                    tracing::debug!(
+                        issue_identifier = identifier,
+                        "agent stderr: {}",
+                        text.trim_end()
+                    );
                     logged += n.min(KEEP);
                 } else {
                     dropped += n as u64;
@@ -241,7 +245,7 @@ fn drain_stderr(mut stderr: impl Read, identifier: &str) {
     }
     if dropped > 0 {
         tracing::debug!(
-            identifier,
+            issue_identifier = identifier,
             dropped,
             "agent stderr beyond the log cap was dropped"
         );
