@@ -374,3 +374,41 @@ fn logs_root_holds_a_json_log_with_issue_fields_and_the_event_log() {
         String::from_utf8_lossy(&replay.stderr)
     );
 }
+
+#[test]
+fn old_workspaces_of_inactive_issues_are_swept_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        workflow("").replace(
+            "workspace:\n  root: ./ws\n",
+            "workspace:\n  root: ./ws\n  max_age_days: 7\n",
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    for name in ["OLD-1", "FRESH-1"] {
+        std::fs::create_dir_all(dir.path().join("ws").join(name)).unwrap();
+    }
+    let ten_days_ago = std::time::SystemTime::now() - Duration::from_secs(10 * 86_400);
+    std::fs::File::open(dir.path().join("ws/OLD-1"))
+        .unwrap()
+        .set_modified(ten_days_ago)
+        .unwrap();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("the sweep", |l| l.contains("age sweep: removed"));
+    daemon.wait_for("the orphan report", |l| {
+        l.contains("ws/FRESH-1 matches no issue")
+    });
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(!dir.path().join("ws/OLD-1").exists());
+    assert!(dir.path().join("ws/FRESH-1").exists());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("ws/FRESH-1 matches no issue")),
+        "orphans are reported, not deleted"
+    );
+}

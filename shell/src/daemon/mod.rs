@@ -108,6 +108,8 @@ struct Daemon {
     _http: Option<HttpServer>,
     secrets: Vec<String>,
     last_refresh: Option<(bool, bool)>,
+    /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
+    last_sweep: Option<std::time::Instant>,
 }
 
 impl Daemon {
@@ -166,6 +168,7 @@ impl Daemon {
             _http: http,
             secrets,
             last_refresh: None,
+            last_sweep: None,
             recorder,
             log,
             bound,
@@ -198,6 +201,9 @@ impl Daemon {
                 input = self.rx.recv() => match input {
                     Some(Input::Event(event)) => {
                         self.log_worker_event(&event);
+                        if let Event::CandidatesFetched { issues, .. } = &event {
+                            self.sweep_old_workspaces(issues);
+                        }
                         if let Event::WorkerExited { run, .. } = &event {
                             self.workers.remove(run);
                         }
@@ -231,6 +237,58 @@ impl Daemon {
         self.flush_log();
         tracing::info!("symphony stopped");
         ExitCode::SUCCESS
+    }
+
+    /// `workspace.max_age_days`: removes workspaces untouched that long whose issue is neither
+    /// active (in `active`) nor running. Runs after the first fetch, then at most every 6 h.
+    fn sweep_old_workspaces(&mut self, active: &[symphony_core::Issue]) {
+        const EVERY: Duration = Duration::from_secs(6 * 3600);
+        let Some(days) = self.bound.max_age_days else {
+            return;
+        };
+        if self.last_sweep.is_some_and(|at| at.elapsed() < EVERY) {
+            return;
+        }
+        self.last_sweep = Some(std::time::Instant::now());
+        let mut keep: Vec<String> = active.iter().map(|i| i.identifier.clone()).collect();
+        keep.extend(self.workers.values().map(|w| w.identifier.clone()));
+        let bound = Arc::clone(&self.bound);
+        tokio::task::spawn_blocking(move || {
+            let max_age = Duration::from_secs(u64::from(days) * 86_400);
+            let expired = match bound.workspace.expired(
+                max_age,
+                SystemTime::now(),
+                keep.iter().map(String::as_str),
+            ) {
+                Ok(expired) => expired,
+                Err(e) => return tracing::warn!("age sweep skipped: {e}"),
+            };
+            for path in expired {
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                // The directory name is the key; for removal the key stands in for the
+                // identifier (a key maps to itself when it needs no sanitising).
+                let issue = IssueRef {
+                    id: name,
+                    identifier: name,
+                };
+                if bound.workspace.path_for(name) != path {
+                    tracing::warn!(
+                        "age sweep: {} left in place (not a plain key)",
+                        path.display()
+                    );
+                    continue;
+                }
+                match bound.workspace.remove(issue) {
+                    Ok(_) => tracing::info!(
+                        "age sweep: removed {} (untouched for more than {days} days)",
+                        path.display()
+                    ),
+                    Err(e) => tracing::warn!("age sweep: {e}"),
+                }
+            }
+        });
     }
 
     /// Session and exit lines, with the issue's fields and `session_id` (`<thread>-<turn>`).

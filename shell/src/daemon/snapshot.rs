@@ -17,6 +17,8 @@ pub(crate) struct Bound {
     pub(crate) agent: Arc<dyn Agent>,
     pub(crate) prompt: PromptTemplate,
     pub(crate) done_state: String,
+    /// `workspace.max_age_days`, for the age sweep.
+    pub(crate) max_age_days: Option<u32>,
 }
 
 impl Bound {
@@ -53,6 +55,7 @@ impl Bound {
             agent,
             prompt: workflow.prompt,
             done_state,
+            max_age_days: config.workspace.max_age_days,
         })
     }
 }
