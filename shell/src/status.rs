@@ -184,14 +184,74 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
             Err(e) => failed(e),
         };
     }
-    // Live view: redraw in place every interval until interrupted (Ctrl-C).
+    // Live view: redraw in place every interval; `q` (or Ctrl-C) quits. The terminal is put
+    // in non-canonical, no-echo mode meanwhile and restored on the way out.
+    let keys = spawn_key_reader();
+    let saved = quiet_terminal();
+    let interval = Duration::from_secs_f64(args.interval.max(0.2));
     loop {
         let view = match fetch(&args.url) {
             Ok(state) => render(&args.url, &state, width()),
             Err(e) => format!("error: {e}\n"),
         };
-        print!("\x1b[H\x1b[2J{view}");
+        // Raw-ish mode: lines need an explicit carriage return.
+        print!("\x1b[H\x1b[2J{}", view.replace('\n', "\r\n"));
+        print!("\r\n(q quits)");
         let _ = std::io::Write::flush(&mut std::io::stdout());
-        std::thread::sleep(Duration::from_secs_f64(args.interval.max(0.2)));
+        match keys.recv_timeout(interval) {
+            Ok(b'q' | b'Q' | 0x03 | 0x04) => break,
+            // stdin closed: on a terminal that means the user is gone; otherwise (stdin is
+            // /dev/null under a supervisor) keep redrawing at the interval.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if saved.is_some() => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(interval),
+            _ => {}
+        }
+    }
+    restore_terminal(saved);
+    print!("\r\n");
+    Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        success: true,
+    }
+}
+
+/// Bytes typed on stdin, one at a time.
+fn spawn_key_reader() -> std::sync::mpsc::Receiver<u8> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while let Ok(1) = std::io::Read::read(&mut std::io::stdin(), &mut byte) {
+            if tx.send(byte[0]).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Turns off line buffering, echo and signal keys on a terminal stdin; the saved settings.
+fn quiet_terminal() -> Option<rustix::termios::Termios> {
+    use rustix::termios::{LocalModes, OptionalActions, isatty, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    if !isatty(&stdin) {
+        return None;
+    }
+    let saved = tcgetattr(&stdin).ok()?;
+    let mut quiet = saved.clone();
+    quiet
+        .local_modes
+        .remove(LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).ok()?;
+    Some(saved)
+}
+
+fn restore_terminal(saved: Option<rustix::termios::Termios>) {
+    if let Some(saved) = saved {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin(),
+            rustix::termios::OptionalActions::Now,
+            &saved,
+        );
     }
 }

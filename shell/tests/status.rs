@@ -74,3 +74,75 @@ fn a_wrong_token_or_no_daemon_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// Runs tmux on a private server socket, returning stdout.
+fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
+    Command::new("tmux")
+        .arg("-L")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("tmux runs (./.ci/test installs it)")
+}
+
+#[test]
+fn the_live_view_redraws_in_a_real_terminal_and_q_quits() {
+    let url = serve();
+    let socket = format!("symphony-status-{}", std::process::id());
+    // After the view ends, the pane shows its exit status and stays open to be read.
+    let command = format!(
+        "env SYMPHONY_TOKEN=status-token COLUMNS=100 {} status --url {url} --interval 0.2; echo EXIT=$?; sleep 30",
+        env!("CARGO_BIN_EXE_symphony")
+    );
+    let started = tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ],
+    );
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    // Bounded wait for the first frame in the pane.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let screen = loop {
+        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "s"]);
+        let text = String::from_utf8_lossy(&pane.stdout).into_owned();
+        if text.contains("MT-649") && text.contains("(q quits)") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no frame; pane:\n{text}"
+        );
+    };
+    assert!(
+        screen.contains("RUNNING") && screen.contains("RETRY QUEUE"),
+        "{screen}"
+    );
+    tmux(&socket, &["send-keys", "-t", "s", "q"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pane = tmux(&socket, &["capture-pane", "-p", "-t", "s"]);
+        let text = String::from_utf8_lossy(&pane.stdout).into_owned();
+        if text.contains("EXIT=") {
+            assert!(text.contains("EXIT=0"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "q did not quit; pane:\n{text}"
+        );
+    }
+    let _ = tmux(&socket, &["kill-server"]);
+}
