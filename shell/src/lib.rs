@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+mod child;
 pub mod daemon;
 pub mod http;
 pub mod tracker;

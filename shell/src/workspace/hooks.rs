@@ -121,16 +121,7 @@ pub fn hook_env(
     named: &[String],
     context: &HookContext<'_>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = host
-        .into_iter()
-        .filter(|(name, _)| {
-            name.to_str().is_some_and(|name| {
-                ALLOWLIST.contains(&name)
-                    || name.starts_with("LC_")
-                    || named.iter().any(|n| n == name)
-            })
-        })
-        .collect();
+    let mut env = crate::child::allowlisted_env(host, &ALLOWLIST, named, &[]);
     let mut set = |name: &str, value: OsString| {
         env.retain(|(n, _)| n != name);
         env.push((name.into(), value));
@@ -166,17 +157,6 @@ fn drain(mut pipe: impl Read, capture: Arc<Mutex<Capture>>) {
                 c.dropped += (n - room) as u64;
             }
         }
-    }
-}
-
-/// Kills every process left in the group (`pgid` is the hook shell's pid). Errors mean the
-/// group is already gone.
-fn kill_group(pgid: u32) {
-    if let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -246,7 +226,7 @@ pub fn run_hook(
         Err(_) => HookStatus::TimedOut,
     };
     // Whatever happened, nothing of the hook may survive it; then the pipes close.
-    kill_group(pgid);
+    crate::child::signal_group(pgid, rustix::process::Signal::KILL);
     let _ = waiter.join();
     for reader in readers {
         let _ = reader.join();

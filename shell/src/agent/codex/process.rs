@@ -49,16 +49,7 @@ pub fn agent_env(
     named: &[String],
     secrets: &[&str],
 ) -> Vec<(OsString, OsString)> {
-    host.into_iter()
-        .filter(|(name, _)| {
-            name.to_str().is_some_and(|name| {
-                let explicitly = named.iter().any(|n| n == name);
-                explicitly
-                    || ((ALLOWLIST.contains(&name) || name.starts_with("LC_"))
-                        && !secrets.contains(&name))
-            })
-        })
-        .collect()
+    crate::child::allowlisted_env(host, &ALLOWLIST, named, secrets)
 }
 
 /// A running app-server.
@@ -132,30 +123,21 @@ impl AgentProcess {
     pub fn stop(&mut self, grace: Duration) {
         drop(self.stdin.take());
         if !wait_for_exit(&mut self.child, grace) {
-            signal_group(self.pgid, rustix::process::Signal::TERM);
+            crate::child::signal_group(self.pgid, rustix::process::Signal::TERM);
             if !wait_for_exit(&mut self.child, grace) {
-                signal_group(self.pgid, rustix::process::Signal::KILL);
+                crate::child::signal_group(self.pgid, rustix::process::Signal::KILL);
                 let _ = self.child.wait();
             }
         }
         // Whatever the agent left in its group (a backgrounded command) goes too.
-        signal_group(self.pgid, rustix::process::Signal::KILL);
+        crate::child::signal_group(self.pgid, rustix::process::Signal::KILL);
     }
 }
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        signal_group(self.pgid, rustix::process::Signal::KILL);
+        crate::child::signal_group(self.pgid, rustix::process::Signal::KILL);
         let _ = self.child.wait();
-    }
-}
-
-fn signal_group(pgid: u32, signal: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pgid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
 
