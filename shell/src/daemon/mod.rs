@@ -371,6 +371,15 @@ impl Daemon {
         }
     }
 
+    /// Runs `answer` (a tracker request) as a task and feeds its event back through the
+    /// channel: request commands are answered by exactly one later event.
+    fn answer_later(&self, answer: impl Future<Output = Event> + Send + 'static) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Input::Event(answer.await));
+        });
+    }
+
     fn send_later(&self, event: Event) {
         let _ = self.tx.send(Input::Event(event));
     }
@@ -378,39 +387,36 @@ impl Daemon {
     fn execute(&mut self, command: Command) {
         match command {
             Command::FetchCandidates { request, states } => {
-                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
-                tokio::spawn(async move {
-                    let event = match tracker.fetch_by_states(&states).await {
+                let tracker = Arc::clone(&self.bound.tracker);
+                self.answer_later(async move {
+                    match tracker.fetch_by_states(&states).await {
                         Ok(issues) => Event::CandidatesFetched { request, issues },
                         Err(error) => {
                             tracing::warn!("candidate fetch failed: {}", error.message);
                             Event::CandidatesFetchFailed { request, error }
                         }
-                    };
-                    let _ = tx.send(Input::Event(event));
+                    }
                 });
             }
             Command::ListTerminalIssues { request, states } => {
-                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
-                tokio::spawn(async move {
-                    let event = match tracker.fetch_by_states(&states).await {
+                let tracker = Arc::clone(&self.bound.tracker);
+                self.answer_later(async move {
+                    match tracker.fetch_by_states(&states).await {
                         Ok(issues) => Event::TerminalIssuesListed { request, issues },
                         Err(error) => Event::TerminalIssuesListFailed { request, error },
-                    };
-                    let _ = tx.send(Input::Event(event));
+                    }
                 });
             }
             Command::RefreshIssues { request, ids } => {
-                let (tracker, tx) = (Arc::clone(&self.bound.tracker), self.tx.clone());
-                tokio::spawn(async move {
-                    let event = match tracker.fetch_by_ids(&ids).await {
+                let tracker = Arc::clone(&self.bound.tracker);
+                self.answer_later(async move {
+                    match tracker.fetch_by_ids(&ids).await {
                         Ok(issues) => Event::IssuesRefreshed { request, issues },
                         Err(error) => {
                             tracing::warn!("issue refresh failed: {}", error.message);
                             Event::IssuesRefreshFailed { request, error }
                         }
-                    };
-                    let _ = tx.send(Input::Event(event));
+                    }
                 });
             }
             Command::Dispatch {
@@ -469,24 +475,10 @@ impl Daemon {
             } => {
                 let bound = Arc::clone(&self.bound);
                 tokio::task::spawn_blocking(move || {
-                    let issue = IssueRef {
+                    bound.clean(IssueRef {
                         id: issue_id.as_str(),
                         identifier: &identifier,
-                    };
-                    match bound.workspace.remove(issue) {
-                        Ok(removal) if removal.existed => tracing::info!(
-                            issue_id = issue_id.as_str(),
-                            issue_identifier = identifier.as_str(),
-                            "workspace removed: {}",
-                            removal.path.display()
-                        ),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(
-                            issue_id = issue_id.as_str(),
-                            issue_identifier = identifier.as_str(),
-                            "workspace cleanup failed: {e}"
-                        ),
-                    }
+                    });
                 });
             }
             Command::ScheduleRetry {

@@ -8,7 +8,7 @@ use crate::agent::codex::{ApprovalDecision, CodexAgent};
 use crate::agent::{Agent, DemoAgent};
 use crate::tracker::{self, Tracker};
 use crate::workflow::{AgentKind, PromptTemplate, Workflow};
-use crate::workspace::WorkspaceManager;
+use crate::workspace::{IssueRef, WorkspaceManager};
 
 /// One workflow version's working parts.
 pub(crate) struct Bound {
@@ -22,6 +22,25 @@ pub(crate) struct Bound {
 }
 
 impl Bound {
+    /// Removes an issue's workspace (after `before_remove`) and logs what happened; a failure
+    /// is logged, never fatal.
+    pub(crate) fn clean(&self, issue: IssueRef<'_>) {
+        match self.workspace.remove(issue) {
+            Ok(removal) if removal.existed => tracing::info!(
+                issue_id = issue.id,
+                issue_identifier = issue.identifier,
+                "workspace removed: {}",
+                removal.path.display()
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                issue_id = issue.id,
+                issue_identifier = issue.identifier,
+                "workspace cleanup failed: {e}"
+            ),
+        }
+    }
+
     /// Builds the parts for `workflow`; the prompt template moves out of it.
     pub(crate) fn new(workflow: Workflow) -> Result<Self, String> {
         let config = &workflow.config;

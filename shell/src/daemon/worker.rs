@@ -77,20 +77,7 @@ pub(crate) fn spawn(
                 identifier: &issue.identifier,
             };
             if cleanup_flag.load(Ordering::Acquire) {
-                match bound.workspace.remove(issue_ref) {
-                    Ok(removal) if removal.existed => tracing::info!(
-                        issue_id = issue.id.as_str(),
-                        issue_identifier = issue.identifier.as_str(),
-                        "workspace removed: {}",
-                        removal.path.display()
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        issue_id = issue.id.as_str(),
-                        issue_identifier = issue.identifier.as_str(),
-                        "workspace cleanup failed: {e}"
-                    ),
-                }
+                bound.clean(issue_ref);
             }
             send(Event::WorkerExited {
                 issue_id,
