@@ -9,14 +9,28 @@ use symphony::http::elapsed;
 use crate::Outcome;
 use crate::cli::StatusArgs;
 
+/// The HTTP client and the runtime it runs on, made once per invocation.
+struct Fetcher {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Fetcher {
+    fn new() -> Result<Self, String> {
+        Ok(Self {
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?,
+            client: symphony::tracker::http_client(Duration::from_secs(5))?,
+        })
+    }
+}
+
 /// Fetches the state JSON (bearer token from `$SYMPHONY_TOKEN` when set).
-fn fetch(url: &str) -> Result<Value, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let client = symphony::tracker::http_client(Duration::from_secs(5))?;
+fn fetch(fetcher: &Fetcher, url: &str) -> Result<Value, String> {
+    let client = &fetcher.client;
+    fetcher.runtime.block_on(async {
         let mut request = client.get(format!("{}/api/v1/state", url.trim_end_matches('/')));
         if let Ok(token) = std::env::var("SYMPHONY_TOKEN") {
             request = request.bearer_auth(token);
@@ -174,8 +188,12 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
         stderr: format!("error: {e}\n"),
         success: false,
     };
+    let fetcher = match Fetcher::new() {
+        Ok(fetcher) => fetcher,
+        Err(e) => return failed(e),
+    };
     if args.once {
-        return match fetch(&args.url) {
+        return match fetch(&fetcher, &args.url) {
             Ok(state) => Outcome {
                 stdout: render(&args.url, &state, width()),
                 stderr: String::new(),
@@ -190,7 +208,7 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
     let saved = quiet_terminal();
     let interval = Duration::from_secs_f64(args.interval.max(0.2));
     loop {
-        let view = match fetch(&args.url) {
+        let view = match fetch(&fetcher, &args.url) {
             Ok(state) => render(&args.url, &state, width()),
             Err(e) => format!("error: {e}\n"),
         };

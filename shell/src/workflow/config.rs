@@ -487,6 +487,15 @@ fn show(value: &Value) -> String {
     }
 }
 
+/// An integer written as a number or a numeric string (a float is not one).
+fn as_integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
 fn key_name(key: &Value) -> String {
     match key {
         Value::String(s) => s.clone(),
@@ -597,12 +606,7 @@ impl Reader<'_> {
             (lo, hi) if hi < MAX_MS => format!("an integer from {lo} to {hi}"),
             _ => "an integer".to_owned(),
         };
-        let parsed = match value {
-            Value::Number(n) => n.as_i64(),
-            Value::String(s) => s.trim().parse::<i64>().ok(),
-            _ => None,
-        };
-        match parsed {
+        match as_integer(value) {
             Some(n) if range.contains(&n) => {
                 self.written(key);
                 Ok(n)
@@ -1174,12 +1178,7 @@ impl Reader<'_> {
                 self.written(key);
                 for (state, limit) in map {
                     let state_name = normalize(&key_name(state));
-                    let parsed = match limit {
-                        Value::Number(n) => n.as_i64(),
-                        Value::String(s) => s.trim().parse::<i64>().ok(),
-                        _ => None,
-                    };
-                    match parsed
+                    match as_integer(limit)
                         .and_then(|n| u32::try_from(n).ok())
                         .filter(|n| *n > 0)
                     {
