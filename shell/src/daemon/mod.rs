@@ -110,12 +110,21 @@ struct Daemon {
     last_refresh: Option<(bool, bool)>,
     /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
     last_sweep: Option<std::time::Instant>,
+    /// The startup orphan report, until it has run.
+    orphan_report: Option<OrphanReport>,
+}
+
+/// Identifiers from the startup terminal listing and the first candidate fetch.
+struct OrphanReport {
+    terminal: Option<Vec<String>>,
+    active: Option<Vec<String>>,
 }
 
 impl Daemon {
     fn start(workflow: Workflow, options: Options) -> Result<Self, String> {
         let (tx, rx) = unbounded_channel();
         let scheduler = workflow.config.scheduler();
+        let scheduler_terminal_empty = scheduler.terminal_states.is_empty();
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
         let path = workflow.path.clone();
@@ -169,6 +178,11 @@ impl Daemon {
             secrets,
             last_refresh: None,
             last_sweep: None,
+            orphan_report: Some(OrphanReport {
+                // No terminal states: the core lists nothing, and nothing is missing.
+                terminal: scheduler_terminal_empty.then(Vec::new),
+                active: None,
+            }),
             recorder,
             log,
             bound,
@@ -182,7 +196,6 @@ impl Daemon {
     }
 
     async fn run(mut self) -> ExitCode {
-        self.report_orphans();
         self.feed(Event::Startup);
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
@@ -204,6 +217,7 @@ impl Daemon {
                         if let Event::CandidatesFetched { issues, .. } = &event {
                             self.sweep_old_workspaces(issues);
                         }
+                        self.note_for_orphans(&event);
                         if let Event::WorkerExited { run, .. } = &event {
                             self.workers.remove(run);
                         }
@@ -603,21 +617,38 @@ impl Daemon {
         }
     }
 
-    /// Logs workspace directories that belong to no issue the tracker knows (never deletes).
-    fn report_orphans(&self) {
-        let bound = Arc::clone(&self.bound);
-        let states = {
-            let config = self.recorder.orchestrator().config();
-            let mut states = config.active_states.clone();
-            states.extend(config.terminal_states.iter().cloned());
-            states
+    /// Collects what the startup requests return, then logs once the workspace directories
+    /// that belong to no issue the tracker knows (never deletes them). The terminal listing
+    /// and the first candidate fetch together cover every issue in a configured state, so no
+    /// extra tracker request is made for this.
+    fn note_for_orphans(&mut self, event: &Event) {
+        let Some(report) = &mut self.orphan_report else {
+            return;
         };
-        tokio::spawn(async move {
-            let Ok(issues) = bound.tracker.fetch_by_states(&states).await else {
+        let names = |issues: &[symphony_core::Issue]| -> Vec<String> {
+            issues.iter().map(|i| i.identifier.clone()).collect()
+        };
+        match event {
+            Event::TerminalIssuesListed { issues, .. } if report.terminal.is_none() => {
+                report.terminal = Some(names(issues));
+            }
+            Event::CandidatesFetched { issues, .. } if report.active.is_none() => {
+                report.active = Some(names(issues));
+            }
+            Event::TerminalIssuesListFailed { .. } => {
+                self.orphan_report = None; // unknown terminal issues: no report
                 return;
-            };
-            let known = issues.iter().map(|i| i.identifier.as_str());
-            if let Ok(orphans) = bound.workspace.orphans(known) {
+            }
+            _ => return,
+        }
+        let (Some(terminal), Some(active)) = (&report.terminal, &report.active) else {
+            return;
+        };
+        let known: Vec<String> = terminal.iter().chain(active).cloned().collect();
+        self.orphan_report = None;
+        let bound = Arc::clone(&self.bound);
+        tokio::task::spawn_blocking(move || {
+            if let Ok(orphans) = bound.workspace.orphans(known.iter().map(String::as_str)) {
                 for orphan in orphans {
                     tracing::warn!(
                         "workspace {} matches no issue in the tracker (left in place)",
