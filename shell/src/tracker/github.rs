@@ -127,6 +127,18 @@ impl GithubTracker {
 
     /// A GET with conditional caching: the body, and the next page's URL.
     async fn get(&self, url: &str) -> Result<(Value, Option<String>), TrackerError> {
+        // With `missing_ok` false every non-success status is an error, so `None` cannot occur.
+        self.get_if_present(url, false)
+            .await
+            .map(|found| found.unwrap_or((Value::Null, None)))
+    }
+
+    /// [`Self::get`], with `Ok(None)` for 404 and 410 when `missing_ok`: an issue that is gone.
+    async fn get_if_present(
+        &self,
+        url: &str,
+        missing_ok: bool,
+    ) -> Result<Option<(Value, Option<String>)>, TrackerError> {
         let cached = self.cache.lock().ok().and_then(|c| c.get(url).cloned());
         let mut request = self.request(reqwest::Method::GET, url);
         if let Some(cached) = &cached {
@@ -141,7 +153,10 @@ impl GithubTracker {
         if response.status().as_u16() == 304
             && let Some(cached) = cached
         {
-            return Ok((cached.body, cached.next));
+            return Ok(Some((cached.body, cached.next)));
+        }
+        if missing_ok && matches!(response.status().as_u16(), 404 | 410) {
+            return Ok(None);
         }
         if !response.status().is_success() {
             return Err(Self::status_error(&response));
@@ -170,7 +185,7 @@ impl GithubTracker {
             };
             cache.insert(url.to_owned(), entry);
         }
-        Ok((body, next))
+        Ok(Some((body, next)))
     }
 
     /// Every page of the repository's issues in `state` (`open`, `closed` or `all`).
@@ -299,19 +314,19 @@ impl GithubTracker {
                 continue; // not a GitHub issue id: not visible here
             };
             let url = format!("{}/repos/{}/issues/{number}", self.api_url, self.repo);
-            match self.get(&url).await {
-                Ok((body, _)) => match self.normalize(&body) {
-                    Some(issue) => issues.push(issue),
-                    None if body.get("pull_request").is_some() => {}
-                    None => {
-                        return Err(error(
-                            TrackerErrorCategory::TrackerResponse,
-                            format!("GitHub issue {number} came without its required fields"),
-                        ));
-                    }
-                },
-                Err(e) if e.message.contains("HTTP 404") || e.message.contains("HTTP 410") => {}
-                Err(e) => return Err(e),
+            // Gone (404/410): omitted, as SPEC 11.1 asks.
+            let Some((body, _)) = self.get_if_present(&url, true).await? else {
+                continue;
+            };
+            match self.normalize(&body) {
+                Some(issue) => issues.push(issue),
+                None if body.get("pull_request").is_some() => {}
+                None => {
+                    return Err(error(
+                        TrackerErrorCategory::TrackerResponse,
+                        format!("GitHub issue {number} came without its required fields"),
+                    ));
+                }
             }
         }
         Ok(issues)
