@@ -71,7 +71,7 @@ pub struct HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        // Each unblock wakes one thread waiting in `incoming_requests`.
         for _ in &self.threads {
             self.server.unblock();
         }
