@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Provider, Workflow};
+use symphony::tracker::Probe;
+use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Source, Workflow};
 use symphony::workspace::free_space_mb;
+use symphony_core::issue::normalize;
 
 use crate::Outcome;
 use crate::cli::CheckArgs;
@@ -80,41 +82,120 @@ fn check_tracker(workflow: &Workflow, report: &mut Report) {
         Ok(runtime) => runtime,
         Err(e) => return report.line(Level::Fail, "tracker", format!("no async runtime: {e}")),
     };
-    let states = config.tracker.active_states.clone();
-    let scope = match &config.tracker.provider {
-        Provider::Local(p) => format!("directory {}", p.path.display()),
-        Provider::Linear(p) => format!("project {}", p.project_slug),
-        Provider::Github(p) => format!("repository {}", p.repo),
-    };
-    match runtime.block_on(tracker.fetch_by_states(&states)) {
-        Ok(issues)
-            if issues.is_empty() && !matches!(config.tracker.provider, Provider::Local(_)) =>
-        {
-            report.line(
-                Level::Warn,
-                "tracker",
-                format!(
-                    "{} answered, credential accepted, but {scope} has no issue in {}: check \
-                     the scope and the state names",
-                    config.tracker.kind,
-                    states.join(", ")
-                ),
-            );
+    let kind = &config.tracker.kind;
+    let probe = match runtime.block_on(tracker.probe()) {
+        Ok(probe) => probe,
+        Err(e) => {
+            return report.line(Level::Fail, "tracker", format!("{kind}: {}", e.message));
         }
+    };
+    let scope = &probe.scope;
+    let states = config.tracker.active_states.clone();
+    match runtime.block_on(tracker.fetch_by_states(&states)) {
+        Ok(issues) if issues.is_empty() && probe.states.is_some() => report.line(
+            Level::Warn,
+            "tracker",
+            format!(
+                "{kind} answered, credential accepted, {scope} found, but no issue is in {}",
+                states.join(", ")
+            ),
+        ),
         Ok(issues) => report.line(
             Level::Ok,
             "tracker",
             format!(
-                "{} reachable, {scope}: {} issue(s) in active states",
-                config.tracker.kind,
+                "{kind} reachable, {scope}: {} issue(s) in active states",
                 issues.len()
             ),
         ),
         Err(e) => report.line(
             Level::Fail,
             "tracker",
-            format!("{} ({scope}): {}", config.tracker.kind, e.message),
+            format!("{kind} ({scope}): {}", e.message),
         ),
+    }
+    check_states(workflow, &probe, report);
+}
+
+/// Whether the configured active and terminal states exist where the tracker can tell.
+fn check_states(workflow: &Workflow, probe: &Probe, report: &mut Report) {
+    let tracker = &workflow.config.tracker;
+    let Some(known) = &probe.states else {
+        return report.line(
+            Level::Ok,
+            "states",
+            format!("{} accepts any state name", tracker.kind),
+        );
+    };
+    let exists = |state: &String| known.iter().any(|k| normalize(k) == normalize(state));
+    let missing = |states: &[String]| -> Vec<String> {
+        states.iter().filter(|s| !exists(s)).cloned().collect()
+    };
+    let (active, terminal) = (
+        missing(&tracker.active_states),
+        missing(&tracker.terminal_states),
+    );
+    let known_list = known.join(", ");
+    let scope = &probe.scope;
+    if active.len() == tracker.active_states.len() && !active.is_empty() {
+        return report.line(
+            Level::Fail,
+            "states",
+            format!(
+                "no active state exists in {scope}, so nothing would be dispatched: {} \
+                 (it has: {known_list}; hint: tracker.active_states)",
+                active.join(", ")
+            ),
+        );
+    }
+    if terminal.len() == tracker.terminal_states.len() && !terminal.is_empty() {
+        return report.line(
+            Level::Fail,
+            "states",
+            format!(
+                "no terminal state exists in {scope}, so finished work would never be cleaned \
+                 up: {} (it has: {known_list}; hint: tracker.terminal_states)",
+                terminal.join(", ")
+            ),
+        );
+    }
+    let written = |key: &str| {
+        workflow
+            .sources
+            .get(key)
+            .is_some_and(|source| *source != Source::Default)
+    };
+    let mut problems = Vec::new();
+    if !active.is_empty() {
+        problems.push(format!("active {}", active.join(", ")));
+    }
+    if !terminal.is_empty() && written("tracker.terminal_states") {
+        problems.push(format!("terminal {}", terminal.join(", ")));
+    }
+    if problems.is_empty() {
+        let unused = if terminal.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (default terminal states it does not use: {})",
+                terminal.join(", ")
+            )
+        };
+        report.line(
+            Level::Ok,
+            "states",
+            format!("every configured state exists in {scope}{unused}"),
+        );
+    } else {
+        report.line(
+            Level::Warn,
+            "states",
+            format!(
+                "not in {scope}: {} (it has: {known_list}; a typo here means those issues are \
+                 never picked up or never cleaned up)",
+                problems.join("; ")
+            ),
+        );
     }
 }
 

@@ -1,6 +1,8 @@
 //! `symphony check`, `config`, `doctor` and friends through the real binary, in temp
 //! directories.
 
+#[path = "fakes/github.rs"]
+mod github_fake;
 mod support;
 
 use std::path::Path;
@@ -158,6 +160,8 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
 
 /// A loopback stand-in for Linear's endpoint: 401 for any key but `good-key`, else an empty
 /// issue page (an unknown project slug looks exactly like this).
+/// A fake Linear: key `good-key` sees project `proj` (team states Backlog, Todo, In Progress,
+/// Done, Canceled) with no issue; any other key gets a 401.
 fn fake_linear() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
@@ -167,21 +171,36 @@ fn fake_linear() -> String {
             let Some(request) = support::read_request(&stream) else {
                 continue;
             };
-            if request.header("authorization") == Some("good-key") {
-                support::respond(
-                    stream,
-                    "200 OK",
-                    "application/json",
-                    r#"{"data":{"issues":{"nodes":[],"pageInfo":{"hasNextPage":false,"endCursor":null}}}}"#,
-                );
-            } else {
+            if request.header("authorization") != Some("good-key") {
                 support::respond(
                     stream,
                     "401 Unauthorized",
                     "application/json",
                     r#"{"errors":[{"message":"Authentication required"}]}"#,
                 );
+                continue;
             }
+            let payload: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let query = payload["query"].as_str().unwrap_or_default();
+            let body = if query.contains("SymphonyProbe") {
+                let found = payload["variables"]["slug"] == "proj";
+                let states: Vec<serde_json::Value> =
+                    ["Backlog", "Todo", "In Progress", "Done", "Canceled"]
+                        .iter()
+                        .map(|name| serde_json::json!({ "name": name }))
+                        .collect();
+                let nodes = if found {
+                    serde_json::json!([{"name": "Project", "teams": {"nodes": [
+                        {"key": "ENG", "states": {"nodes": states}}]}}])
+                } else {
+                    serde_json::json!([])
+                };
+                serde_json::json!({"data": {"projects": {"nodes": nodes}}})
+            } else {
+                serde_json::json!({"data": {"issues": {"nodes": [],
+                    "pageInfo": {"hasNextPage": false, "endCursor": null}}}})
+            };
+            support::respond(stream, "200 OK", "application/json", &body.to_string());
         }
     });
     url
@@ -208,6 +227,7 @@ fn doctor_passes_a_healthy_local_setup() {
     for check in [
         "workflow",
         "tracker",
+        "states",
         "agent",
         "git",
         "bash",
@@ -258,8 +278,114 @@ fn doctor_names_a_wrong_key_an_empty_project_a_missing_agent_and_a_busy_port() {
     let stdout = text(&out.stdout, dir.path());
     let tracker = line(&stdout, "tracker");
     assert!(
-        tracker.starts_with("warn") && tracker.contains("project nope has no issue"),
+        tracker.starts_with("fail")
+            && tracker.contains("no project with slug \"nope\"")
+            && tracker.contains("project_slug"),
         "{tracker}"
     );
     drop(busy);
+}
+
+#[test]
+fn doctor_checks_linear_states_against_the_project_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = fake_linear();
+    let doctor = |states: &str| {
+        std::fs::write(
+            dir.path().join("WORKFLOW.md"),
+            format!(
+                "---\ntracker:\n  kind: linear\n  provider:\n    endpoint: {endpoint}\n    project_slug: proj\n{states}workspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n"
+            ),
+        )
+        .unwrap();
+        let out = symphony(dir.path(), &["doctor"], &[("LINEAR_API_KEY", "good-key")]);
+        (out.status.code(), text(&out.stdout, dir.path()))
+    };
+
+    let (code, stdout) = doctor("");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        line(&stdout, "tracker").starts_with("warn"),
+        "found, but no issue in the active states: {stdout}"
+    );
+    let states = line(&stdout, "states");
+    assert!(
+        states.starts_with("ok")
+            && states.contains("every configured state exists in project \"Project\"")
+            && states
+                .contains("default terminal states it does not use: Closed, Cancelled, Duplicate"),
+        "{states}"
+    );
+
+    let (code, stdout) =
+        doctor("  active_states: [Todo, In Progres]\n  terminal_states: [Done, Cancelled]\n");
+    assert_eq!(code, Some(0), "a partial mismatch warns: {stdout}");
+    let states = line(&stdout, "states");
+    assert!(
+        states.starts_with("warn")
+            && states.contains("active In Progres; terminal Cancelled")
+            && states.contains("it has: Backlog, Todo, In Progress, Done, Canceled"),
+        "{states}"
+    );
+
+    let (code, stdout) = doctor("  active_states: [Ready]\n");
+    assert_eq!(code, Some(1), "{stdout}");
+    let states = line(&stdout, "states");
+    assert!(
+        states.starts_with("fail") && states.contains("nothing would be dispatched: Ready"),
+        "{states}"
+    );
+}
+
+#[test]
+fn doctor_against_github_names_a_wrong_token_an_unknown_repository_and_missing_state_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = github_fake::Repo::default();
+    repo.issues
+        .push(github_fake::gh_issue(1, "open", &["state:Todo"], false));
+    repo.labels.push("state:Done".into());
+    let (api, _) = github_fake::fake(repo);
+    let doctor = |repo: &str, token: &str| {
+        std::fs::write(
+            dir.path().join("WORKFLOW.md"),
+            format!(
+                "---\ntracker:\n  kind: github\n  provider:\n    api_url: {api}\n    repo: {repo}\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n"
+            ),
+        )
+        .unwrap();
+        let out = symphony(dir.path(), &["doctor"], &[("GITHUB_TOKEN", token)]);
+        (out.status.code(), text(&out.stdout, dir.path()))
+    };
+
+    let (code, stdout) = doctor("acme/app", "ghp_wrong");
+    assert_eq!(code, Some(1), "{stdout}");
+    let tracker = line(&stdout, "tracker");
+    assert!(
+        tracker.starts_with("fail") && tracker.contains("401") && tracker.contains("GITHUB_TOKEN"),
+        "{tracker}"
+    );
+    assert!(!stdout.contains("ghp_wrong"), "the token is never printed");
+
+    let (code, stdout) = doctor("acme/nope", github_fake::TOKEN);
+    assert_eq!(code, Some(1), "{stdout}");
+    let tracker = line(&stdout, "tracker");
+    assert!(
+        tracker.starts_with("fail") && tracker.contains("no repository acme/nope"),
+        "{tracker}"
+    );
+
+    let (code, stdout) = doctor("acme/app", github_fake::TOKEN);
+    assert_eq!(code, Some(0), "{stdout}");
+    let tracker = line(&stdout, "tracker");
+    assert!(
+        tracker.starts_with("ok") && tracker.contains("repository acme/app: 1 issue(s)"),
+        "{tracker}"
+    );
+    let states = line(&stdout, "states");
+    assert!(
+        states.starts_with("warn")
+            && states.contains("active In Progress")
+            && states.contains("it has: Open, Closed, Done, Todo"),
+        "no `state:In Progress` label yet: {states}"
+    );
 }

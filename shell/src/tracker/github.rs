@@ -10,6 +10,11 @@
 //!   included); no blockers (GitHub issues have none in this API).
 //! - Pagination by the `Link` header (`rel="next"`), 100 per page. Every GET sends the last
 //!   `ETag` it saw for that URL; a 304 reuses the cached page and costs no rate limit.
+//! - Open-PR claim skip (`provider.skip_issues_with_open_pull_requests`): an open pull request
+//!   whose title or body closes an issue with a GitHub closing keyword (`Closes #N`,
+//!   `fixes acme/app#N`, `Resolves https://github.com/acme/app/issues/N`, ...) makes that issue
+//!   not `dispatchable` while both are open. Pull requests come in the same open-issue listing,
+//!   so the check costs no request.
 //! - Rate limits: 403/429 with `Retry-After` or an exhausted `X-RateLimit-Remaining` are
 //!   `tracker_rate_limited`, naming when to retry.
 
@@ -21,7 +26,7 @@ use serde_json::{Value, json};
 use symphony_core::issue::normalize;
 use symphony_core::{Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
 
-use super::{BoxFuture, Tracker, error};
+use super::{BoxFuture, Probe, Tracker, error};
 use crate::workflow::GithubProvider;
 
 const PER_PAGE: u32 = 100;
@@ -42,6 +47,7 @@ pub struct GithubTracker {
     repo: String,
     token: String,
     prefix: String,
+    skip_claimed: bool,
     /// The last 200 answer per URL, for conditional requests.
     cache: Mutex<BTreeMap<String, Cached>>,
 }
@@ -80,6 +86,7 @@ impl GithubTracker {
             repo: provider.repo.clone(),
             token: provider.token.expose().to_owned(),
             prefix: provider.state_label_prefix.clone(),
+            skip_claimed: provider.skip_issues_with_open_pull_requests,
             cache: Mutex::new(BTreeMap::new()),
         })
     }
@@ -190,10 +197,16 @@ impl GithubTracker {
 
     /// Every page of the repository's issues in `state` (`open`, `closed` or `all`).
     async fn list(&self, state: &str) -> Result<Vec<Value>, TrackerError> {
-        let mut url = Some(format!(
+        let first = format!(
             "{}/repos/{}/issues?state={state}&per_page={PER_PAGE}",
             self.api_url, self.repo
-        ));
+        );
+        self.pages(first, "issue").await
+    }
+
+    /// Every item of a paginated list starting at `first`; `what` names an item in errors.
+    async fn pages(&self, first: String, what: &str) -> Result<Vec<Value>, TrackerError> {
+        let mut url = Some(first);
         let mut items = Vec::new();
         let mut pages = 0;
         while let Some(current) = url {
@@ -201,14 +214,14 @@ impl GithubTracker {
             if pages > MAX_PAGES {
                 return Err(error(
                     TrackerErrorCategory::TrackerPagination,
-                    format!("more than {MAX_PAGES} pages of issues"),
+                    format!("more than {MAX_PAGES} pages of {what}s"),
                 ));
             }
             let (body, next) = self.get(&current).await?;
             let Some(batch) = body.as_array() else {
                 return Err(error(
                     TrackerErrorCategory::TrackerResponse,
-                    "GitHub sent an issue list that is not an array",
+                    format!("GitHub sent a {what} list that is not an array"),
                 ));
             };
             items.extend(batch.iter().cloned());
@@ -300,11 +313,62 @@ impl GithubTracker {
             _ => "open",
         };
         let items = self.list(scope).await?;
+        let claimed = if self.skip_claimed {
+            claimed_by_open_pulls(&items, &self.repo)
+        } else {
+            Vec::new()
+        };
         Ok(items
             .iter()
             .filter_map(|item| self.normalize(item))
             .filter(|issue| wanted.contains(&normalize(&issue.state)))
+            .map(|mut issue| {
+                if claimed.iter().any(|n| n.to_string() == issue.id.as_str()) {
+                    issue.dispatchable = false;
+                }
+                issue
+            })
             .collect())
+    }
+
+    /// The repository, and every state its labels can express.
+    async fn find_repository(&self) -> Result<Probe, TrackerError> {
+        let url = format!("{}/repos/{}", self.api_url, self.repo);
+        let Some((repository, _)) = self.get_if_present(&url, true).await? else {
+            return Err(error(
+                TrackerErrorCategory::TrackerStatus,
+                format!(
+                    "GitHub has no repository {} visible to this token (check \
+                     tracker.provider.repo and the token's repository access)",
+                    self.repo
+                ),
+            ));
+        };
+        if repository["has_issues"] == json!(false) {
+            return Err(error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("{} has issues turned off", self.repo),
+            ));
+        }
+        let labels = self
+            .pages(format!("{url}/labels?per_page={PER_PAGE}"), "label")
+            .await?;
+        let prefix = normalize(&self.prefix);
+        let mut states = vec!["Open".to_owned(), "Closed".to_owned()];
+        states.extend(labels.iter().filter_map(|label| {
+            let name = label["name"].as_str()?;
+            name.to_lowercase()
+                .starts_with(&prefix)
+                .then(|| name[prefix.len()..].trim().to_owned())
+                .filter(|s| !s.is_empty())
+        }));
+        Ok(Probe {
+            scope: format!(
+                "repository {}",
+                repository["full_name"].as_str().unwrap_or(&self.repo)
+            ),
+            states: Some(states),
+        })
     }
 
     async fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {
@@ -486,6 +550,10 @@ impl Tracker for GithubTracker {
         &["GITHUB_TOKEN"]
     }
 
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
+        Box::pin(self.find_repository())
+    }
+
     fn set_state<'a>(
         &'a self,
         identifier: &'a str,
@@ -503,6 +571,69 @@ impl Tracker for GithubTracker {
     }
 }
 
+/// GitHub's closing keywords (case does not matter).
+const CLOSING_KEYWORDS: [&str; 9] = [
+    "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
+];
+
+/// Numbers of `repo`'s issues that `text` closes: a closing keyword (optionally followed by
+/// `:`), then `#N`, `owner/name#N` naming `repo`, or a URL ending `/owner/name/issues/N`.
+fn closing_references(text: &str, repo: &str) -> Vec<u64> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut numbers = Vec::new();
+    for pair in words.windows(2) {
+        let keyword = pair[0]
+            .trim_start_matches(['(', '[', '*', '_'])
+            .trim_end_matches(':')
+            .to_ascii_lowercase();
+        if !CLOSING_KEYWORDS.contains(&keyword.as_str()) {
+            continue;
+        }
+        let target = pair[1].trim_end_matches(['.', ',', ';', ':', ')', ']', '!', '?', '*', '_']);
+        let number = if let Some(n) = target.strip_prefix('#') {
+            n.parse().ok()
+        } else if let Some((name, n)) = target.split_once('#') {
+            name.eq_ignore_ascii_case(repo)
+                .then(|| n.parse().ok())
+                .flatten()
+        } else if target.starts_with("https://") || target.starts_with("http://") {
+            target
+                .rsplit_once("/issues/")
+                .filter(|(head, _)| {
+                    head.len() > repo.len()
+                        && head[head.len() - repo.len()..].eq_ignore_ascii_case(repo)
+                        && head[..head.len() - repo.len()].ends_with('/')
+                })
+                .and_then(|(_, n)| n.parse().ok())
+        } else {
+            None
+        };
+        if let Some(number) = number
+            && !numbers.contains(&number)
+        {
+            numbers.push(number);
+        }
+    }
+    numbers
+}
+
+/// Issue numbers claimed by the open pull requests among `items` (an issue listing, which
+/// carries pull requests too), from their titles and bodies.
+fn claimed_by_open_pulls(items: &[Value], repo: &str) -> Vec<u64> {
+    let mut claimed = Vec::new();
+    for pull in items
+        .iter()
+        .filter(|i| i.get("pull_request").is_some() && i["state"] == "open")
+    {
+        for field in ["title", "body"] {
+            if let Some(text) = pull[field].as_str() {
+                claimed.extend(closing_references(text, repo));
+            }
+        }
+    }
+    claimed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,5 +646,36 @@ mod tests {
             Some("https://api.github.com/repositories/1/issues?page=2")
         );
         assert_eq!(next_link("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn closing_keywords_name_issues_of_this_repository_only() {
+        let repo = "acme/app";
+        assert_eq!(closing_references("Closes #12", repo), [12]);
+        assert_eq!(
+            closing_references("This fixes: #3, and RESOLVED acme/App#4.", repo),
+            [3, 4]
+        );
+        assert_eq!(
+            closing_references(
+                "(fix https://github.com/acme/app/issues/5) close https://github.com/other/acme/app2/issues/6",
+                repo
+            ),
+            [5]
+        );
+        assert!(closing_references("closes other/app#7 and mentions #8", repo).is_empty());
+        assert!(closing_references("see #9; enclose #10; closes", repo).is_empty());
+        assert!(closing_references("fixes #x12 closes #", repo).is_empty());
+    }
+
+    #[test]
+    fn only_open_pull_requests_claim_issues() {
+        let items = vec![
+            json!({"number": 20, "state": "open", "title": "Fix #1", "body": null, "pull_request": {}}),
+            json!({"number": 21, "state": "closed", "title": "t", "body": "closes #2", "pull_request": {}}),
+            json!({"number": 22, "state": "open", "title": "closes #3", "body": "an issue, not a PR"}),
+            json!({"number": 23, "state": "open", "title": "t", "body": "Resolves #4\nfixes #1", "pull_request": {}}),
+        ];
+        assert_eq!(claimed_by_open_pulls(&items, "acme/app"), [1, 4, 1]);
     }
 }

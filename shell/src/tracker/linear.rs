@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use symphony_core::issue::{StateSet, todo_blockers_allow_dispatch};
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
 
-use super::{BoxFuture, Tracker, error};
+use super::{BoxFuture, Probe, Tracker, error};
 use crate::workflow::LinearProvider;
 
 const PAGE: u32 = 50;
@@ -331,6 +331,46 @@ impl LinearTracker {
     }
 }
 
+impl LinearTracker {
+    /// The project by slug, with the workflow states of its teams.
+    async fn find_project(&self) -> Result<Probe, TrackerError> {
+        let data = self
+            .graphql(
+                "query SymphonyProbe($slug: String!) { projects(filter: { slugId: { eq: $slug } }, first: 1) \
+                 { nodes { name teams(first: 50) { nodes { key states(first: 100) { nodes { name } } } } } } }",
+                json!({"slug": self.project_slug}),
+            )
+            .await?;
+        let Some(project) = data["projects"]["nodes"].as_array().and_then(|n| n.first()) else {
+            return Err(error(
+                TrackerErrorCategory::TrackerRequest,
+                format!(
+                    "Linear has no project with slug {:?} visible to this key (check \
+                     tracker.provider.project_slug: the slug is the last part of the project's URL)",
+                    self.project_slug
+                ),
+            ));
+        };
+        let mut states: Vec<String> = Vec::new();
+        for team in project["teams"]["nodes"].as_array().into_iter().flatten() {
+            for state in team["states"]["nodes"].as_array().into_iter().flatten() {
+                if let Some(name) = state["name"].as_str()
+                    && !states.iter().any(|s| s == name)
+                {
+                    states.push(name.to_owned());
+                }
+            }
+        }
+        Ok(Probe {
+            scope: format!(
+                "project {:?}",
+                project["name"].as_str().unwrap_or(&self.project_slug)
+            ),
+            states: Some(states),
+        })
+    }
+}
+
 /// Whether a GraphQL document holds exactly one operation: one top-level `{ ... }` block.
 fn single_operation(document: &str) -> bool {
     let mut depth = 0i32;
@@ -412,6 +452,10 @@ impl Tracker for LinearTracker {
 
     fn secret_env_names(&self) -> &'static [&'static str] {
         &["LINEAR_API_KEY"]
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
+        Box::pin(self.find_project())
     }
 
     fn set_state<'a>(

@@ -29,7 +29,7 @@ use symphony_core::issue::{StateSet, matches_normalized, normalize, todo_blocker
 
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
 
-use super::{BoxFuture, Tracker, error};
+use super::{BoxFuture, Probe, Tracker, error};
 
 /// Issues as Markdown files in a directory.
 #[derive(Clone, Debug)]
@@ -342,6 +342,16 @@ impl Tracker for LocalTracker {
 
     fn secret_env_names(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
+        let this = self.clone();
+        blocking(move || {
+            this.read_all().map(|_| Probe {
+                scope: format!("directory {}", this.dir.display()),
+                states: None, // a file may carry any state name
+            })
+        })
     }
 
     fn set_state<'a>(

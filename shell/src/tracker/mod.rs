@@ -19,6 +19,17 @@ use crate::workflow::{Provider, TrackerConfig};
 /// A boxed future, so trackers can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What `symphony doctor` learns about the configured scope with one or two read-only
+/// requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// The scope as the tracker names it (a project's name, a repository's full name).
+    pub scope: String,
+    /// Every state name the tracker knows for that scope, when it can tell (local files take
+    /// any name: `None`).
+    pub states: Option<Vec<String>>,
+}
+
 /// The two required operations of SPEC 11.1, plus the adapter's host-side tool surface.
 pub trait Tracker: Send + Sync {
     /// Issues in any of `states` (compared after normalisation). Empty `states`: no request,
@@ -52,6 +63,10 @@ pub trait Tracker: Send + Sync {
         identifier: &'a str,
         body: &'a str,
     ) -> BoxFuture<'a, Result<(), TrackerError>>;
+
+    /// Finds the configured scope (project, repository, directory) and the state names it
+    /// knows; an unknown scope is an error naming the setting to check.
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>>;
 
     /// Provider-native agent tools (SPEC 11.5) as dynamic tool specs: `{type, name,
     /// description, inputSchema}`. None by default.
@@ -104,15 +119,6 @@ pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
             linear,
             &config.terminal_states,
         )?)),
-        Provider::Github(github) => {
-            if github.skip_issues_with_open_pull_requests {
-                return Err(
-                    "tracker.provider.skip_issues_with_open_pull_requests is not supported \
-                            yet; remove it or set it to false"
-                        .to_owned(),
-                );
-            }
-            Ok(Box::new(GithubTracker::new(github)?))
-        }
+        Provider::Github(github) => Ok(Box::new(GithubTracker::new(github)?)),
     }
 }
