@@ -100,6 +100,11 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
+    /// A placeholder until the real config is known (an orchestrator being deserialised).
+    pub(crate) fn unset() -> Self {
+        Self::new(&SchedulerConfig::default())
+    }
+
     pub(crate) fn new(config: &SchedulerConfig) -> Self {
         let mut labels = Vec::with_capacity(config.required_labels.len());
         let mut satisfiable = true;

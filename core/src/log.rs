@@ -11,6 +11,12 @@
 //! with `seq` counting from 1 without gaps and `at` in milliseconds since the epoch. Events and
 //! commands use the serde encoding of [`Event`] and [`Command`]: adding a variant or an optional
 //! field keeps version 1; renaming or removing one needs version 2.
+//!
+//! A log may be cut into segments ([`Recorder::rotate`]) so it can be size-capped. The header
+//! of every segment after the first carries `"resume":{"seq":N,"state":{...}}`: the
+//! orchestrator's whole state just before record `N`, the segment's first. A segment then
+//! replays on its own, from that state instead of a fresh core, and its `config` is the one
+//! in force at the cut. The `state` encoding is internal to the `crate_version` that wrote it.
 
 use std::fmt;
 
@@ -38,8 +44,29 @@ pub struct LogHeader {
     pub crate_version: String,
     /// [`SchedulerConfig::digest`] of `config`.
     pub config_digest: String,
-    /// The config the orchestrator was built with.
+    /// The config the orchestrator was built with (for a resumed segment: the one in force
+    /// at the cut).
     pub config: SchedulerConfig,
+    /// For a segment after the first: where it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Box<Resume>>,
+}
+
+/// The start of a segment after the first: its first `seq` and the state to replay from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Resume {
+    /// `seq` of the segment's first record.
+    pub seq: u64,
+    /// The orchestrator just before that record.
+    pub state: Orchestrator,
+}
+
+impl PartialEq for Resume {
+    /// States compare by their serde encoding (the orchestrator has no `PartialEq`).
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+            && serde_json::to_value(&self.state).ok() == serde_json::to_value(&other.state).ok()
+    }
 }
 
 impl LogHeader {
@@ -51,7 +78,32 @@ impl LogHeader {
             crate_version: env!("CARGO_PKG_VERSION").to_owned(),
             config_digest: config.digest(),
             config: config.clone(),
+            resume: None,
         }
+    }
+
+    /// The header of a segment whose first record is `seq`, resuming from `state`.
+    pub fn resuming(state: &Orchestrator, seq: u64) -> Self {
+        Self {
+            resume: Some(Box::new(Resume {
+                seq,
+                state: state.clone(),
+            })),
+            ..Self::new(state.config())
+        }
+    }
+
+    /// The `seq` of this segment's first record.
+    pub fn first_seq(&self) -> u64 {
+        self.resume.as_ref().map_or(1, |r| r.seq)
+    }
+
+    /// The orchestrator a replay of this segment starts from.
+    pub fn start(&self) -> Orchestrator {
+        self.resume.as_ref().map_or_else(
+            || Orchestrator::new(self.config.clone()),
+            |r| r.state.clone(),
+        )
     }
 
     /// One JSON line, without the newline.
@@ -123,6 +175,13 @@ impl Recorder {
     pub fn orchestrator(&self) -> &Orchestrator {
         &self.orchestrator
     }
+
+    /// Starts a new segment: the header line for it, resuming at the next record. The
+    /// previous segment stays a complete log of its own.
+    pub fn rotate(&mut self) -> String {
+        self.header = LogHeader::resuming(&self.orchestrator, self.next_seq);
+        self.header.to_line()
+    }
 }
 
 /// A log that cannot be read.
@@ -154,7 +213,9 @@ pub enum LogError {
         /// Digest of the config in the header.
         computed: String,
     },
-    /// Records are not numbered 1, 2, 3, ...
+    /// A resumed segment's state was built with another config than the header's.
+    ResumeConfigMismatch,
+    /// Records are not numbered 1, 2, 3, ... (or N, N+1, ... in a resumed segment)
     SequenceGap {
         /// 1-based line number.
         line: usize,
@@ -181,6 +242,9 @@ impl fmt::Display for LogError {
                 f,
                 "line 1: config_digest {recorded} does not match the header's config ({computed})"
             ),
+            Self::ResumeConfigMismatch => {
+                f.write_str("line 1: the resume state's config differs from the header's config")
+            }
             Self::SequenceGap {
                 line,
                 expected,
@@ -215,6 +279,11 @@ pub fn parse_header(line: &str) -> Result<LogHeader, LogError> {
             computed,
         });
     }
+    if let Some(resume) = &header.resume
+        && *resume.state.config() != header.config
+    {
+        return Err(LogError::ResumeConfigMismatch);
+    }
     Ok(header)
 }
 
@@ -232,7 +301,7 @@ pub fn read_log(text: &str) -> Result<(LogHeader, Vec<LogRecord>), LogError> {
             line: index + 1,
             message: e.to_string(),
         })?;
-        let expected = records.len() as u64 + 1;
+        let expected = header.first_seq() + records.len() as u64;
         if record.seq != expected {
             return Err(LogError::SequenceGap {
                 line: index + 1,
@@ -290,14 +359,15 @@ pub struct Replay {
     pub divergence: Option<Divergence>,
 }
 
-/// Feeds the records to a fresh orchestrator built from the header's config, up to and
-/// including `seq == until` when given. Pure: same log in, same replay out.
+/// Feeds the records to a fresh orchestrator built from the header's config (or, for a resumed
+/// segment, to the header's state), up to and including `seq == until` when given. Pure: same
+/// log in, same replay out.
 pub fn replay<'a>(
     header: &LogHeader,
     records: impl IntoIterator<Item = &'a LogRecord>,
     until: Option<u64>,
 ) -> Replay {
-    let mut orchestrator = Orchestrator::new(header.config.clone());
+    let mut orchestrator = header.start();
     let mut replayed = Vec::new();
     let mut divergence = None;
     for record in records {
@@ -362,6 +432,83 @@ mod tests {
         let divergence = replay.divergence.expect("edited commands must diverge");
         assert_eq!(divergence.seq, 2);
         assert!(divergence.to_string().contains("+ refresh-queued"));
+    }
+
+    #[test]
+    fn a_rotated_segment_replays_on_its_own_from_its_resume_state() {
+        let config = SchedulerConfig::default();
+        let mut recorder = Recorder::new(config);
+        let mut first = recorder.header().to_line();
+        let issue = crate::Issue {
+            id: crate::IssueId("1".into()),
+            identifier: "MT-1".into(),
+            title: "t".into(),
+            state: "Todo".into(),
+            dispatchable: true,
+            ..crate::Issue::default()
+        };
+        let record = |recorder: &mut Recorder, text: &mut String, at: u64, event: Event| {
+            let (commands, line) = recorder.handle(Timestamp(at), &event);
+            text.push('\n');
+            text.push_str(&line);
+            commands
+        };
+        // Answer every request until a worker is dispatched, so one runs at the cut.
+        let mut queue = record(&mut recorder, &mut first, 5, Event::Startup);
+        while let Some(command) = queue.pop() {
+            let event = match command {
+                Command::ListTerminalIssues { request, .. } => Event::TerminalIssuesListed {
+                    request,
+                    issues: Vec::new(),
+                },
+                Command::FetchCandidates { request, .. } => Event::CandidatesFetched {
+                    request,
+                    issues: vec![issue.clone()],
+                },
+                _ => continue,
+            };
+            queue.extend(record(&mut recorder, &mut first, 8, event));
+        }
+        let second_header = recorder.rotate();
+        let mut second = second_header.clone();
+        record(&mut recorder, &mut second, 20, Event::RefreshRequested);
+        record(&mut recorder, &mut second, 25, Event::ShutdownRequested);
+
+        let (header, records) = read_log(&first).unwrap();
+        assert!(header.resume.is_none());
+        assert_eq!(replay(&header, &records, None).divergence, None);
+        let before_cut = replay(&header, &records, None).orchestrator;
+        assert_eq!(
+            before_cut.snapshot(Timestamp(8)).counts.running,
+            1,
+            "a worker runs at the cut"
+        );
+
+        let (header, records) = read_log(&second).unwrap();
+        assert_eq!(header.first_seq(), records[0].seq);
+        assert!(records[0].seq > 1);
+        let replayed = replay(&header, &records, None);
+        assert_eq!(
+            replayed.divergence, None,
+            "the resume state carries everything"
+        );
+        assert_eq!(
+            replayed.orchestrator.snapshot(Timestamp(25)),
+            recorder.orchestrator().snapshot(Timestamp(25))
+        );
+
+        let tampered = second.replacen("\"max_turns\":20", "\"max_turns\":3", 1);
+        assert!(
+            matches!(read_log(&tampered), Err(LogError::DigestMismatch { .. })),
+            "the header's config is covered by the digest"
+        );
+        let (mut header, _) = read_log(&second).unwrap();
+        header.config.max_turns = 3;
+        header.config_digest = header.config.digest();
+        assert_eq!(
+            parse_header(&header.to_line()),
+            Err(LogError::ResumeConfigMismatch)
+        );
     }
 
     #[test]

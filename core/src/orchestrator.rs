@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::command::{Command, Reason, RequestId, RunId};
 use crate::config::{Policy, SchedulerConfig};
 use crate::event::{ConfigError, Event};
@@ -15,9 +17,15 @@ use crate::state::{AfterStop, Claim, PendingStop, Tokens};
 use crate::time::Timestamp;
 
 /// The sans-IO scheduler. See the crate documentation for the driving contract.
-#[derive(Clone, Debug)]
+///
+/// Its whole state serialises (serde), so an event log can start a new segment from a
+/// checkpoint ([`crate::log`]); the encoding is internal to the crate version that wrote it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Orchestrator {
     pub(crate) config: SchedulerConfig,
+    /// Derived from `config`: not serialised, rebuilt when read back.
+    #[serde(skip, default = "Policy::unset")]
     pub(crate) policy: Policy,
     /// The latest time seen; never moves backwards.
     pub(crate) now: Timestamp,
@@ -50,8 +58,22 @@ pub struct Orchestrator {
     pub(crate) completed_runs: u64,
 }
 
+impl Serialize for Orchestrator {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Orchestrator::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Orchestrator {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut orchestrator = Orchestrator::deserialize(deserializer)?;
+        orchestrator.policy = Policy::new(&orchestrator.config);
+        Ok(orchestrator)
+    }
+}
+
 /// Service lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Lifecycle {
     /// Built, waiting for [`Event::Startup`].
     Created,
@@ -64,7 +86,7 @@ pub(crate) enum Lifecycle {
 }
 
 /// Where the poll tick is (SPEC 8.1: reconcile, validate, fetch, dispatch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum TickPhase {
     /// No tick in flight.
     Idle,
@@ -75,7 +97,7 @@ pub(crate) enum TickPhase {
 }
 
 /// What an outstanding tracker request is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Pending {
     TerminalListing,
     Candidates,

@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+
 use crate::command::{Reason, RequestId, RunId};
 use crate::issue::Issue;
 use crate::time::Timestamp;
@@ -13,7 +15,7 @@ use crate::time::Timestamp;
 pub const MAX_MESSAGE_CHARS: usize = 256;
 
 /// Token counts (SPEC 4.1.6, 13.5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     /// Input tokens.
     pub input_tokens: u64,
@@ -24,7 +26,7 @@ pub struct Tokens {
 }
 
 /// Where a reserved issue stands.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) enum Claim {
     /// A worker runs (SPEC 7.1 `Running`).
     Running(Box<RunningEntry>),
@@ -38,7 +40,7 @@ pub(crate) enum Claim {
 }
 
 /// A live worker run (SPEC 4.1.5 run attempt + 4.1.6 live session).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RunningEntry {
     pub(crate) run: RunId,
     pub(crate) issue: Issue,
@@ -101,13 +103,13 @@ impl RunningEntry {
 }
 
 /// What happens once a stopping worker has exited.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PendingStop {
     pub(crate) reason: Reason,
     pub(crate) then: AfterStop,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum AfterStop {
     /// Drop the claim (the shell cleans the workspace first when the stop asked for it).
     Release,
@@ -118,7 +120,7 @@ pub(crate) enum AfterStop {
 }
 
 /// SPEC 4.1.7. `checking` is set while the due retry waits for its issue refresh.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RetryEntry {
     pub(crate) identifier: String,
     pub(crate) url: Option<String>,
@@ -131,7 +133,7 @@ pub(crate) struct RetryEntry {
 /// An issue whose agent asked for user input. It is not retried (that would loop, asking
 /// again each time) until the tracker shows the issue changed: a new `updated_at`, or a
 /// different state. Reconciliation refreshes it every tick.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct BlockedEntry {
     pub(crate) identifier: String,
     pub(crate) url: Option<String>,
