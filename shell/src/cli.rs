@@ -41,6 +41,42 @@ pub(crate) struct LogFlags {
     /// Format of the log file: `human` or `json` (one object per line). stderr is always human.
     #[arg(long, value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
+
+    /// Cut the event log into a new segment past this size (bytes, or with a K, M or G
+    /// suffix). Each segment replays on its own; see `symphony replay`.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub(crate) event_log_max_size: u64,
+
+    /// Rotated event-log segments to keep (FILE.1 newest ... FILE.N oldest).
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub(crate) event_log_keep: u32,
+}
+
+/// `1024`, `512K`, `64M`, `1G` (binary multiples); at least 1K.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        other => return Err(format!("unknown size unit {other:?}: use K, M or G")),
+    };
+    let value: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 64M"))?;
+    let bytes = value
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < 1024 {
+        return Err(format!("{text:?} is below the minimum of 1K"));
+    }
+    Ok(bytes)
 }
 
 /// Log file formats.
@@ -153,9 +189,10 @@ pub(crate) struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
-    /// The NDJSON event log (header line, then one record per event).
-    #[arg(value_name = "FILE")]
-    pub(crate) file: PathBuf,
+    /// The NDJSON event log (header line, then one record per event). A rotated log is given
+    /// as its segments, oldest first: `events.ndjson.2 events.ndjson.1 events.ndjson`.
+    #[arg(value_name = "FILE", required = true, num_args = 1..)]
+    pub(crate) files: Vec<PathBuf>,
 
     /// Exit 1 at the first record whose commands differ from the recorded ones, with a diff.
     #[arg(long)]
@@ -164,4 +201,35 @@ pub(crate) struct ReplayArgs {
     /// Stop after the record with this sequence number.
     #[arg(long, value_name = "SEQ")]
     pub(crate) until: Option<u64>,
+}
+
+impl LogFlags {
+    /// The event-log rotation these flags ask for.
+    pub(crate) fn rotation(&self) -> symphony::daemon::Rotation {
+        symphony::daemon::Rotation {
+            max_bytes: self.event_log_max_size,
+            keep: self.event_log_keep,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_nonsense() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("2k"), Ok(2048));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("10").unwrap_err().contains("minimum"));
+        assert!(parse_size("5T").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("M").is_err());
+        assert!(
+            parse_size("99999999999G")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
 }

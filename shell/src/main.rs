@@ -179,6 +179,7 @@ fn main() -> ExitCode {
                         .unwrap_or(&args.dir)
                         .join("events.ndjson")
                 })),
+                event_log_rotation: args.logs.rotation(),
             })
         }
         None => {
@@ -201,6 +202,7 @@ fn main() -> ExitCode {
                     bind: cli.server.bind,
                 },
                 event_log,
+                event_log_rotation: cli.logs.rotation(),
             })
         }
     }

@@ -412,3 +412,115 @@ fn old_workspaces_of_inactive_issues_are_swept_fresh_ones_kept() {
         "orphans are reported, not deleted"
     );
 }
+
+#[test]
+fn a_size_capped_event_log_rotates_into_segments_that_replay_alone_and_as_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    std::fs::write(dir.path().join("events.ndjson"), "a previous run's log\n").unwrap();
+    for n in 1..=4 {
+        issue(dir.path(), &format!("R-{n}"), "Todo", "");
+    }
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--event-log",
+            "events.ndjson",
+            "--event-log-max-size",
+            "4K",
+            "--event-log-keep",
+            "50",
+        ],
+    );
+    for n in 1..=4 {
+        daemon.wait_for(&format!("R-{n} released"), |l| {
+            l.contains("released") && l.contains(&format!("issue_id=\"R-{n}\""))
+        });
+    }
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("event log rotated")));
+
+    // This run's segments, oldest first; the earlier run's file is the oldest of all.
+    let mut segments: Vec<String> = (1..=50)
+        .map(|n| format!("events.ndjson.{n}"))
+        .filter(|name| dir.path().join(name).exists())
+        .collect();
+    let oldest = segments.pop().expect("at least the earlier run's log");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(&oldest)).unwrap(),
+        "a previous run's log\n",
+        "the earlier log is moved aside, not overwritten"
+    );
+    segments.reverse();
+    segments.push("events.ndjson".into());
+    assert!(segments.len() >= 3, "4K segments: {segments:?}");
+    for segment in &segments {
+        let size = std::fs::metadata(dir.path().join(segment)).unwrap().len();
+        let header = std::fs::read_to_string(dir.path().join(segment)).unwrap();
+        let header = header.lines().next().unwrap().len() as u64;
+        assert!(
+            size < 4096 + header + 8192,
+            "{segment} is {size} bytes: cut soon after the cap"
+        );
+    }
+    let replay = |files: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .arg("replay")
+            .arg("--check")
+            .args(files)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    for segment in &segments {
+        let out = replay(std::slice::from_ref(segment));
+        assert!(
+            out.status.success(),
+            "{segment} alone: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = replay(&segments);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the chain: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("resumes at seq"), "{stdout}");
+    assert!(
+        stdout.contains("\"completed_runs\""),
+        "ends with the snapshot"
+    );
+
+    // A segment whose resume state was altered is caught by the chain check.
+    let last = dir.path().join(segments.last().unwrap());
+    let text = std::fs::read_to_string(&last).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_str(header).unwrap();
+    let completed = header["resume"]["state"]["completed_runs"]
+        .as_u64()
+        .unwrap();
+    header["resume"]["state"]["completed_runs"] = (completed + 7).into();
+    std::fs::write(&last, format!("{header}\n{rest}")).unwrap();
+    let out = replay(&segments);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("divergence at seq") && stderr.contains("resumes from"),
+        "{stderr}"
+    );
+
+    // A missing middle segment is named, not replayed over.
+    let mut gap = segments.clone();
+    gap.remove(1);
+    let out = replay(&gap);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&gap[1]) && stderr.contains("a segment is missing"),
+        "{stderr}"
+    );
+}

@@ -2,12 +2,11 @@
 //! workflow watcher send it events over a channel, and it executes the commands the core
 //! returns (SPEC 16). It makes no scheduling decision of its own.
 
+mod event_log;
 mod snapshot;
 mod worker;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,6 +22,8 @@ use crate::workflow::{
     self, DEFAULT_INTERVAL, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
 };
 use crate::workspace::{DiskGuard, IssueRef, free_space_mb};
+use event_log::EventLog;
+pub use event_log::Rotation;
 use snapshot::Bound;
 use worker::WorkerHandle;
 
@@ -48,6 +49,8 @@ pub struct Options {
     pub overrides: Overrides,
     /// Where to write the NDJSON event log, if anywhere.
     pub event_log: Option<PathBuf>,
+    /// When to cut the event log into a new segment.
+    pub event_log_rotation: Rotation,
 }
 
 /// Milliseconds since the epoch, now.
@@ -97,7 +100,7 @@ pub fn run(options: Options) -> ExitCode {
 
 struct Daemon {
     recorder: Recorder,
-    log: Option<BufWriter<File>>,
+    log: Option<EventLog>,
     bound: Arc<Bound>,
     workers: BTreeMap<RunId, WorkerHandle>,
     tx: UnboundedSender<Input>,
@@ -134,18 +137,14 @@ impl Daemon {
         let recorder = Recorder::new(scheduler);
         let log = match &options.event_log {
             None => None,
-            Some(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-                }
-                let file = File::create(path)
-                    .map_err(|e| format!("cannot create the event log {}: {e}", path.display()))?;
-                let mut log = BufWriter::new(file);
-                writeln!(log, "{}", recorder.header().to_line())
-                    .map_err(|e| format!("cannot write the event log: {e}"))?;
-                Some(log)
-            }
+            Some(path) => Some(
+                EventLog::create(
+                    path,
+                    &recorder.header().to_line(),
+                    options.event_log_rotation,
+                )
+                .map_err(|e| format!("cannot create the event log {}: {e}", path.display()))?,
+            ),
         };
         let watch_tx = tx.clone();
         let watcher = Watcher::spawn(
@@ -366,7 +365,7 @@ impl Daemon {
     fn feed(&mut self, event: Event) {
         let (commands, line) = self.recorder.handle(now(), &event);
         if let Some(log) = &mut self.log
-            && let Err(e) = writeln!(log, "{line}")
+            && let Err(e) = log.line(&line)
         {
             tracing::error!("event log write failed, recording stops: {e}");
             self.log = None;
@@ -376,12 +375,21 @@ impl Daemon {
         }
     }
 
+    /// Flushes the event log, and cuts a new segment once the current one is full.
     fn flush_log(&mut self) {
-        if let Some(log) = &mut self.log
-            && let Err(e) = log.flush()
-        {
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.flush() {
             tracing::error!("event log flush failed, recording stops: {e}");
             self.log = None;
+        } else if log.full() {
+            let header = self.recorder.rotate();
+            match log.rotate(&header) {
+                Ok(()) => tracing::info!("event log rotated"),
+                Err(e) => {
+                    tracing::error!("event log rotation failed, recording stops: {e}");
+                    self.log = None;
+                }
+            }
         }
     }
 
