@@ -1,13 +1,14 @@
 //! The daemon as a user runs it: the built binary, the local tracker, the demo agent, signals.
 //! Waits are bounded reads of the daemon's log lines, never sleeps.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+#[path = "support/daemon.rs"]
+mod daemon_harness;
 
-const BOUND: Duration = Duration::from_secs(60);
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use daemon_harness::{Daemon, http};
 
 fn workflow(extra: &str) -> String {
     format!(
@@ -22,82 +23,6 @@ fn issue(dir: &Path, id: &str, state: &str, extra: &str) {
         format!("---\ntitle: {id} title\nstate: {state}\n{extra}---\nBody of {id}.\n"),
     )
     .unwrap();
-}
-
-struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(dir: &Path, args: &[&str]) -> Self {
-        Self::start_with_env(dir, args, &[])
-    }
-
-    fn start_with_env(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
-            .args(args)
-            .current_dir(dir)
-            .env("SYMPHONY_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(vars.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the symphony binary starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Returns the first log line, already seen or still to come, that satisfies `wanted`,
-    /// failing after the bound.
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
-        if let Some(line) = self.seen.iter().find(|l| wanted(l)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if wanted(&line) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line for {what} within {BOUND:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn interrupt(&self) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    }
-
-    fn wait_exit(mut self) -> (Option<i32>, Vec<String>) {
-        let status = self.child.wait().unwrap();
-        let mut seen = self.seen;
-        seen.extend(self.lines.try_iter());
-        (status.code(), seen)
-    }
 }
 
 /// Replaces a file atomically, as editors do.
@@ -241,26 +166,6 @@ fn edits_reload_and_a_broken_edit_keeps_the_last_good_workflow() {
         .position(|l| l.contains("workflow reloaded"))
         .unwrap();
     assert!(broken < reloaded && reloaded < dispatched);
-}
-
-/// A minimal HTTP/1.1 exchange over loopback: status, headers, body.
-fn http(addr: &str, method: &str, path: &str, auth: Option<&str>) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(BOUND)).unwrap();
-    let auth = auth
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_owned(), body.to_owned())
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! - `{"long_line_mb": N}`: write one line of N MiB.
 //! - `{"stderr_mb": N}`: write N MiB to stderr.
 //! - `{"grandchild": PIDFILE}`: start `sleep 1000` in the background, its pid in PIDFILE.
+//! - `{"dump_env": FILE}`: write its environment to FILE, one `NAME=VALUE` per line.
 //! - `{"sleep_ms": N}`: pause.
 //! - `{"exit": CODE}`: exit now.
 //! - `{"hang": true}`: wait until stdin closes, then exit 0.
@@ -108,6 +109,11 @@ fn main() {
                 .spawn()
                 .expect("sleep starts");
             std::fs::write(pidfile, child.id().to_string()).expect("pid file is writable");
+        } else if let Some(path) = step["dump_env"].as_str() {
+            let text: String = std::env::vars_os()
+                .map(|(k, v)| format!("{}={}\n", k.to_string_lossy(), v.to_string_lossy()))
+                .collect();
+            std::fs::write(path, text).expect("the env file is writable");
         } else if let Some(ms) = step["sleep_ms"].as_u64() {
             std::thread::sleep(Duration::from_millis(ms));
         } else if let Some(code) = step["exit"].as_i64() {

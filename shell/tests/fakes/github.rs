@@ -239,7 +239,15 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                     .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
                     .map(str::to_owned)
             };
-            let etag = format!("\"v{}\"", repo.issues.len() * 1000 + repo.comments.len());
+            // The ETag changes whenever the issues do (state, labels, additions).
+            let etag = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                Value::Array(repo.issues.clone())
+                    .to_string()
+                    .hash(&mut hasher);
+                format!("\"v{:016x}\"", hasher.finish())
+            };
             match (request.method.as_str(), path) {
                 ("GET", "/repos/acme/app/issues") => {
                     if request.header("if-none-match") == Some(etag.as_str()) {
