@@ -293,3 +293,133 @@ async fn the_probe_finds_the_repository_and_its_state_labels() {
     let err = tracker(&api, "wrong").probe().await.unwrap_err();
     assert!(err.message.contains("401"), "{}", err.message);
 }
+
+/// A server that answers every request with the same raw HTTP response.
+fn canned(response: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            if support::read_request(&stream).is_some() {
+                use std::io::Write;
+                let _ = stream.write_all(response.as_bytes());
+            }
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn every_failure_is_a_typed_error_and_none_panics() {
+    let cases: [(&str, &'static str, TrackerErrorCategory, &str); 5] = [
+        (
+            "500",
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            TrackerErrorCategory::TrackerStatus,
+            "HTTP 500",
+        ),
+        (
+            "502 with HTML",
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 37\r\nConnection: close\r\n\r\n<html><body>bad gateway</body></html>",
+            TrackerErrorCategory::TrackerStatus,
+            "HTTP 502",
+        ),
+        (
+            "truncated JSON",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n[{\"number\": 1,",
+            TrackerErrorCategory::TrackerResponse,
+            "not JSON",
+        ),
+        (
+            "an object where a list belongs",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            TrackerErrorCategory::TrackerResponse,
+            "not an array",
+        ),
+        (
+            "429 with Retry-After",
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            TrackerErrorCategory::TrackerRateLimited,
+            "retry after 30 s",
+        ),
+    ];
+    for (what, response, category, text) in cases {
+        let api = canned(response);
+        let err = tracker(&api, TOKEN)
+            .fetch_by_states(&states(&["Todo"]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.category, category, "{what}: {}", err.message);
+        assert!(err.message.contains(text), "{what}: {}", err.message);
+    }
+
+    // Nothing listening: a request error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let err = tracker(&api, TOKEN)
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerRequest);
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_times_out_as_a_request_error() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let connections: Vec<_> = listener.incoming().take(1).collect();
+        std::thread::park_timeout(std::time::Duration::from_secs(10));
+        drop(connections);
+    });
+    let t = tracker_with(&api, TOKEN, "repo: acme/app\n    timeout_ms: 300");
+    let started = std::time::Instant::now();
+    let err = t.fetch_by_states(&states(&["Todo"])).await.unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerRequest);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bounded by timeout_ms"
+    );
+    held.thread().unpark();
+}
+
+#[tokio::test]
+async fn records_missing_required_fields_are_skipped_when_listing_and_fail_a_refresh() {
+    let mut broken = gh_issue(2, "open", &["state:Todo"], false);
+    broken.as_object_mut().unwrap().remove("title");
+    let good = gh_issue(1, "open", &["state:Todo"], false);
+    let list = Value::Array(vec![good, broken.clone()]).to_string();
+    let response: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
+            list.len()
+        )
+        .into_boxed_str(),
+    );
+    let api = canned(response);
+    let issues = tracker(&api, TOKEN)
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = issues.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(ids, ["GH-1"], "the record without a title is left out");
+
+    let one = broken.to_string();
+    let response: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{one}",
+            one.len()
+        )
+        .into_boxed_str(),
+    );
+    let api = canned(response);
+    let err = tracker(&api, TOKEN)
+        .fetch_by_ids(&[IssueId("2".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerResponse);
+    assert!(err.message.contains("issue 2"), "{}", err.message);
+}
