@@ -6,6 +6,8 @@
 //!   Target: <= 2 ms at 10,000 candidates, growth no worse than n log n.
 //! - `agent_updates`: agent updates for running workers through `handle`. Target: >= 1,000,000
 //!   events/s.
+//! - `log_rotation/<n>_running`: the checkpoint header a rotated event-log segment starts with
+//!   (the whole state, serialised), and reading it back; the header's size is printed.
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::hint::black_box;
 
 use common::{T0, issues, with_running};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use symphony_core::log::{LogHeader, parse_header};
 use symphony_core::{AgentUpdate, Command, Event, IssueId, Orchestrator, RunId};
 
 const RUNNING: usize = 50;
@@ -136,5 +139,24 @@ fn agent_updates(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, poll_tick, agent_updates);
+fn log_rotation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("log_rotation");
+    for running in [10, 100] {
+        let (orch, _) = with_running(running, running as u32);
+        let line = LogHeader::resuming(&orch, 1_000).to_line();
+        eprintln!(
+            "log_rotation: checkpoint with {running} running is {} bytes",
+            line.len()
+        );
+        group.bench_function(format!("{running}_running/write"), |b| {
+            b.iter(|| black_box(LogHeader::resuming(&orch, 1_000).to_line()));
+        });
+        group.bench_function(format!("{running}_running/read"), |b| {
+            b.iter(|| black_box(parse_header(&line).expect("reads back")));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, poll_tick, agent_updates, log_rotation);
 criterion_main!(benches);
