@@ -42,8 +42,8 @@ pub(crate) struct LogFlags {
     #[arg(long, value_enum, default_value = "human")]
     pub(crate) log_format: LogFormat,
 
-    /// Cut the event log into a new segment past this size (bytes, or with a K, M or G
-    /// suffix). Each segment replays on its own; see `symphony replay`.
+    /// Cut the event log into a new segment once its records pass this size (bytes, or K, M, G
+    /// suffixed). Each segment replays on its own; see `symphony replay`.
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub(crate) event_log_max_size: u64,
 

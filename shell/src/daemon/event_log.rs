@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// When to cut a segment and how many old ones to keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
-    /// Cut once the current segment holds this many bytes (and at least one record).
+    /// Cut once the current segment's records (its header not counted) pass this many bytes.
     pub max_bytes: u64,
     /// Rotated segments kept besides the current one.
     pub keep: u32,
@@ -34,10 +34,9 @@ pub(crate) struct EventLog {
     path: PathBuf,
     file: BufWriter<File>,
     rotation: Rotation,
-    /// Bytes in the current segment, header included.
+    /// Bytes of records in the current segment (its header not counted: a checkpoint header
+    /// grows with the running issues and must not by itself cause cuts).
     written: u64,
-    /// Records in the current segment.
-    records: u64,
 }
 
 /// `path` with `.n` appended.
@@ -72,23 +71,20 @@ impl EventLog {
         if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
             shift(path, rotation.keep)?;
         }
-        let mut log = Self {
+        let mut file = BufWriter::new(File::create(path)?);
+        writeln!(file, "{header}")?;
+        Ok(Self {
             path: path.to_owned(),
-            file: BufWriter::new(File::create(path)?),
+            file,
             rotation,
             written: 0,
-            records: 0,
-        };
-        log.line(header)?;
-        log.records = 0;
-        Ok(log)
+        })
     }
 
     /// Appends one line (a record).
     pub(crate) fn line(&mut self, line: &str) -> io::Result<()> {
         writeln!(self.file, "{line}")?;
         self.written += line.len() as u64 + 1;
-        self.records += 1;
         Ok(())
     }
 
@@ -99,7 +95,7 @@ impl EventLog {
 
     /// Whether the current segment is due to be cut.
     pub(crate) fn full(&self) -> bool {
-        self.records > 0 && self.written >= self.rotation.max_bytes
+        self.written >= self.rotation.max_bytes
     }
 
     /// Closes the current segment and starts the next with `header`.
@@ -123,7 +119,8 @@ mod tests {
             max_bytes: 10,
             keep: 2,
         };
-        let mut log = EventLog::create(&path, "h0", rotation).unwrap();
+        let long_header = "h".repeat(100);
+        let mut log = EventLog::create(&path, &long_header, rotation).unwrap();
         assert!(!log.full(), "a header alone never fills a segment");
         for n in 1..=3 {
             log.line("a record line").unwrap();
