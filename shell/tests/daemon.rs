@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use daemon_harness::{Daemon, http};
+use daemon_harness::{Daemon, http, replay_check};
 
 fn workflow(extra: &str) -> String {
     format!(
@@ -95,17 +95,7 @@ fn the_demo_loop_runs_issues_to_done_respecting_blockers_and_shuts_down_cleanly(
     );
 
     // The recorded log replays to the same decisions.
-    let replay = Command::new(env!("CARGO_BIN_EXE_symphony"))
-        .args(["replay", "--check", "events.ndjson"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&replay.stdout);
+    let stdout = replay_check(dir.path(), &["events.ndjson"]);
     assert!(stdout.contains("shutdown-complete"));
 }
 
@@ -268,16 +258,7 @@ fn logs_root_holds_a_json_log_with_issue_fields_and_the_event_log() {
     assert_eq!(dispatch["level"], "INFO");
     assert!(records.iter().any(|r| r["message"] == "symphony stopped"));
 
-    let replay = Command::new(env!("CARGO_BIN_EXE_symphony"))
-        .args(["replay", "--check", "logs/events.ndjson"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_check(dir.path(), &["logs/events.ndjson"]);
 }
 
 #[test]

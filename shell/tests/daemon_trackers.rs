@@ -14,7 +14,7 @@ mod support;
 
 use std::path::Path;
 
-use daemon_harness::{Daemon, get_json, http};
+use daemon_harness::{Daemon, get_json, http, replay_check};
 use serde_json::{Value, json};
 
 const FAKE_APP_SERVER: &str = env!("CARGO_BIN_EXE_symphony-fake-app-server");
@@ -262,16 +262,7 @@ fn github_and_codex_dispatch_continue_fail_back_off_stop_on_refresh_and_shut_dow
     );
 
     // The whole session replays to the same decisions.
-    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_symphony"))
-        .args(["replay", "--check", "events.ndjson"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    replay_check(dir.path(), &["events.ndjson"]);
 }
 
 #[test]

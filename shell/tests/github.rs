@@ -294,6 +294,17 @@ async fn the_probe_finds_the_repository_and_its_state_labels() {
     assert!(err.message.contains("401"), "{}", err.message);
 }
 
+/// A server that answers every request with a 200 carrying `body` as JSON.
+fn canned_json(body: &str) -> String {
+    canned(Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_boxed_str(),
+    ))
+}
+
 /// A server that answers every request with the same raw HTTP response.
 fn canned(response: &'static str) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -391,15 +402,7 @@ async fn records_missing_required_fields_are_skipped_when_listing_and_fail_a_ref
     let mut broken = gh_issue(2, "open", &["state:Todo"], false);
     broken.as_object_mut().unwrap().remove("title");
     let good = gh_issue(1, "open", &["state:Todo"], false);
-    let list = Value::Array(vec![good, broken.clone()]).to_string();
-    let response: &'static str = Box::leak(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
-            list.len()
-        )
-        .into_boxed_str(),
-    );
-    let api = canned(response);
+    let api = canned_json(&Value::Array(vec![good, broken.clone()]).to_string());
     let issues = tracker(&api, TOKEN)
         .fetch_by_states(&states(&["Todo"]))
         .await
@@ -407,15 +410,7 @@ async fn records_missing_required_fields_are_skipped_when_listing_and_fail_a_ref
     let ids: Vec<&str> = issues.iter().map(|i| i.identifier.as_str()).collect();
     assert_eq!(ids, ["GH-1"], "the record without a title is left out");
 
-    let one = broken.to_string();
-    let response: &'static str = Box::leak(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{one}",
-            one.len()
-        )
-        .into_boxed_str(),
-    );
-    let api = canned(response);
+    let api = canned_json(&broken.to_string());
     let err = tracker(&api, TOKEN)
         .fetch_by_ids(&[IssueId("2".into())])
         .await

@@ -138,3 +138,20 @@ pub(crate) fn get_json(addr: &str, path: &str) -> serde_json::Value {
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
 }
+
+/// `symphony replay --check FILES...` in `dir`, asserting success; returns its stdout.
+pub(crate) fn replay_check(dir: &Path, files: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .arg("replay")
+        .arg("--check")
+        .args(files)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay --check {files:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
