@@ -323,7 +323,12 @@ impl GithubTracker {
             .filter_map(|item| self.normalize(item))
             .filter(|issue| wanted.contains(&normalize(&issue.state)))
             .map(|mut issue| {
-                if claimed.iter().any(|n| n.to_string() == issue.id.as_str()) {
+                if issue
+                    .id
+                    .as_str()
+                    .parse::<u64>()
+                    .is_ok_and(|n| claimed.contains(&n))
+                {
                     issue.dispatchable = false;
                 }
                 issue
