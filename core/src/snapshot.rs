@@ -56,6 +56,12 @@ pub struct RunningRow {
     pub state: String,
     /// `<thread_id>-<turn_id>` once known.
     pub session_id: Option<String>,
+    /// SPEC 7.2 phase, as the worker's events so far show it: `preparing_workspace`,
+    /// `launching_agent_process` (prompt and process), `initializing_session`,
+    /// `streaming_turn`, or `finishing` (between turns while the issue is re-checked, and
+    /// while a stop is in progress).
+    #[serde(default)]
+    pub phase: String,
     /// Turns started in this run.
     pub turn_count: u32,
     /// Name of the last agent event.
@@ -257,6 +263,7 @@ fn running_row(entry: &RunningEntry, stopping: Option<String>) -> RunningRow {
         issue_url: entry.issue.url.clone(),
         state: entry.issue.state.clone(),
         session_id: entry.session_id(),
+        phase: entry.phase(stopping.is_some()).to_owned(),
         turn_count: entry.turn_count,
         last_event: entry.last_event.as_deref().map(str::to_owned),
         last_message: entry.last_message.clone(),

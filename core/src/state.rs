@@ -91,6 +91,21 @@ impl RunningEntry {
         }
     }
 
+    /// The SPEC 7.2 phase the events so far show (see `RunningRow::phase`).
+    pub(crate) fn phase(&self, stopping: bool) -> &'static str {
+        if stopping || self.awaiting_refresh.is_some() {
+            "finishing"
+        } else if self.turn_id.is_some() {
+            "streaming_turn"
+        } else if self.thread_id.is_some() {
+            "initializing_session"
+        } else if self.workspace_path.is_some() {
+            "launching_agent_process"
+        } else {
+            "preparing_workspace"
+        }
+    }
+
     /// The attempt a failure retry of this run gets.
     pub(crate) fn next_attempt(&self) -> u32 {
         self.attempt.unwrap_or(0).saturating_add(1)

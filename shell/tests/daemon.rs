@@ -410,3 +410,27 @@ fn a_size_capped_event_log_rotates_into_segments_that_replay_alone_and_as_a_chai
         "{stderr}"
     );
 }
+
+#[test]
+fn startup_removes_the_workspaces_of_issues_already_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    issue(dir.path(), "OLD-1", "Done", "");
+    issue(dir.path(), "KEEP-1", "Backlog", "");
+    for name in ["OLD-1", "KEEP-1"] {
+        std::fs::create_dir_all(dir.path().join("ws").join(name)).unwrap();
+        std::fs::write(dir.path().join("ws").join(name).join("work.txt"), "x").unwrap();
+    }
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("OLD-1's workspace removed", |l| {
+        l.contains("workspace removed") && l.contains("issue_id=\"OLD-1\"")
+    });
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(!dir.path().join("ws/OLD-1").exists());
+    assert!(
+        dir.path().join("ws/KEEP-1/work.txt").exists(),
+        "a non-terminal issue's workspace is kept"
+    );
+}

@@ -230,6 +230,7 @@ fn github_and_codex_dispatch_continue_fail_back_off_stop_on_refresh_and_shut_dow
     let gh3 = row("3");
     assert_eq!(gh3["session_id"], "thr_1-turn_1");
     assert_eq!(gh3["turn_count"], 1);
+    assert_eq!(gh3["phase"], "streaming_turn");
     let agent3 = gh3["pid"].as_u64().unwrap() as u32;
     let agent4 = row("4")["pid"].as_u64().unwrap() as u32;
     let sleep3 = pid_in(&dir.path().join("ws/GH-3/sleep.pid"));

@@ -362,6 +362,53 @@ fn snapshot_has_rows_totals_and_rate_limits() {
     insta::assert_snapshot!(serde_json::to_string_pretty(&snapshot).unwrap());
 }
 
+/// SPEC 7.2: a running row names the run attempt's phase from the events so far.
+#[test]
+fn running_rows_show_the_run_attempt_phase() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let phase = |sim: &Sim| sim.orch.snapshot(sim.now).running[0].phase.clone();
+    assert_eq!(phase(&sim), "preparing_workspace");
+    sim.started(1);
+    assert_eq!(phase(&sim), "launching_agent_process");
+    sim.agent(
+        1,
+        AgentUpdate::SessionStarted {
+            thread_id: "thread-1".into(),
+            pid: Some(7),
+        },
+    );
+    assert_eq!(phase(&sim), "initializing_session");
+    sim.agent(
+        1,
+        AgentUpdate::TurnStarted {
+            turn_id: "turn-1".into(),
+        },
+    );
+    assert_eq!(phase(&sim), "streaming_turn");
+    sim.agent(
+        1,
+        AgentUpdate::TurnCompleted {
+            turn_id: "turn-1".into(),
+        },
+    );
+    assert_eq!(
+        phase(&sim),
+        "finishing",
+        "the issue is re-checked between turns"
+    );
+    sim.respond_all();
+    assert_eq!(phase(&sim), "streaming_turn", "still active: the next turn");
+    sim.put(issue(1, "Done"));
+    sim.advance(base().poll_interval_ms);
+    sim.fire();
+    sim.respond_all();
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.running[0].phase, "finishing", "stopping");
+    assert!(snapshot.running[0].stopping.is_some());
+}
+
 /// SPEC 8.3: the global limit caps dispatch.
 #[test]
 fn global_limit_caps_dispatch() {
