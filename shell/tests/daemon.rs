@@ -434,3 +434,26 @@ fn startup_removes_the_workspaces_of_issues_already_terminal() {
         "a non-terminal issue's workspace is kept"
     );
 }
+
+#[test]
+fn a_failing_event_log_stops_recording_not_the_daemon() {
+    // Writes to /dev/full fail with ENOSPC: the sink breaks on its first flush.
+    assert!(
+        Path::new("/dev/full").exists(),
+        "this test needs /dev/full (Linux)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    issue(dir.path(), "F-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &["--event-log", "/dev/full"]);
+    daemon.wait_for("the sink failure", |l| {
+        l.contains("event log") && l.contains("recording stops")
+    });
+    daemon.wait_for("F-1 released after it", |l| {
+        l.contains("released") && l.contains("issue_id=\"F-1\"")
+    });
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert_eq!(state_of(dir.path(), "F-1"), "Done", "work went on");
+}
