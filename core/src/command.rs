@@ -125,14 +125,14 @@ pub enum Command {
         /// Why.
         reason: Reason,
     },
-    /// The agent needed user input: the issue is held, not retried, until it changes in the
-    /// tracker (documented policy, SPEC 10.5). Informational.
+    /// The agent needed user input (documented policy, SPEC 10.5), or the issue used its token
+    /// budget: the issue is held, not retried, until it changes in the tracker. Informational.
     HoldIssue {
         /// The issue.
         issue_id: IssueId,
         /// Its human-readable key.
         identifier: String,
-        /// What the agent asked for, summarised.
+        /// Why: what the agent asked for, or the used-up token budget; summarised.
         reason: String,
     },
     /// Run `before_remove` and delete the workspace of an issue no worker runs on.
@@ -200,6 +200,13 @@ pub enum Reason {
     RefreshFailed,
     /// A blocked issue changed in the tracker, so it may run again.
     Unblocked,
+    /// The issue used `agent.max_tokens_per_issue` (extension).
+    TokenBudget {
+        /// Tokens used across the claim's runs.
+        used: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The service is shutting down.
     Shutdown,
 }
@@ -215,6 +222,9 @@ impl fmt::Display for Reason {
             Self::MaxTurns { turns } => write!(f, "reached max_turns ({turns})"),
             Self::RefreshFailed => f.write_str("issue state refresh error"),
             Self::Unblocked => f.write_str("issue changed while blocked"),
+            Self::TokenBudget { used, limit } => {
+                write!(f, "token budget used: {used} of {limit} tokens")
+            }
             Self::Shutdown => f.write_str("shutdown"),
         }
     }

@@ -36,6 +36,11 @@ pub struct SchedulerConfig {
     pub max_turns: u32,
     /// `codex.stall_timeout_ms`; `<= 0` disables stall detection.
     pub stall_timeout_ms: i64,
+    /// `agent.max_tokens_per_issue`: tokens an issue may use across the runs of one claim
+    /// before its worker is stopped and the issue held; `None`: no limit. Left out of the
+    /// encoding when `None`, so digests of logs written before it existed do not change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_issue: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -52,6 +57,7 @@ impl Default for SchedulerConfig {
             max_retry_backoff_ms: 300_000,
             max_turns: 20,
             stall_timeout_ms: 300_000,
+            max_tokens_per_issue: None,
         }
     }
 }

@@ -23,6 +23,8 @@ pub fn failure_backoff_ms(attempt: u32, cap_ms: u64) -> u64 {
 pub(crate) struct RetryTarget {
     pub(crate) identifier: String,
     pub(crate) url: Option<String>,
+    /// Tokens the claim has used so far (the token budget counts across its runs).
+    pub(crate) spent: u64,
 }
 
 impl Orchestrator {
@@ -53,6 +55,7 @@ impl Orchestrator {
             due_at,
             error: error.clone(),
             checking: None,
+            spent: target.spent,
         };
         self.set_claim(id, Claim::Retrying(entry));
         out.push(Command::ScheduleRetry {
@@ -109,6 +112,7 @@ impl Orchestrator {
                 let target = RetryTarget {
                     identifier: entry.identifier,
                     url: entry.url,
+                    spent: entry.spent,
                 };
                 let error = Some("retry refresh failed".to_owned());
                 self.schedule_retry(&id, target, attempt, RetryKind::Failure, error, out);
@@ -141,12 +145,35 @@ impl Orchestrator {
         ready.sort_by(|a, b| dispatch_order(a.0, b.0));
         let mut slots = self.slots();
         for (issue, entry) in ready {
+            if let Some(limit) = self.config.max_tokens_per_issue
+                && entry.spent >= limit
+            {
+                // Only reachable when a stop for another reason overtook the budget's own.
+                let reason = Reason::TokenBudget {
+                    used: entry.spent,
+                    limit,
+                };
+                self.hold(
+                    &issue.id,
+                    issue,
+                    Some(entry.attempt),
+                    &reason.to_string(),
+                    out,
+                );
+                continue;
+            }
             match self.permit(issue, &slots, true) {
-                Ok(permit) => self.dispatch(permit, issue, Some(entry.attempt), &mut slots, out),
+                Ok(permit) => {
+                    self.dispatch(permit, issue, Some(entry.attempt), &mut slots, out);
+                    if let Some(Claim::Running(running)) = self.claims.get_mut(&issue.id) {
+                        running.spent_before = entry.spent;
+                    }
+                }
                 Err(why) => {
                     let target = RetryTarget {
                         identifier: issue.identifier.clone(),
                         url: issue.url.clone(),
+                        spent: entry.spent,
                     };
                     let attempt = entry.attempt.saturating_add(1);
                     let error = Some(why.to_string());

@@ -60,6 +60,9 @@ pub(crate) struct RunningEntry {
     pub(crate) reported: Tokens,
     /// Between turns, the refresh this run waits on before the next turn.
     pub(crate) awaiting_refresh: Option<RequestId>,
+    /// Tokens the earlier runs of this claim used (the token budget counts them all).
+    #[serde(default)]
+    pub(crate) spent_before: u64,
 }
 
 impl RunningEntry {
@@ -80,7 +83,13 @@ impl RunningEntry {
             tokens: Tokens::default(),
             reported: Tokens::default(),
             awaiting_refresh: None,
+            spent_before: 0,
         }
+    }
+
+    /// Tokens this claim has used: earlier runs and this one.
+    pub(crate) fn spent(&self) -> u64 {
+        self.spent_before.saturating_add(self.tokens.total_tokens)
     }
 
     /// `<thread_id>-<turn_id>` once both are known (SPEC 4.2).
@@ -132,6 +141,8 @@ pub(crate) enum AfterStop {
     RetryFailure { attempt: u32, error: String },
     /// Queue the short continuation retry, as after a normal exit.
     Continue,
+    /// Hold the issue until it changes, as after an input request (the token budget).
+    Hold,
 }
 
 /// SPEC 4.1.7. `checking` is set while the due retry waits for its issue refresh.
@@ -143,6 +154,9 @@ pub(crate) struct RetryEntry {
     pub(crate) due_at: Timestamp,
     pub(crate) error: Option<String>,
     pub(crate) checking: Option<RequestId>,
+    /// Tokens the claim's runs have used so far.
+    #[serde(default)]
+    pub(crate) spent: u64,
 }
 
 /// An issue whose agent asked for user input. It is not retried (that would loop, asking

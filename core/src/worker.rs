@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
-use crate::command::{Command, RunId};
+use crate::command::{Command, Reason, RunId};
 use crate::event::{AgentUpdate, ExitOutcome};
-use crate::issue::IssueId;
+use crate::issue::{Issue, IssueId};
 use crate::orchestrator::{Lifecycle, Orchestrator, Pending};
 use crate::retry::RetryTarget;
 use crate::state::{AfterStop, BlockedEntry, Claim, PendingStop, RunningEntry, Tokens, summarize};
@@ -48,6 +48,7 @@ impl Orchestrator {
         };
         entry.last_event_at = Some(now);
         let mut turn_completed = false;
+        let mut over_budget = None;
         entry.last_event = Some(match update {
             AgentUpdate::SessionStarted { thread_id, pid } => {
                 entry.thread_id = Some(thread_id.clone());
@@ -79,6 +80,15 @@ impl Orchestrator {
                 let delta = absorb_totals(&mut entry.reported, latest);
                 add_tokens(&mut entry.tokens, delta);
                 add_tokens(&mut self.totals, delta);
+                if let Some(limit) = self.config.max_tokens_per_issue
+                    && !stopping
+                    && entry.spent() >= limit
+                {
+                    over_budget = Some(Reason::TokenBudget {
+                        used: entry.spent(),
+                        limit,
+                    });
+                }
                 Cow::Borrowed("token_usage")
             }
             AgentUpdate::RateLimits { snapshot } => {
@@ -92,6 +102,14 @@ impl Orchestrator {
                 Cow::Owned(summarize(event))
             }
         });
+        if let Some(reason) = over_budget {
+            let stop = PendingStop {
+                reason,
+                then: AfterStop::Hold,
+            };
+            self.stop_worker(id, stop, false, out);
+            return;
+        }
         if turn_completed && self.lifecycle == Lifecycle::Running {
             let request = self.new_request(Pending::AfterTurn {
                 issue_id: id.clone(),
@@ -131,6 +149,7 @@ impl Orchestrator {
         let target = RetryTarget {
             identifier: entry.issue.identifier.clone(),
             url: entry.issue.url.clone(),
+            spent: entry.spent(),
         };
         use crate::command::RetryKind::{Continuation, Failure};
         match (stop, outcome) {
@@ -149,6 +168,11 @@ impl Orchestrator {
                     self.completed_runs += 1;
                     self.schedule_retry(id, target, 1, Continuation, None, out);
                 }
+                AfterStop::Hold if self.lifecycle == Lifecycle::Running => {
+                    let reason = stop.reason.to_string();
+                    self.hold(id, &entry.issue, entry.attempt, &reason, out);
+                }
+                AfterStop::Hold => self.release(id, Reason::Shutdown, out),
             },
             (None, ExitOutcome::Normal) => {
                 self.completed_runs += 1;
@@ -157,7 +181,7 @@ impl Orchestrator {
             (None, ExitOutcome::InputRequired { reason })
                 if self.lifecycle == Lifecycle::Running =>
             {
-                self.hold_blocked(id, &entry, reason, out);
+                self.hold(id, &entry.issue, entry.attempt, reason, out);
             }
             (None, outcome) => {
                 let attempt = entry.next_attempt();
@@ -168,20 +192,22 @@ impl Orchestrator {
         self.finish_shutdown_if_idle(out);
     }
 
-    /// Input required: hold the issue instead of retrying it (documented policy, SPEC 10.5).
-    fn hold_blocked(
+    /// Holds the issue instead of retrying it until it changes in the tracker: after an input
+    /// request (documented policy, SPEC 10.5) or a used-up token budget.
+    pub(crate) fn hold(
         &mut self,
         id: &IssueId,
-        entry: &RunningEntry,
+        issue: &Issue,
+        attempt: Option<u32>,
         reason: &str,
         out: &mut Vec<Command>,
     ) {
         let reason = summarize(reason);
         let blocked = BlockedEntry {
-            identifier: entry.issue.identifier.clone(),
-            url: entry.issue.url.clone(),
-            state: entry.issue.state.clone(),
-            attempt: entry.attempt,
+            identifier: issue.identifier.clone(),
+            url: issue.url.clone(),
+            state: issue.state.clone(),
+            attempt,
             reason: reason.clone(),
             since: self.now,
             baseline: None,
@@ -189,7 +215,7 @@ impl Orchestrator {
         self.set_claim(id, Claim::Blocked(blocked));
         out.push(Command::HoldIssue {
             issue_id: id.clone(),
-            identifier: entry.issue.identifier.clone(),
+            identifier: issue.identifier.clone(),
             reason,
         });
     }

@@ -385,6 +385,33 @@ fn integers_accept_numbers_and_numeric_strings() {
 }
 
 #[test]
+fn the_token_budget_is_off_by_default_and_must_be_positive() {
+    let w = ok(&with_front_matter(LINEAR, ""));
+    assert_eq!(w.config.agent.max_tokens_per_issue, None);
+    assert_eq!(w.config.scheduler().max_tokens_per_issue, None);
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  max_tokens_per_issue: 250000\n"),
+        "",
+    ));
+    assert_eq!(w.config.scheduler().max_tokens_per_issue, Some(250_000));
+    assert_eq!(
+        w.sources.get("agent.max_tokens_per_issue"),
+        Some(&Source::Workflow("agent.max_tokens_per_issue".into()))
+    );
+    for bad in ["0", "-5", "lots"] {
+        let e = err(&with_front_matter(
+            &format!("{LINEAR}agent:\n  max_tokens_per_issue: {bad}\n"),
+            "",
+        ));
+        assert!(
+            e.to_string().contains("agent.max_tokens_per_issue")
+                && e.to_string().contains("a positive integer"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn server_defaults_to_loopback_and_refuses_open_binds_without_a_token() {
     let w = ok(&with_front_matter(
         &format!("{LINEAR}server:\n  port: 0\n"),

@@ -93,6 +93,7 @@ struct Knobs {
     stall_timeout_ms: i64,
     max_retry_backoff_ms: u64,
     poll_interval_ms: u64,
+    token_budget: Option<u64>,
 }
 
 impl Knobs {
@@ -111,6 +112,7 @@ impl Knobs {
             max_retry_backoff_ms: self.max_retry_backoff_ms,
             max_turns: self.max_turns,
             stall_timeout_ms: self.stall_timeout_ms,
+            max_tokens_per_issue: self.token_budget,
         }
     }
 }
@@ -130,16 +132,20 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop_oneof![Just(-1i64), Just(0), 5_000i64..=120_000],
         prop_oneof![Just(5_000u64), 10_000u64..=400_000],
         1_000u64..=60_000,
+        prop::option::weighted(0.3, 2_000u64..=20_000),
     )
         .prop_map(
-            |(max_agents, by_state, require_label, max_turns, stall, backoff, poll)| Knobs {
-                max_agents,
-                by_state,
-                require_label,
-                max_turns,
-                stall_timeout_ms: stall,
-                max_retry_backoff_ms: backoff,
-                poll_interval_ms: poll,
+            |(max_agents, by_state, require_label, max_turns, stall, backoff, poll, budget)| {
+                Knobs {
+                    max_agents,
+                    by_state,
+                    require_label,
+                    max_turns,
+                    stall_timeout_ms: stall,
+                    max_retry_backoff_ms: backoff,
+                    poll_interval_ms: poll,
+                    token_budget: budget,
+                }
             },
         )
 }

@@ -2,7 +2,9 @@
 //! transcript (events, then the commands each produced) as an insta snapshot so a reviewer can
 //! read the scheduler's decisions; each also asserts its key facts directly.
 
-use symphony_core::{AgentUpdate, Command, Event, ExitOutcome, Issue, SchedulerConfig, Timestamp};
+use symphony_core::{
+    AgentUpdate, Command, Event, ExitOutcome, Issue, Reason, SchedulerConfig, Timestamp,
+};
 
 use crate::sim::{Sim, T0, id, issue};
 
@@ -701,6 +703,88 @@ fn input_required_blocks_until_the_issue_changes() {
     sim.note("a human answered on the ticket");
     poll(&mut sim);
     assert_eq!(dispatched(&sim), ["MT-1", "MT-1"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+fn usage(total: u64) -> AgentUpdate {
+    AgentUpdate::TokenUsage {
+        input_tokens: total - total / 4,
+        output_tokens: total / 4,
+        total_tokens: total,
+    }
+}
+
+/// Extension `agent.max_tokens_per_issue`: the budget counts every run of a claim; crossing
+/// it stops the worker and holds the issue until it changes, then it starts over.
+#[test]
+fn token_budget_counts_across_runs_stops_and_holds_until_the_issue_changes() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_tokens_per_issue: Some(1_000),
+        ..base()
+    });
+    sim.put(Issue {
+        updated_at: Some(T0),
+        ..issue(1, "Todo")
+    });
+    sim.boot();
+    sim.started(1);
+    let session = |thread: &str| AgentUpdate::SessionStarted {
+        thread_id: thread.into(),
+        pid: None,
+    };
+    sim.agent(1, session("thread-1"));
+    assert!(sim.agent(1, usage(600)).is_empty(), "600 of 1,000: go on");
+    sim.exit(1, ExitOutcome::Normal);
+    sim.advance(1_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"], "the continuation run");
+
+    sim.started(1);
+    sim.agent(1, session("thread-2"));
+    assert!(sim.agent(1, usage(300)).is_empty(), "600 + 300: go on");
+    let stop = sim.agent(1, usage(450));
+    assert!(
+        matches!(
+            stop.as_slice(),
+            [Command::StopWorker {
+                reason: Reason::TokenBudget {
+                    used: 1_050,
+                    limit: 1_000
+                },
+                cleanup_workspace: false,
+                ..
+            }]
+        ),
+        "{stop:?}"
+    );
+    sim.finish_stops();
+    let blocked = sim.orch.snapshot(sim.now).blocked;
+    assert_eq!(blocked.len(), 1);
+    assert!(
+        blocked[0]
+            .reason
+            .contains("token budget used: 1050 of 1000"),
+        "{}",
+        blocked[0].reason
+    );
+    poll(&mut sim);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim).len(), 2, "held, not retried");
+
+    sim.put(Issue {
+        updated_at: Some(T0.plus_millis(90_000)),
+        ..issue(1, "Todo")
+    });
+    sim.note("an operator looked at the ticket");
+    poll(&mut sim);
+    assert_eq!(
+        dispatched(&sim).len(),
+        3,
+        "released by the change, run again"
+    );
+    sim.started(1);
+    sim.agent(1, session("thread-3"));
+    assert!(sim.agent(1, usage(900)).is_empty(), "a fresh budget");
     insta::assert_snapshot!(sim.transcript);
 }
 

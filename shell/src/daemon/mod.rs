@@ -528,7 +528,7 @@ impl Daemon {
             } => tracing::warn!(
                 issue_id = issue_id.as_str(),
                 issue_identifier = identifier.as_str(),
-                "held: the agent needs input ({reason}); it runs again when the issue changes"
+                "held: {reason}; it runs again when the issue changes in the tracker"
             ),
             Command::RefreshQueued { queued, coalesced } => {
                 self.last_refresh = Some((queued, coalesced));

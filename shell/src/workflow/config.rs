@@ -275,6 +275,8 @@ pub struct AgentConfig {
     pub max_retry_backoff_ms: u64,
     /// Per-state limits, keys normalised.
     pub max_concurrent_agents_by_state: BTreeMap<String, u32>,
+    /// Tokens one issue may use across the runs of a claim; `None`: no limit.
+    pub max_tokens_per_issue: Option<u64>,
 }
 
 /// `codex`. Policy values pass through to the app-server unchanged.
@@ -363,6 +365,7 @@ impl ServiceConfig {
                 .collect(),
             max_retry_backoff_ms: self.agent.max_retry_backoff_ms,
             max_turns: self.agent.max_turns,
+            max_tokens_per_issue: self.agent.max_tokens_per_issue,
             stall_timeout_ms: self.codex.stall_timeout_ms,
         }
     }
@@ -1141,6 +1144,7 @@ impl Reader<'_> {
                 "max_concurrent_agents_by_state",
                 "kind",
                 "demo_turn_ms",
+                "max_tokens_per_issue",
             ],
         );
         let kind = match self.string(&section, "agent.kind")? {
@@ -1170,6 +1174,15 @@ impl Reader<'_> {
         let max_turns = self.int(&section, "agent.max_turns", 20, 1..=10_000)? as u32;
         let max_retry_backoff_ms =
             self.int(&section, "agent.max_retry_backoff_ms", 300_000, 1..=MAX_MS)? as u64;
+        let max_tokens_per_issue = match Self::get(&section, "max_tokens_per_issue") {
+            None => {
+                self.source("agent.max_tokens_per_issue", Source::Default);
+                None
+            }
+            Some(_) => {
+                Some(self.int(&section, "agent.max_tokens_per_issue", 0, 1..=i64::MAX)? as u64)
+            }
+        };
         let key = "agent.max_concurrent_agents_by_state";
         let mut by_state = BTreeMap::new();
         match Self::get(&section, "max_concurrent_agents_by_state") {
@@ -1216,6 +1229,7 @@ impl Reader<'_> {
             max_turns,
             max_retry_backoff_ms,
             max_concurrent_agents_by_state: by_state,
+            max_tokens_per_issue,
         })
     }
 
