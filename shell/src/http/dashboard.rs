@@ -44,7 +44,7 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
 {% for row in state.running %}
 <tr class="running-row" data-identifier="{{ row.issue_identifier }}">
   <td>{% if row.issue_url %}<a href="{{ row.issue_url }}">{{ row.issue_identifier }}</a>{% else %}{{ row.issue_identifier }}{% endif %}{% if row.stopping %} <span class="pill warn">stopping</span>{% endif %}</td>
-  <td>{{ row.state }}</td>
+  <td>{{ row.state }}{% if row.phase %} <span class="pill">{{ row.phase | replace(from="_", to=" ") }}</span>{% endif %}</td>
   <td class="num">{{ row.turn_count }}</td>
   <td class="num">{{ row.tokens.total_tokens }}</td>
   <td>{% if row.last_event %}{{ row.last_event }}{% if row.last_message %}: {{ row.last_message }}{% endif %}{% else %}<span class="empty">none yet</span>{% endif %}</td>
@@ -65,7 +65,7 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
 {% else %}<p class="empty">No retries queued.</p>{% endif %}
 
 {% if state.blocked %}
-<h2>Waiting for input</h2>
+<h2>Held until the issue changes</h2>
 <table id="blocked">
 <tr><th>Issue</th><th>Since</th><th>Reason</th></tr>
 {% for row in state.blocked %}
@@ -143,7 +143,7 @@ mod tests {
             "counts": {"running": 1, "retrying": 1, "blocked": 0},
             "running": [{
                 "issue_identifier": "MT-1", "issue_url": null, "state": "In Progress",
-                "turn_count": 2, "tokens": {"total_tokens": 1500},
+                "phase": "streaming_turn", "turn_count": 2, "tokens": {"total_tokens": 1500},
                 "last_event": "notification", "last_message": "<b>hi</b>",
                 "started_at": "2026-01-01T00:00:00Z", "stopping": null
             }],
@@ -157,6 +157,10 @@ mod tests {
         });
         let html = render(&state);
         assert!(html.contains("data-identifier=\"MT-1\""), "{html}");
+        assert!(
+            html.contains(">streaming turn</span>"),
+            "the run phase: {html}"
+        );
         assert!(html.contains("1m 00s"));
         assert!(
             html.contains("&lt;b&gt;hi&lt;&#x2F;b&gt;") || html.contains("&lt;b&gt;hi&lt;/b&gt;"),
