@@ -47,6 +47,8 @@ pub struct GithubTracker {
     repo: String,
     token: String,
     prefix: String,
+    /// `prefix` normalised (trimmed, lowercase), for matching labels.
+    label_prefix: String,
     skip_claimed: bool,
     /// The last 200 answer per URL, for conditional requests.
     cache: Mutex<BTreeMap<String, Cached>>,
@@ -86,6 +88,7 @@ impl GithubTracker {
             repo: provider.repo.clone(),
             token: provider.token.expose().to_owned(),
             prefix: provider.state_label_prefix.clone(),
+            label_prefix: normalize(&provider.state_label_prefix),
             skip_claimed: provider.skip_issues_with_open_pull_requests,
             cache: Mutex::new(BTreeMap::new()),
         })
@@ -236,6 +239,11 @@ impl GithubTracker {
         Ok(items)
     }
 
+    /// The state a label names, trimmed, when it starts with the state prefix (any case).
+    fn state_label<'l>(&self, label: &'l str) -> Option<&'l str> {
+        state_in_label(&self.label_prefix, label)
+    }
+
     /// SPEC 11.3 normalisation; `None` for a pull request or a record without its fields.
     fn normalize(&self, item: &Value) -> Option<Issue> {
         if item.get("pull_request").is_some() {
@@ -251,20 +259,14 @@ impl GithubTracker {
                     .collect()
             })
             .unwrap_or_default();
-        let prefix = normalize(&self.prefix);
         let state = if item["state"] == "closed" {
             "Closed".to_owned()
         } else {
             labels
                 .iter()
-                .find_map(|l| {
-                    let lower = l.to_lowercase();
-                    lower
-                        .starts_with(&prefix)
-                        .then(|| l[prefix.len()..].trim().to_owned())
-                })
+                .find_map(|l| self.state_label(l))
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "Open".to_owned())
+                .map_or_else(|| "Open".to_owned(), str::to_owned)
         };
         let priority = labels.iter().find_map(|l| {
             l.to_lowercase()
@@ -358,14 +360,11 @@ impl GithubTracker {
         let labels = self
             .pages(format!("{url}/labels?per_page={PER_PAGE}"), "label")
             .await?;
-        let prefix = normalize(&self.prefix);
         let mut states = vec!["Open".to_owned(), "Closed".to_owned()];
         states.extend(labels.iter().filter_map(|label| {
-            let name = label["name"].as_str()?;
-            name.to_lowercase()
-                .starts_with(&prefix)
-                .then(|| name[prefix.len()..].trim().to_owned())
+            self.state_label(label["name"].as_str()?)
                 .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         }));
         Ok(Probe {
             scope: format!(
@@ -414,7 +413,6 @@ impl GithubTracker {
         let number = Self::number(identifier)?;
         let url = format!("{}/repos/{}/issues/{number}", self.api_url, self.repo);
         let (item, _) = self.get(&url).await?;
-        let prefix = normalize(&self.prefix);
         let mut labels: Vec<String> = item["labels"]
             .as_array()
             .map(|ls| {
@@ -423,7 +421,7 @@ impl GithubTracker {
                     .collect()
             })
             .unwrap_or_default();
-        labels.retain(|l| !l.to_lowercase().starts_with(&prefix));
+        labels.retain(|l| self.state_label(l).is_none());
         let closing = matches!(normalize(state).as_str(), "closed");
         let mut patch = json!({});
         if closing {
@@ -576,6 +574,14 @@ impl Tracker for GithubTracker {
     }
 }
 
+/// What follows `prefix` (normalised) in `label`, trimmed, when the label starts with it in
+/// any case. The prefix is compared on the label's own bytes, so a character whose lowercase
+/// has another length cannot shift the cut into the middle of a character.
+fn state_in_label<'l>(prefix: &str, label: &'l str) -> Option<&'l str> {
+    let head = label.get(..prefix.len())?;
+    (head.to_lowercase() == prefix).then(|| label[prefix.len()..].trim())
+}
+
 /// GitHub's closing keywords (case does not matter).
 const CLOSING_KEYWORDS: [&str; 9] = [
     "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
@@ -651,6 +657,21 @@ mod tests {
             Some("https://api.github.com/repositories/1/issues?page=2")
         );
         assert_eq!(next_link("<https://x/?page=1>; rel=\"prev\""), None);
+    }
+
+    #[test]
+    fn state_labels_match_the_prefix_in_any_case_and_never_cut_a_character() {
+        assert_eq!(
+            state_in_label("state:", "State: In Progress"),
+            Some("In Progress")
+        );
+        assert_eq!(state_in_label("state:", "STATE:Todo"), Some("Todo"));
+        assert_eq!(state_in_label("state:", "state:"), Some(""));
+        assert_eq!(state_in_label("state:", "priority:1"), None);
+        assert_eq!(state_in_label("state:", "st"), None);
+        // The Kelvin sign lowercases to a one-byte `k`: matching on the lowercased text and
+        // cutting the original at the prefix's length would split it.
+        assert_eq!(state_in_label("k:", "\u{212A}:x"), None);
     }
 
     #[test]
