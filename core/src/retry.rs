@@ -164,10 +164,8 @@ impl Orchestrator {
             }
             match self.permit(issue, &slots, true) {
                 Ok(permit) => {
-                    self.dispatch(permit, issue, Some(entry.attempt), &mut slots, out);
-                    if let Some(Claim::Running(running)) = self.claims.get_mut(&issue.id) {
-                        running.spent_before = entry.spent;
-                    }
+                    let attempt = Some(entry.attempt);
+                    self.dispatch(permit, issue, attempt, entry.spent, &mut slots, out);
                 }
                 Err(why) => {
                     let target = RetryTarget {

@@ -263,23 +263,26 @@ impl Orchestrator {
             // Re-checked per issue: an earlier dispatch in this pass may have used the
             // state's last slot, or a duplicate id in the input may now be claimed.
             if let Ok(permit) = self.permit(issue, &slots, false) {
-                self.dispatch(permit, issue, None, &mut slots, out);
+                self.dispatch(permit, issue, None, 0, &mut slots, out);
             }
         }
     }
 
-    /// SPEC 16.4: claim the issue as running and tell the shell to start a worker.
+    /// SPEC 16.4: claim the issue as running and tell the shell to start a worker. `spent`:
+    /// tokens the claim's earlier runs used (0 for a first run).
     pub(crate) fn dispatch(
         &mut self,
         _permit: Permit,
         issue: &Issue,
         attempt: Option<u32>,
+        spent: u64,
         slots: &mut Slots,
         out: &mut Vec<Command>,
     ) {
         let run = self.new_run();
         slots.take(&issue.state);
-        let entry = RunningEntry::new(run, issue.clone(), attempt, self.now);
+        let mut entry = RunningEntry::new(run, issue.clone(), attempt, self.now);
+        entry.spent_before = spent;
         self.set_claim(&issue.id, Claim::Running(Box::new(entry)));
         out.push(Command::Dispatch {
             issue_id: issue.id.clone(),
