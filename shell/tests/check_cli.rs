@@ -3,6 +3,8 @@
 
 #[path = "fakes/github.rs"]
 mod github_fake;
+#[path = "fakes/linear.rs"]
+mod linear_fake;
 mod support;
 
 use std::path::Path;
@@ -158,52 +160,14 @@ fn completions_and_the_man_page_come_from_the_cli_definition() {
     );
 }
 
-/// A loopback stand-in for Linear's endpoint: 401 for any key but `good-key`, else an empty
-/// issue page (an unknown project slug looks exactly like this).
-/// A fake Linear: key `good-key` sees project `proj` (team states Backlog, Todo, In Progress,
-/// Done, Canceled) with no issue; any other key gets a 401.
+/// The shared fake Linear with one project, `proj` ("Project"), and no issue; its key is
+/// `linear_fake::KEY`, any other gets a 401.
 fn fake_linear() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let Some(request) = support::read_request(&stream) else {
-                continue;
-            };
-            if request.header("authorization") != Some("good-key") {
-                support::respond(
-                    stream,
-                    "401 Unauthorized",
-                    "application/json",
-                    r#"{"errors":[{"message":"Authentication required"}]}"#,
-                );
-                continue;
-            }
-            let payload: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-            let query = payload["query"].as_str().unwrap_or_default();
-            let body = if query.contains("SymphonyProbe") {
-                let found = payload["variables"]["slug"] == "proj";
-                let states: Vec<serde_json::Value> =
-                    ["Backlog", "Todo", "In Progress", "Done", "Canceled"]
-                        .iter()
-                        .map(|name| serde_json::json!({ "name": name }))
-                        .collect();
-                let nodes = if found {
-                    serde_json::json!([{"name": "Project", "teams": {"nodes": [
-                        {"key": "ENG", "states": {"nodes": states}}]}}])
-                } else {
-                    serde_json::json!([])
-                };
-                serde_json::json!({"data": {"projects": {"nodes": nodes}}})
-            } else {
-                serde_json::json!({"data": {"issues": {"nodes": [],
-                    "pageInfo": {"hasNextPage": false, "endCursor": null}}}})
-            };
-            support::respond(stream, "200 OK", "application/json", &body.to_string());
-        }
-    });
-    url
+    let board = linear_fake::Board {
+        projects: vec![("proj".into(), "Project".into())],
+        ..linear_fake::Board::default()
+    };
+    linear_fake::fake(linear_fake::Fault::None, board).0
 }
 
 fn line<'a>(out: &'a str, check: &str) -> &'a str {
@@ -274,7 +238,11 @@ fn doctor_names_a_wrong_key_an_empty_project_a_missing_agent_and_a_busy_port() {
         "{http}"
     );
 
-    let out = symphony(dir.path(), &["doctor"], &[("LINEAR_API_KEY", "good-key")]);
+    let out = symphony(
+        dir.path(),
+        &["doctor"],
+        &[("LINEAR_API_KEY", linear_fake::KEY)],
+    );
     let stdout = text(&out.stdout, dir.path());
     let tracker = line(&stdout, "tracker");
     assert!(
@@ -298,7 +266,11 @@ fn doctor_checks_linear_states_against_the_project_teams() {
             ),
         )
         .unwrap();
-        let out = symphony(dir.path(), &["doctor"], &[("LINEAR_API_KEY", "good-key")]);
+        let out = symphony(
+            dir.path(),
+            &["doctor"],
+            &[("LINEAR_API_KEY", linear_fake::KEY)],
+        );
         (out.status.code(), text(&out.stdout, dir.path()))
     };
 

@@ -37,6 +37,16 @@ pub(crate) struct Board {
     pub(crate) requests: usize,
     /// Every `Authorization` header received.
     pub(crate) auth_seen: Vec<String>,
+    /// Projects that exist besides those the issues name: (slug, name).
+    pub(crate) projects: Vec<(String, String)>,
+}
+
+/// The workflow states of the one team every project belongs to.
+pub(crate) const TEAM_STATES: [&str; 5] = ["Backlog", "Todo", "In Progress", "Done", "Canceled"];
+
+/// The fake's id for a team state.
+fn state_id(name: &str) -> String {
+    format!("st-{}", name.to_lowercase().replace(' ', "-"))
 }
 
 pub(crate) fn node(n: usize, state: &str, project: &str) -> Value {
@@ -183,14 +193,44 @@ pub(crate) fn fake(fault: Fault, board: Board) -> (String, Arc<Mutex<Board>>) {
                     .find(|i| i["identifier"] == id || i["id"] == id)
                     .map(|i| i["id"].clone())
                     .unwrap_or(Value::Null);
-                json!({"issue": {"id": uuid, "team": {"states": {"nodes": [
-                    {"id": "st-todo", "name": "Todo"}, {"id": "st-done", "name": "Done"}]}}}})
+                let states: Vec<Value> = TEAM_STATES
+                    .iter()
+                    .map(|name| json!({"id": state_id(name), "name": name}))
+                    .collect();
+                json!({"issue": {"id": uuid, "team": {"states": {"nodes": states}}}})
+            } else if query.contains("SymphonyProbe") {
+                let slug = vars["slug"].as_str().unwrap_or("");
+                let name = board
+                    .projects
+                    .iter()
+                    .find(|(s, _)| s == slug)
+                    .map(|(_, name)| name.clone())
+                    .or_else(|| {
+                        board
+                            .issues
+                            .iter()
+                            .any(|i| i["_project"] == slug)
+                            .then(|| slug.to_owned())
+                    });
+                let states: Vec<Value> = TEAM_STATES.iter().map(|n| json!({"name": n})).collect();
+                let nodes: Vec<Value> = name
+                    .map(|name| {
+                        json!({"name": name, "teams": {"nodes": [
+                        {"key": "ENG", "states": {"nodes": states}}]}})
+                    })
+                    .into_iter()
+                    .collect();
+                json!({"projects": {"nodes": nodes}})
             } else if query.contains("SymphonyMoveIssue") {
                 let (id, state) = (
                     vars["id"].clone(),
                     vars["stateId"].as_str().unwrap_or("").to_owned(),
                 );
-                let name = if state == "st-done" { "Done" } else { "Todo" };
+                let name = TEAM_STATES
+                    .iter()
+                    .find(|name| state_id(name) == state)
+                    .copied()
+                    .unwrap_or("Todo");
                 for issue in &mut board.issues {
                     if issue["id"] == id {
                         issue["state"] = json!({"name": name});
