@@ -185,7 +185,7 @@ fn the_contract_check_rejects_shapes_github_does_not_send() {
 
 #[tokio::test]
 async fn the_github_api_tool_is_scoped_to_the_repository() {
-    let (api, _) = fake(repo_with(2));
+    let (api, fake_repo) = fake(repo_with(2));
     let t = tracker(&api, TOKEN);
     assert_eq!(t.tool_specs()[0]["name"], "github_api");
     let body = t
@@ -203,7 +203,13 @@ async fn the_github_api_tool_is_scoped_to_the_repository() {
         "/user",
         "/repos/acme/app/../other",
         "/repos/acme/application",
+        // The URL library decodes these and normalises afterwards: they must never leave.
+        "/repos/acme/app/%2e%2e/%2e%2e/%2e%2e/user/repos",
+        "/repos/acme/app/%2E%2E/other-repo/contents/secret.txt",
+        "/repos/acme/app/%2e%2e%2fother/x",
+        "/repos/acme/app\\..\\other",
     ] {
+        let before = fake_repo.lock().unwrap().requests;
         let err = t
             .call_tool("github_api", &json!({"method": "GET", "path": path}))
             .unwrap()
@@ -212,6 +218,11 @@ async fn the_github_api_tool_is_scoped_to_the_repository() {
         assert!(
             err.contains("only paths under /repos/acme/app"),
             "{path}: {err}"
+        );
+        assert_eq!(
+            fake_repo.lock().unwrap().requests,
+            before,
+            "{path}: nothing may reach the API"
         );
     }
     let err = t
@@ -263,6 +274,27 @@ async fn open_pull_requests_that_close_an_issue_make_it_undispatchable() {
     assert!(
         issues.iter().all(|i| i.dispatchable),
         "off by default: the claim is ignored"
+    );
+}
+
+#[tokio::test]
+async fn hostile_pull_request_text_is_parsed_without_a_panic() {
+    let mut repo = repo_with(2);
+    let mut pull = gh_issue(50, "open", &[], true);
+    // A cut at the repository's length from the end fell inside a multi-byte character.
+    pull["body"] = json!("fixes https://€€€€€/issues/1 and closes https://x/ééacme/app/issues/2");
+    pull["title"] = json!("RESOLVES KKKK#1");
+    repo.issues.push(pull);
+    let (api, _) = fake(repo);
+    let skipping = tracker_with(
+        &api,
+        TOKEN,
+        "repo: acme/app\n    skip_issues_with_open_pull_requests: true",
+    );
+    let issues = skipping.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    assert!(
+        issues.iter().all(|i| i.dispatchable),
+        "none of those texts names an issue of acme/app"
     );
 }
 

@@ -14,7 +14,9 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use symphony_core::log::Recorder;
-use symphony_core::{AgentUpdate, Command, ConfigError, Event, RunId, Timestamp};
+use symphony_core::{
+    AgentUpdate, Command, ConfigError, Event, RunId, Timestamp, TrackerError, TrackerErrorCategory,
+};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::http::{self, Answer, HttpServer, Query};
@@ -394,12 +396,16 @@ impl Daemon {
     }
 
     /// Runs `answer` (a tracker request) as a task and feeds its event back through the
-    /// channel: request commands are answered by exactly one later event.
-    fn answer_later(&self, answer: impl Future<Output = Event> + Send + 'static) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send(Input::Event(answer.await));
-        });
+    /// channel: request commands are answered by exactly one later event. When the task does
+    /// not finish with an answer (a panic while parsing hostile tracker content, a
+    /// cancellation), `failed` turns the reason into the request's failure event, so no single
+    /// record can leave the core waiting for an answer forever.
+    fn answer_later(
+        &self,
+        answer: impl Future<Output = Event> + Send + 'static,
+        failed: impl FnOnce(TrackerError) -> Event + Send + 'static,
+    ) {
+        spawn_answer(self.tx.clone(), answer, failed);
     }
 
     fn send_later(&self, event: Event) {
@@ -410,36 +416,45 @@ impl Daemon {
         match command {
             Command::FetchCandidates { request, states } => {
                 let tracker = Arc::clone(&self.bound.tracker);
-                self.answer_later(async move {
-                    match tracker.fetch_by_states(&states).await {
-                        Ok(issues) => Event::CandidatesFetched { request, issues },
-                        Err(error) => {
-                            tracing::warn!("candidate fetch failed: {}", error.message);
-                            Event::CandidatesFetchFailed { request, error }
+                self.answer_later(
+                    async move {
+                        match tracker.fetch_by_states(&states).await {
+                            Ok(issues) => Event::CandidatesFetched { request, issues },
+                            Err(error) => {
+                                tracing::warn!("candidate fetch failed: {}", error.message);
+                                Event::CandidatesFetchFailed { request, error }
+                            }
                         }
-                    }
-                });
+                    },
+                    move |error| Event::CandidatesFetchFailed { request, error },
+                );
             }
             Command::ListTerminalIssues { request, states } => {
                 let tracker = Arc::clone(&self.bound.tracker);
-                self.answer_later(async move {
-                    match tracker.fetch_by_states(&states).await {
-                        Ok(issues) => Event::TerminalIssuesListed { request, issues },
-                        Err(error) => Event::TerminalIssuesListFailed { request, error },
-                    }
-                });
+                self.answer_later(
+                    async move {
+                        match tracker.fetch_by_states(&states).await {
+                            Ok(issues) => Event::TerminalIssuesListed { request, issues },
+                            Err(error) => Event::TerminalIssuesListFailed { request, error },
+                        }
+                    },
+                    move |error| Event::TerminalIssuesListFailed { request, error },
+                );
             }
             Command::RefreshIssues { request, ids } => {
                 let tracker = Arc::clone(&self.bound.tracker);
-                self.answer_later(async move {
-                    match tracker.fetch_by_ids(&ids).await {
-                        Ok(issues) => Event::IssuesRefreshed { request, issues },
-                        Err(error) => {
-                            tracing::warn!("issue refresh failed: {}", error.message);
-                            Event::IssuesRefreshFailed { request, error }
+                self.answer_later(
+                    async move {
+                        match tracker.fetch_by_ids(&ids).await {
+                            Ok(issues) => Event::IssuesRefreshed { request, issues },
+                            Err(error) => {
+                                tracing::warn!("issue refresh failed: {}", error.message);
+                                Event::IssuesRefreshFailed { request, error }
+                            }
                         }
-                    }
-                });
+                    },
+                    move |error| Event::IssuesRefreshFailed { request, error },
+                );
             }
             Command::Dispatch {
                 issue_id,
@@ -689,5 +704,84 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+/// [`Daemon::answer_later`]'s body: `answer` runs as its own task; its event, or `failed`'s
+/// when the task panicked or was cancelled, goes to `tx`.
+fn spawn_answer(
+    tx: UnboundedSender<Input>,
+    answer: impl Future<Output = Event> + Send + 'static,
+    failed: impl FnOnce(TrackerError) -> Event + Send + 'static,
+) {
+    let task = tokio::spawn(answer);
+    tokio::spawn(async move {
+        let event = match task.await {
+            Ok(event) => event,
+            Err(join) => {
+                let why = if join.is_panic() {
+                    let payload = join.into_panic();
+                    let text = payload
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    format!("the tracker request failed inside the adapter: {text}")
+                } else {
+                    "the tracker request task was cancelled".to_owned()
+                };
+                tracing::error!("{why}; the request counts as failed");
+                failed(TrackerError {
+                    category: TrackerErrorCategory::TrackerResponse,
+                    message: why,
+                })
+            }
+        };
+        let _ = tx.send(Input::Event(event));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use symphony_core::RequestId;
+
+    /// A request task that panics (hostile tracker content once did this in a parser) still
+    /// answers its request, with a failure, so polling goes on.
+    #[tokio::test]
+    async fn a_panicking_request_task_answers_with_a_failure() {
+        let (tx, mut rx) = unbounded_channel();
+        let request = RequestId(7);
+        spawn_answer(
+            tx,
+            async move {
+                if request.0 == 7 {
+                    panic!("byte index 3 is not a char boundary");
+                }
+                Event::CandidatesFetched {
+                    request,
+                    issues: Vec::new(),
+                }
+            },
+            move |error| Event::CandidatesFetchFailed { request, error },
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an answer within the bound")
+            .expect("the channel stays open");
+        let Input::Event(Event::CandidatesFetchFailed {
+            request: got,
+            error,
+        }) = answer
+        else {
+            panic!("expected a failed fetch");
+        };
+        assert_eq!(got, request);
+        assert_eq!(error.category, TrackerErrorCategory::TrackerResponse);
+        assert!(
+            error.message.contains("not a char boundary"),
+            "{}",
+            error.message
+        );
     }
 }

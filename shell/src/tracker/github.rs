@@ -246,60 +246,7 @@ impl GithubTracker {
 
     /// SPEC 11.3 normalisation; `None` for a pull request or a record without its fields.
     fn normalize(&self, item: &Value) -> Option<Issue> {
-        if item.get("pull_request").is_some() {
-            return None;
-        }
-        let number = item["number"].as_u64()?;
-        let labels: Vec<String> = item["labels"]
-            .as_array()
-            .map(|ls| {
-                ls.iter()
-                    .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let state = if item["state"] == "closed" {
-            "Closed".to_owned()
-        } else {
-            labels
-                .iter()
-                .find_map(|l| self.state_label(l))
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| "Open".to_owned(), str::to_owned)
-        };
-        let priority = labels.iter().find_map(|l| {
-            l.to_lowercase()
-                .strip_prefix("priority:")
-                .and_then(|p| p.trim().parse::<i64>().ok())
-                .filter(|p| (1..=4).contains(p))
-        });
-        let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
-        let mut native = serde_json::Map::new();
-        native.insert("number".into(), json!(number));
-        native.insert("repo".into(), json!(self.repo));
-        if let Some(node) = item["node_id"].as_str() {
-            native.insert("node_id".into(), json!(node));
-        }
-        Some(Issue {
-            id: IssueId(number.to_string()),
-            identifier: format!("GH-{number}"),
-            title: item["title"].as_str()?.to_owned(),
-            description: item["body"]
-                .as_str()
-                .map(str::to_owned)
-                .filter(|b| !b.is_empty()),
-            priority,
-            state,
-            url: item["html_url"].as_str().map(str::to_owned),
-            assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
-            labels: labels.iter().map(|l| normalize(l)).collect(),
-            created_at: ts(&item["created_at"]),
-            updated_at: ts(&item["updated_at"]),
-            dispatchable: true,
-            native_ref: Some(native),
-            ..Issue::default()
-        })
+        normalize_record(item, &self.label_prefix, &self.repo)
     }
 
     async fn by_states(&self, states: &[String]) -> Result<Vec<Issue>, TrackerError> {
@@ -483,16 +430,10 @@ impl GithubTracker {
             other => return Err(format!("method {other} is not allowed")),
         };
         let path = arguments["path"].as_str().ok_or("missing `path`")?;
-        let scope = format!("/repos/{}", self.repo);
-        let in_scope = (path == scope || path.starts_with(&format!("{scope}/")))
-            && !path.contains("..")
-            && !path.contains("://");
-        if !in_scope {
-            return Err(format!(
-                "only paths under {scope} are allowed, not {path:?}"
-            ));
-        }
-        let mut request = self.request(method, &format!("{}{path}", self.api_url));
+        let (owner, name) = self.repo.split_once('/').unwrap_or((&self.repo, ""));
+        let url = super::scope::scoped_url(&self.api_url, &["repos", owner, name], path)
+            .map_err(|e| e.to_string())?;
+        let mut request = self.request(method, url.as_str());
         if let Some(body) = arguments.get("body") {
             request = request.json(body);
         }
@@ -574,6 +515,66 @@ impl Tracker for GithubTracker {
     }
 }
 
+/// SPEC 11.3 normalisation of one record of GitHub's issue listing, with `label_prefix`
+/// already normalised; `None` for a pull request or a record without its fields. Public for
+/// the `tracker_records` fuzz target.
+pub fn normalize_record(item: &Value, label_prefix: &str, repo: &str) -> Option<Issue> {
+    if item.get("pull_request").is_some() {
+        return None;
+    }
+    let number = item["number"].as_u64()?;
+    let labels: Vec<String> = item["labels"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let state = if item["state"] == "closed" {
+        "Closed".to_owned()
+    } else {
+        labels
+            .iter()
+            .find_map(|l| state_in_label(label_prefix, l))
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| "Open".to_owned(), str::to_owned)
+    };
+    let priority = labels.iter().find_map(|l| {
+        l.to_lowercase()
+            .strip_prefix("priority:")
+            .and_then(|p| p.trim().parse::<i64>().ok())
+            .filter(|p| (1..=4).contains(p))
+    });
+    let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
+    let mut native = serde_json::Map::new();
+    native.insert("number".into(), json!(number));
+    native.insert("repo".into(), json!(repo));
+    if let Some(node) = item["node_id"].as_str() {
+        native.insert("node_id".into(), json!(node));
+    }
+    Some(Issue {
+        id: IssueId(number.to_string()),
+        identifier: format!("GH-{number}"),
+        title: item["title"].as_str()?.to_owned(),
+        description: item["body"]
+            .as_str()
+            .map(str::to_owned)
+            .filter(|b| !b.is_empty()),
+        priority,
+        state,
+        url: item["html_url"].as_str().map(str::to_owned),
+        assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
+        labels: labels.iter().map(|l| normalize(l)).collect(),
+        created_at: ts(&item["created_at"]),
+        updated_at: ts(&item["updated_at"]),
+        dispatchable: true,
+        native_ref: Some(native),
+        ..Issue::default()
+    })
+}
+
 /// What follows `prefix` (normalised) in `label`, trimmed, when the label starts with it in
 /// any case. The prefix is compared on the label's own bytes, so a character whose lowercase
 /// has another length cannot shift the cut into the middle of a character.
@@ -589,7 +590,7 @@ const CLOSING_KEYWORDS: [&str; 9] = [
 
 /// Numbers of `repo`'s issues that `text` closes: a closing keyword (optionally followed by
 /// `:`), then `#N`, `owner/name#N` naming `repo`, or a URL ending `/owner/name/issues/N`.
-fn closing_references(text: &str, repo: &str) -> Vec<u64> {
+pub fn closing_references(text: &str, repo: &str) -> Vec<u64> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut numbers = Vec::new();
     for pair in words.windows(2) {
@@ -611,9 +612,14 @@ fn closing_references(text: &str, repo: &str) -> Vec<u64> {
             target
                 .rsplit_once("/issues/")
                 .filter(|(head, _)| {
-                    head.len() > repo.len()
-                        && head[head.len() - repo.len()..].eq_ignore_ascii_case(repo)
-                        && head[..head.len() - repo.len()].ends_with('/')
+                    // `get` on both sides of the cut: a cut inside a multi-byte character
+                    // (`https://€€€/issues/1`) is no match, never a panic.
+                    let cut = head.len().saturating_sub(repo.len());
+                    cut > 0
+                        && head
+                            .get(cut..)
+                            .is_some_and(|r| r.eq_ignore_ascii_case(repo))
+                        && head.get(..cut).is_some_and(|h| h.ends_with('/'))
                 })
                 .and_then(|(_, n)| n.parse().ok())
         } else {
@@ -630,7 +636,7 @@ fn closing_references(text: &str, repo: &str) -> Vec<u64> {
 
 /// Issue numbers claimed by the open pull requests among `items` (an issue listing, which
 /// carries pull requests too), from their titles and bodies.
-fn claimed_by_open_pulls(items: &[Value], repo: &str) -> Vec<u64> {
+pub fn claimed_by_open_pulls(items: &[Value], repo: &str) -> Vec<u64> {
     let mut claimed = Vec::new();
     for pull in items
         .iter()
@@ -692,6 +698,13 @@ mod tests {
         assert!(closing_references("closes other/app#7 and mentions #8", repo).is_empty());
         assert!(closing_references("see #9; enclose #10; closes", repo).is_empty());
         assert!(closing_references("fixes #x12 closes #", repo).is_empty());
+        // A cut inside a multi-byte character is no match (this panicked once).
+        assert!(closing_references("fixes https://€€€€€/issues/1", repo).is_empty());
+        assert!(closing_references("fixes https://€€acme/app/issues/2", repo).is_empty());
+        assert_eq!(
+            closing_references("fixes https://€/acme/app/issues/3", repo),
+            [3]
+        );
     }
 
     #[test]

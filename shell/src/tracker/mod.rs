@@ -4,6 +4,7 @@
 mod github;
 mod linear;
 mod local;
+pub mod scope;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +12,10 @@ use std::pin::Pin;
 use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 
 pub use github::GithubTracker;
+/// Record parsers exposed for fuzzing (`fuzz/fuzz_targets/tracker_records.rs`).
+pub mod records {
+    pub use super::github::{claimed_by_open_pulls, closing_references, normalize_record};
+}
 pub use linear::LinearTracker;
 pub use local::LocalTracker;
 

@@ -1,0 +1,29 @@
+//! Hostile tracker content: any text as a pull request's title or body for GitHub's
+//! closing-reference parser, and as a JSON issue listing for the record normaliser. Each must
+//! return, never panic (a panic here once stopped polling for good).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use symphony::tracker::records;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    for repo in ["acme/app", "\u{20ac}/\u{e9}"] {
+        let _ = records::closing_references(&text, repo);
+    }
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
+        let items = match value {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for item in &items {
+            let _ = records::normalize_record(item, "state:", "acme/app");
+            let _ = records::normalize_record(item, "\u{212a}:", "acme/app");
+        }
+        let _ = records::claimed_by_open_pulls(&items, "acme/app");
+    }
+    // The same text as a pull request in a listing, so the claim path sees it too.
+    let pull = serde_json::json!([{"state": "open", "pull_request": {}, "title": &*text, "body": &*text}]);
+    let items = pull.as_array().cloned().unwrap_or_default();
+    let _ = records::claimed_by_open_pulls(&items, "acme/app");
+});
