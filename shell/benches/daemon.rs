@@ -197,6 +197,76 @@ fn state_latency() {
     stop(child);
 }
 
+/// `/api/v1/state` latency while 1,000 idle keep-alive connections are held open, then the
+/// daemon's RSS and threads while 10,000 hostile connections (each a partial 8 KiB head that
+/// never ends) hammer it.
+fn under_connection_load() {
+    let dir = tempfile::tempdir().unwrap();
+    write_setup(dir.path(), 100, 600_000);
+    let (child, _rx, addr) = start(dir.path());
+    let pid = child.id();
+    while get(&addr, "/readyz").0 != 200 {}
+    let threads_before = proc_field(pid, "Threads:");
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut times = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let started = Instant::now();
+        let (status, _) = get(&addr, "/api/v1/state");
+        times.push(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    times.sort();
+    println!(
+        "/api/v1/state with 100 running and 1,000 idle connections held open (2,000 requests): p50 {:?}, p99 {:?}, max {:?}; threads {} -> {}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times[times.len() - 1],
+        threads_before,
+        proc_field(pid, "Threads:")
+    );
+    drop(idle);
+
+    let rss_before = proc_field(pid, "VmRSS:");
+    let partial = format!(
+        "GET /api/v1/state HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}",
+        "a".repeat(8192)
+    );
+    let mut hostile = Vec::with_capacity(10_000);
+    let mut refused = 0;
+    for _ in 0..10_000 {
+        match TcpStream::connect(&addr) {
+            Ok(mut stream) => {
+                let _ = stream.set_nonblocking(true);
+                let _ = stream.write(partial.as_bytes());
+                hostile.push(stream);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let mut live = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        assert_eq!(get(&addr, "/livez").0, 200);
+        let (status, _) = get(&addr, "/api/v1/state");
+        assert_eq!(status, 200);
+        live.push(started.elapsed());
+    }
+    live.sort();
+    println!(
+        "10,000 hostile connections (8 KiB partial heads; {refused} refused at connect): daemon RSS {} kB -> {} kB (peak {} kB), threads {}; /livez + /api/v1/state meanwhile p50 {:?}, p99 {:?}",
+        rss_before,
+        proc_field(pid, "VmRSS:"),
+        proc_field(pid, "VmHWM:"),
+        proc_field(pid, "Threads:"),
+        percentile(&live, 0.5),
+        percentile(&live, 0.99),
+    );
+    drop(hostile);
+    stop(child);
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to check them; the figures
     // are only taken under `cargo bench`, which passes `--bench`.
@@ -205,5 +275,6 @@ fn main() {
     }
     start_to_ready();
     state_latency();
+    under_connection_load();
     idle();
 }

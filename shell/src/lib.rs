@@ -10,7 +10,7 @@
 //! | [`tracker`] | 11 | adapters: local files (Linear, GitHub: issue 7) |
 //! | [`agent`] | 10 | coding agents: the built-in demo agent (Codex: issue 6) |
 //! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
-//! | [`http`] | 13.7 | dashboard, JSON API, health probes (tiny_http) |
+//! | [`http`] | 13.7 | dashboard, JSON API, health probes (a bounded HTTP/1.1 server on tokio) |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -98,7 +98,7 @@ fn config_shows_values_sources_and_masks_secrets() {
     .unwrap();
     let secrets = [
         ("LINEAR_API_KEY", "lin_api_do_not_print"),
-        ("DASH_TOKEN", "dash_do_not_print"),
+        ("DASH_TOKEN", "dash_do_not_print_0123"),
     ];
     let out = symphony(
         dir.path(),

@@ -170,7 +170,7 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
     issue(dir.path(), "H-1", "Todo", "");
     let mut command_env =
-        Daemon::start_with_env(dir.path(), &[], &[("DASH_TOKEN", "tok-1234-secret")]);
+        Daemon::start_with_env(dir.path(), &[], &[("DASH_TOKEN", "tok-1234-secret-abcdef")]);
     let listening = command_env.wait_for("the listener", |l| l.contains("HTTP server listening"));
     let addr = listening
         .split("http://")
@@ -181,7 +181,7 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     command_env.wait_for("H-1 running", |l| {
         l.contains("dispatching issue_id=\"H-1\"")
     });
-    let token = Some("tok-1234-secret");
+    let token = Some("tok-1234-secret-abcdef");
 
     assert_eq!(http(&addr, "GET", "/livez", None).0, 200);
     assert_eq!(http(&addr, "GET", "/api/v1/state", None).0, 401);
@@ -192,7 +192,7 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     let state: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(state["counts"]["running"], 1);
     assert_eq!(state["running"][0]["issue_identifier"], "H-1");
-    assert!(!body.contains("tok-1234-secret"));
+    assert!(!body.contains("tok-1234-secret-abcdef"));
 
     let (status, _, body) = http(&addr, "GET", "/api/v1/H-1", token);
     assert_eq!(status, 200);
@@ -229,6 +229,35 @@ fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     command_env.interrupt();
     let (code, lines) = command_env.wait_exit();
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
+}
+
+#[test]
+fn running_out_of_file_descriptors_does_not_stop_the_http_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = workflow("").replace("---\nWork", "server:\n  port: 0\n---\nWork");
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
+    // 64 descriptors: the daemon needs about 20 of its own; 150 connections exhaust the rest.
+    let mut daemon = Daemon::start_with_nofile(dir.path(), &[], 64);
+    let addr = daemon.http_addr();
+    let held: Vec<std::net::TcpStream> = (0..150)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // accept fails with EMFILE; the server closes idle connections to make room and goes on.
+    daemon.wait_for("the accept failure", |l| l.contains("HTTP accept failed"));
+    assert_eq!(http(&addr, "GET", "/livez", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/api/v1/state", None).0, 200);
+    drop(held);
+    for _ in 0..20 {
+        assert_eq!(http(&addr, "GET", "/livez", None).0, 200);
+    }
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    let warnings = lines
+        .iter()
+        .filter(|l| l.contains("HTTP accept failed"))
+        .count();
+    assert_eq!(warnings, 1, "logged at most once a minute");
 }
 
 #[test]

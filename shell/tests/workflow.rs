@@ -440,6 +440,52 @@ fn server_defaults_to_loopback_and_refuses_open_binds_without_a_token() {
 }
 
 #[test]
+fn weak_auth_tokens_are_refused_without_printing_them() {
+    let server = |token: &str| {
+        format!("{LINEAR}server:\n  port: 8080\n  bind: 0.0.0.0\n  auth_token: {token}\n")
+    };
+    for (token, why) in [
+        ("\"\"", "it is empty"),
+        ("\"   \"", "whitespace"),
+        ("\"x\"", "1 characters, fewer than 16"),
+        ("\"short-token-abc\"", "15 characters"),
+        ("\"has a space in it, long\"", "whitespace"),
+        ("1234567890123456789", "expected a string"),
+    ] {
+        let e = err(&with_front_matter(&server(token), ""));
+        assert_eq!(e.key.as_deref(), Some("server.auth_token"), "{token}");
+        let shown = e.to_string();
+        assert!(shown.contains(why), "{token}: {shown}");
+        let bare = token.trim_matches('"').trim();
+        if !bare.is_empty() {
+            assert!(!shown.contains(bare), "the value is printed: {shown}");
+        }
+    }
+    // The same rules through `$VAR`: a blank variable is not a token.
+    for value in [" ", "\t", "tiny"] {
+        let env = MapEnv::new([("LINEAR_API_KEY", "k"), ("SYMPHONY_TOKEN", value)]);
+        let e = parse(
+            &with_front_matter(&server("$SYMPHONY_TOKEN"), ""),
+            Path::new(FILE),
+            &env,
+            &Overrides::default(),
+        )
+        .map(|_| ())
+        .expect_err(value);
+        assert_eq!(e.key.as_deref(), Some("server.auth_token"));
+    }
+    let w = ok(&with_front_matter(&server("0123456789abcdef"), ""));
+    assert_eq!(
+        w.config
+            .server
+            .auth_token
+            .as_ref()
+            .map(|t| t.expose().len()),
+        Some(16)
+    );
+}
+
+#[test]
 fn liquid_syntax_is_refused_with_the_tera_spelling() {
     let cases = [
         "{{ issue.title | default: \"untitled\" }}",

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use symphony_core::log::Recorder;
@@ -39,7 +38,7 @@ pub enum Input {
     /// The workflow watcher saw a change.
     Watch(WatchEvent),
     /// An HTTP request thread asks something; the answer goes back on the sender.
-    Query(Query, SyncSender<Answer>),
+    Query(Query, http::Reply),
 }
 
 /// How the daemon was started.
@@ -227,7 +226,7 @@ impl Daemon {
                     Some(Input::Watch(change)) => self.on_watch(change),
                     Some(Input::Query(query, reply)) => {
                         let answer = self.answer(query);
-                        http::reply(&reply, answer);
+                        http::reply(reply, answer);
                     }
                     None => break,
                 },

@@ -1,23 +1,36 @@
-//! The HTTP extension (SPEC 13.7) on tiny_http: dashboard, JSON API, health probes.
+//! The HTTP extension (SPEC 13.7): dashboard, JSON API, health probes, on the small bounded
+//! server in [`server`], which runs on a thread of its own (a current-thread tokio runtime),
+//! so no client load can slow the orchestrator's task.
 //!
-//! Request threads never touch the orchestrator: they send a [`Query`] to the daemon's task
+//! Request tasks never touch the orchestrator: they send a [`Query`] to the daemon's task
 //! and wait for its answer for at most [`ANSWER_TIMEOUT`], answering 503 otherwise (SPEC 17.4
 //! "timeout/unavailable"). Secrets the daemon knows are masked in every body it serves.
+//!
+//! Who may ask:
+//! - `/livez` answers anyone (it says nothing but "alive").
+//! - Without `server.auth_token`, only requests whose `Host` is a loopback name or address
+//!   (any port): a DNS-rebinding page, whose `Host` is its own domain, is refused.
+//! - With a token, a bearer token (scripts) or HTTP Basic with the token as the password
+//!   (browsers: a 401 carries a Basic challenge). Tokens compare in constant time.
+//! - A `POST` that a browser marks as cross-site (`Sec-Fetch-Site: cross-site`, or an
+//!   `Origin` other than the server's own) is refused; `curl -X POST` sends neither and works.
 
 mod dashboard;
+pub mod server;
 
-use std::io::Cursor;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{oneshot, watch};
 
 use crate::daemon::Input;
+pub use server::Limits;
+use server::{Request, Response};
 
 /// How long a request waits for the daemon's task.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,13 +40,16 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Query {
     /// `GET /api/v1/state` and the dashboard.
     State,
-    /// `GET /api/v1/<identifier>`.
+    /// `GET /api/v1/<identifier>` and `GET /api/v1/issues/<identifier>`.
     Issue(String),
     /// `POST /api/v1/refresh`.
     Refresh,
     /// `GET /readyz`.
     Ready,
 }
+
+/// Where the daemon sends a [`Query`]'s answer.
+pub type Reply = oneshot::Sender<Answer>;
 
 /// The daemon's answer: a status and a JSON body (already serialised, secrets masked).
 #[derive(Debug)]
@@ -61,21 +77,19 @@ impl Answer {
     }
 }
 
-/// A running server. Dropping it stops the request threads.
+/// A running server. Dropping it stops accepting, closes every connection and joins the
+/// server's thread.
 pub struct HttpServer {
-    server: Arc<Server>,
-    threads: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
 }
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        // Each unblock wakes one thread waiting in `incoming_requests`.
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for thread in self.threads.drain(..) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
@@ -83,15 +97,27 @@ impl Drop for HttpServer {
 
 struct Shared {
     tx: UnboundedSender<Input>,
-    token: Option<String>,
+    /// SHA-256 of the token: compared in constant time, whatever the presented length.
+    token: Option<[u8; 32]>,
 }
 
-/// Binds `bind:port` and serves with two request threads.
+/// Binds `bind:port` and serves with the default [`Limits`].
 pub fn start(
     bind: &str,
     port: u16,
     token: Option<String>,
     tx: UnboundedSender<Input>,
+) -> Result<HttpServer, String> {
+    start_with_limits(bind, port, token, tx, Limits::default())
+}
+
+/// Binds `bind:port` and serves within `limits`.
+pub fn start_with_limits(
+    bind: &str,
+    port: u16,
+    token: Option<String>,
+    tx: UnboundedSender<Input>,
+    limits: Limits,
 ) -> Result<HttpServer, String> {
     let host = bind.trim_start_matches('[').trim_end_matches(']');
     let address = if host.contains(':') {
@@ -99,114 +125,251 @@ pub fn start(
     } else {
         format!("{host}:{port}")
     };
-    let server = Server::http(&address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| format!("{address} is not an IP address"))?;
-    let server = Arc::new(server);
-    let shared = Arc::new(Shared { tx, token });
-    let threads = (0..2)
-        .map(|i| {
-            let (server, shared) = (Arc::clone(&server), Arc::clone(&shared));
-            thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    for request in server.incoming_requests() {
-                        handle(request, &shared);
-                    }
-                })
-                .map_err(|e| format!("cannot start an HTTP thread: {e}"))
+    let listener = std::net::TcpListener::bind(&address)
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    // A deeper accept queue than std's 128: a burst of connections waits there instead of
+    // having SYNs dropped (a dropped SYN costs the client a 1 s retransmit).
+    let _ = rustix::net::listen(&listener, 1024);
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+    let shared = Arc::new(Shared {
+        tx,
+        token: token.map(|t| digest(t.as_bytes())),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+    let thread = thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => return tracing::error!("HTTP server cannot start: {e}"),
+                };
+                let handler: server::Handler = Arc::new(move |request| {
+                    let shared = Arc::clone(&shared);
+                    Box::pin(async move { handle(request, &shared).await })
+                });
+                server::serve(listener, limits, handler, stopped).await;
+            });
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
     Ok(HttpServer {
-        server,
-        threads,
+        stop,
+        thread: Some(thread),
         addr,
     })
 }
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
-fn respond(request: Request, status: u16, content_type: &str, body: Vec<u8>, extra: &[Header]) {
-    let length = body.len();
-    let response = Response::new(
-        status.into(),
-        vec![header("Content-Type", content_type)],
-        Cursor::new(body),
-        Some(length),
-        None,
-    );
-    // The length is known: send Content-Length rather than chunked encoding, whatever the size.
-    let mut response = response.with_chunked_threshold(usize::MAX);
-    response.add_header(header("Cache-Control", "no-store"));
-    for h in extra {
-        response.add_header(h.clone());
+fn response(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    extra: Vec<(String, String)>,
+) -> Response {
+    let mut headers = vec![
+        ("Content-Type".to_owned(), content_type.to_owned()),
+        ("Cache-Control".to_owned(), "no-store".to_owned()),
+        ("X-Content-Type-Options".to_owned(), "nosniff".to_owned()),
+    ];
+    headers.extend(extra);
+    Response {
+        status,
+        headers,
+        body,
     }
-    let _ = request.respond(response);
 }
 
-fn respond_json(request: Request, answer: Answer, extra: &[Header]) {
-    respond(
-        request,
+fn json_response(answer: Answer, extra: Vec<(String, String)>) -> Response {
+    response(
         answer.status,
         "application/json",
         answer.body.into_bytes(),
         extra,
-    );
+    )
 }
 
 /// Asks the daemon's task and waits, bounded.
-fn ask(shared: &Shared, query: Query) -> Answer {
-    let (reply, answer) = sync_channel(1);
+async fn ask(shared: &Shared, query: Query) -> Answer {
+    let (reply, answer) = oneshot::channel();
     if shared.tx.send(Input::Query(query, reply)).is_err() {
         return Answer::error(503, "unavailable", "the orchestrator is shutting down");
     }
-    answer.recv_timeout(ANSWER_TIMEOUT).unwrap_or_else(|_| {
-        Answer::error(
+    match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Answer::error(503, "unavailable", "the orchestrator is shutting down"),
+        Err(_) => Answer::error(
             503,
             "orchestrator_timeout",
             format!(
                 "the orchestrator did not answer within {} ms",
                 ANSWER_TIMEOUT.as_millis()
             ),
-        )
-    })
+        ),
+    }
 }
 
-/// Constant-time comparison of the presented bearer token.
-fn authorized(request: &Request, token: &str) -> bool {
-    let presented = request
-        .headers()
+/// The bearer token, or the password of HTTP Basic credentials, equals the configured token.
+/// Both sides are hashed first, so the comparison takes the same time whatever was presented.
+fn authorized(request: &Request, token: &[u8; 32]) -> bool {
+    let Some(value) = request.header("authorization") else {
+        return false;
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let presented: Vec<u8> = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().as_bytes().to_vec()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let Some(decoded) = base64_decode(rest.trim()) else {
+            return false;
+        };
+        match decoded.iter().position(|b| *b == b':') {
+            Some(colon) => decoded[colon + 1..].to_vec(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    if presented.is_empty() {
+        return false;
+    }
+    digest(&presented)
         .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Bearer "))
-        .unwrap_or("");
-    let (a, b) = (presented.as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .zip(token)
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
-fn handle(request: Request, shared: &Shared) {
-    let path = request.url().split('?').next().unwrap_or("/").to_owned();
-    let method = request.method().clone();
+/// Standard base64 (padding optional); `None` for anything else.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(
+            match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => return None,
+            }
+            .into(),
+        )
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    if text.len() % 4 == 1 || text.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= value(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// The host part of a `Host` (or `Origin` authority) value: `[::1]:80` -> `::1`,
+/// `localhost:8080` -> `localhost`.
+fn host_name(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// A `Host` naming this machine's loopback: `localhost` or a loopback address, any port. A
+/// request without `Host` (HTTP/1.0) is not from a browser and passes.
+fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let name = host_name(host.trim());
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A browser says this request comes from another site's page.
+fn cross_site(request: &Request) -> bool {
+    if request
+        .header("sec-fetch-site")
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+    {
+        return true;
+    }
+    let Some(origin) = request.header("origin") else {
+        return false;
+    };
+    let authority = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .unwrap_or("");
+    match request.header("host") {
+        Some(host) => authority.is_empty() || !authority.eq_ignore_ascii_case(host.trim()),
+        None => true,
+    }
+}
+
+async fn handle(request: Request, shared: &Shared) -> Response {
+    let path = request.target.split('?').next().unwrap_or("/").to_owned();
+    let method = request.method.as_str();
     if path == "/livez" {
         return match method {
-            Method::Get | Method::Head => {
-                respond_json(request, Answer::json(200, &json!({"live": true}), &[]), &[]);
-            }
-            _ => not_allowed(request, "GET, HEAD"),
+            "GET" | "HEAD" => json_response(Answer::json(200, &json!({"live": true}), &[]), vec![]),
+            _ => not_allowed(method, "GET, HEAD"),
         };
     }
-    if let Some(token) = &shared.token
-        && !authorized(&request, token)
-    {
-        let challenge = header("WWW-Authenticate", "Bearer");
-        return respond_json(
-            request,
-            Answer::error(401, "unauthorized", "missing or wrong bearer token"),
-            &[challenge],
+    match &shared.token {
+        None if !loopback_host(request.header("host")) => {
+            return json_response(
+                Answer::error(
+                    403,
+                    "forbidden_host",
+                    "without server.auth_token only loopback Host names are served",
+                ),
+                vec![],
+            );
+        }
+        Some(token) if !authorized(&request, token) => {
+            return json_response(
+                Answer::error(401, "unauthorized", "missing or wrong token"),
+                vec![
+                    (
+                        "WWW-Authenticate".into(),
+                        "Bearer realm=\"symphony\"".into(),
+                    ),
+                    (
+                        "WWW-Authenticate".into(),
+                        "Basic realm=\"symphony\", charset=\"UTF-8\"".into(),
+                    ),
+                ],
+            );
+        }
+        _ => {}
+    }
+    if !matches!(method, "GET" | "HEAD") && cross_site(&request) {
+        return json_response(
+            Answer::error(
+                403,
+                "cross_site",
+                "cross-site requests may not change anything",
+            ),
+            vec![],
         );
     }
     let (allow, query) = match path.as_str() {
@@ -214,55 +377,54 @@ fn handle(request: Request, shared: &Shared) {
         "/readyz" => ("GET, HEAD", Some(Query::Ready)),
         "/api/v1/state" => ("GET, HEAD", Some(Query::State)),
         "/api/v1/refresh" => ("POST", Some(Query::Refresh)),
-        other => match other.strip_prefix("/api/v1/") {
-            Some(identifier) if !identifier.is_empty() && !identifier.contains('/') => {
-                ("GET, HEAD", Some(Query::Issue(percent_decode(identifier))))
+        other => {
+            // `/api/v1/issues/<identifier>` always reaches an issue, even one named `state`.
+            let identifier = other
+                .strip_prefix("/api/v1/issues/")
+                .or_else(|| other.strip_prefix("/api/v1/"));
+            match identifier {
+                Some(identifier) if !identifier.is_empty() && !identifier.contains('/') => {
+                    ("GET, HEAD", Some(Query::Issue(percent_decode(identifier))))
+                }
+                _ => ("", None),
             }
-            _ => ("", None),
-        },
+        }
     };
     let Some(query) = query else {
-        return respond_json(
-            request,
-            Answer::error(404, "not_found", format!("no route for {path}")),
-            &[],
+        let shown: String = path.chars().take(200).collect();
+        return json_response(
+            Answer::error(404, "not_found", format!("no route for {shown}")),
+            vec![],
         );
     };
     let method_ok = match query {
-        Query::Refresh => method == Method::Post,
-        _ => matches!(method, Method::Get | Method::Head),
+        Query::Refresh => method == "POST",
+        _ => matches!(method, "GET" | "HEAD"),
     };
     if !method_ok {
-        return not_allowed(request, allow);
+        return not_allowed(method, allow);
     }
     let dashboard = path == "/";
-    let answer = ask(shared, query);
+    let answer = ask(shared, query).await;
     if dashboard && answer.status == 200 {
         let state: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
         let html = dashboard::render(&state);
-        respond(
-            request,
-            200,
-            "text/html; charset=utf-8",
-            html.into_bytes(),
-            &[],
-        );
+        response(200, "text/html; charset=utf-8", html.into_bytes(), vec![])
     } else {
-        respond_json(request, answer, &[]);
+        json_response(answer, vec![])
     }
 }
 
-fn not_allowed(request: Request, allow: &str) {
-    let method = request.method().to_string();
-    respond_json(
-        request,
+fn not_allowed(method: &str, allow: &str) -> Response {
+    let shown: String = method.chars().take(20).collect();
+    json_response(
         Answer::error(
             405,
             "method_not_allowed",
-            format!("{method} is not allowed here"),
+            format!("{shown} is not allowed here"),
         ),
-        &[header("Allow", allow)],
-    );
+        vec![("Allow".into(), allow.into())],
+    )
 }
 
 /// `%XX` decoding for identifiers in paths.
@@ -318,7 +480,51 @@ pub fn mask(text: &str, secrets: &[String]) -> String {
         })
 }
 
-/// Sends `answer` back to a waiting request thread (which may have given up).
-pub fn reply(to: &SyncSender<Answer>, answer: Answer) {
-    let _ = to.try_send(answer);
+/// Sends `answer` back to a waiting request (which may have given up).
+pub fn reply(to: Reply, answer: Answer) {
+    let _ = to.send(answer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_basic_credentials() {
+        assert_eq!(
+            base64_decode("dTpwYXNzd29yZA==").as_deref(),
+            Some(&b"u:password"[..])
+        );
+        assert_eq!(
+            base64_decode("dTpwYXNzd29yZA").as_deref(),
+            Some(&b"u:password"[..])
+        );
+        assert_eq!(base64_decode("YQ").as_deref(), Some(&b"a"[..]));
+        assert_eq!(base64_decode("Y"), None);
+        assert_eq!(base64_decode("a b="), None);
+    }
+
+    #[test]
+    fn only_loopback_host_names_pass() {
+        for ok in [
+            None,
+            Some("localhost"),
+            Some("LOCALHOST:8080"),
+            Some("127.0.0.1:1"),
+            Some("[::1]:80"),
+            Some("127.9.9.9"),
+        ] {
+            assert!(loopback_host(ok), "{ok:?}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "localhost.evil.example",
+            "[::2]:80",
+            "10.0.0.1",
+            "",
+        ] {
+            assert!(!loopback_host(Some(bad)), "{bad}");
+        }
+    }
 }

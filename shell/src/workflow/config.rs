@@ -1370,13 +1370,27 @@ impl Reader<'_> {
                 }
                 None => {
                     self.written("server.auth_token");
-                    Some(Secret(text.trim().to_owned()))
+                    Some(Secret(text.clone()))
                 }
             },
-            Some(other) => {
-                return Err(self.invalid("server.auth_token", "a string or $VAR", other));
+            // Never echo the value: a token written as a number is still a token.
+            Some(_) => {
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    "server.auth_token",
+                    "server.auth_token: expected a string or $VAR (the value is not shown)",
+                ));
             }
         };
+        if let Some(token) = &auth_token
+            && let Err(why) = check_auth_token(token.expose())
+        {
+            return Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                "server.auth_token",
+                format!("server.auth_token refused: {why} (the value is not shown)"),
+            ));
+        }
         let loopback = bind == "localhost"
             || bind
                 .trim_start_matches('[')
@@ -1399,6 +1413,31 @@ impl Reader<'_> {
             auth_token,
         })
     }
+}
+
+/// Shortest bearer token the HTTP server accepts.
+pub(crate) const MIN_AUTH_TOKEN_CHARS: usize = 16;
+
+/// Why `token` cannot guard the HTTP server: empty, containing whitespace (a padded or
+/// two-word value is almost always a mistake, and an all-blank one would equal a blank
+/// header), or shorter than [`MIN_AUTH_TOKEN_CHARS`]. The reason never includes the value.
+pub(crate) fn check_auth_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    if token.chars().any(char::is_whitespace) {
+        return Err("it contains whitespace".to_owned());
+    }
+    if token.chars().any(char::is_control) {
+        return Err("it contains control characters".to_owned());
+    }
+    let chars = token.chars().count();
+    if chars < MIN_AUTH_TOKEN_CHARS {
+        return Err(format!(
+            "it has {chars} characters, fewer than {MIN_AUTH_TOKEN_CHARS}"
+        ));
+    }
+    Ok(())
 }
 
 /// The provider map being read, and which flat key each folded-in value was written at.

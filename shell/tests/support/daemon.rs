@@ -25,8 +25,24 @@ impl Daemon {
     }
 
     pub(crate) fn start_with_env(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_symphony"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_symphony"));
+        command.args(args);
+        Self::spawn(command, dir, vars)
+    }
+
+    /// Starts the daemon with its open-file limit lowered to `nofile` (`ulimit -n`).
+    pub(crate) fn start_with_nofile(dir: &Path, args: &[&str], nofile: u32) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_symphony"))
+            .args(args);
+        Self::spawn(command, dir, &[])
+    }
+
+    fn spawn(mut command: Command, dir: &Path, vars: &[(&str, &str)]) -> Self {
+        let mut child = command
             .current_dir(dir)
             .env("SYMPHONY_LOG", "info")
             .env("NO_COLOR", "1")
