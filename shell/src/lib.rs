@@ -10,6 +10,7 @@
 //! | [`tracker`] | 11 | adapters: local files (Linear, GitHub: issue 7) |
 //! | [`agent`] | 10 | coding agents: the built-in demo agent (Codex: issue 6) |
 //! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
+//! | [`redact`] | 15.3 | secrets masked and control characters escaped at every sink |
 //! | [`http`] | 13.7 | dashboard, JSON API, health probes (a bounded HTTP/1.1 server on tokio) |
 
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod agent;
 mod child;
 pub mod daemon;
 pub mod http;
+pub mod redact;
 pub mod tracker;
 pub mod workflow;
 pub mod workspace;

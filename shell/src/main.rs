@@ -23,9 +23,15 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     fn finish(self) -> ExitCode {
-        // Output errors (a closed pipe) are not worth a panic.
-        let _ = std::io::stdout().write_all(self.stdout.as_bytes());
-        let _ = std::io::stderr().write_all(self.stderr.as_bytes());
+        // Every secret masked, and control characters from outside (identifiers, messages,
+        // errors) escaped so they cannot drive the terminal. Output errors (a closed pipe) are
+        // a normal end, not worth a panic.
+        let clean = |text: &str| {
+            let masked = symphony::redact::mask(text);
+            symphony::redact::escape_controls(&masked, &['\n', '\t']).into_owned()
+        };
+        let _ = std::io::stdout().write_all(clean(&self.stdout).as_bytes());
+        let _ = std::io::stderr().write_all(clean(&self.stderr).as_bytes());
         if self.success {
             ExitCode::SUCCESS
         } else {
@@ -63,6 +69,7 @@ const DEMO_FILES: [(&str, &str); 6] = [
 /// file in the chosen format. `SYMPHONY_LOG` sets the filter (default `info`).
 fn init_logging(flags: &cli::LogFlags) -> Result<(), String> {
     use std::io::IsTerminal as _;
+    use symphony::redact::{Controls, RedactingWriter};
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -70,8 +77,13 @@ fn init_logging(flags: &cli::LogFlags) -> Result<(), String> {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SYMPHONY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let controls = if color {
+        Controls::KeepColours
+    } else {
+        Controls::Escape
+    };
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(move || RedactingWriter::new(std::io::stderr(), controls))
         .with_target(false)
         .with_ansi(color);
     let file = match &flags.logs_root {
@@ -85,7 +97,15 @@ fn init_logging(flags: &cli::LogFlags) -> Result<(), String> {
                 .append(true)
                 .open(&path)
                 .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-            let writer = std::sync::Mutex::new(file);
+            let file = std::sync::Arc::new(file);
+            let format = flags.log_format;
+            let writer = move || {
+                let controls = match format {
+                    cli::LogFormat::Human => Controls::Escape,
+                    cli::LogFormat::Json => Controls::Keep,
+                };
+                RedactingWriter::new(SharedFile(std::sync::Arc::clone(&file)), controls)
+            };
             Some(match flags.log_format {
                 cli::LogFormat::Human => tracing_subscriber::fmt::layer()
                     .with_writer(writer)
@@ -109,6 +129,32 @@ fn init_logging(flags: &cli::LogFlags) -> Result<(), String> {
         .map_err(|e| format!("cannot set up logging: {e}"))
 }
 
+/// The log file, shared by every record's writer; each record is one append.
+struct SharedFile(std::sync::Arc<std::fs::File>);
+
+impl std::io::Write for SharedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`symphony man | head`) is a normal end.
+fn print_bytes(bytes: &[u8], what: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Writes the demo setup into `dir` unless a workflow is already there.
 fn write_demo(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     let workflow = dir.join("WORKFLOW.md");
@@ -126,6 +172,8 @@ fn write_demo(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
 }
 
 fn main() -> ExitCode {
+    // The values of the conventional secret variables are masked in all output from here on.
+    symphony::redact::register(Vec::new());
     let cli = cli::Cli::parse();
     match cli.command {
         Some(cli::Command::Replay(args)) => replay::run(&args).finish(),
@@ -135,15 +183,17 @@ fn main() -> ExitCode {
         Some(cli::Command::Doctor(args)) => doctor::run(&args).finish(),
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "symphony", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "symphony", &mut script);
+            print_bytes(&script, "the completion script")
         }
         Some(cli::Command::Man) => {
             let command = <cli::Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(command).render(&mut page) {
+                Ok(()) => print_bytes(&page, "the man page"),
                 Err(e) => {
-                    eprintln!("error: cannot write the man page: {e}");
+                    eprintln!("error: cannot render the man page: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -212,7 +212,10 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
             Ok(state) => render(&args.url, &state, width()),
             Err(e) => format!("error: {e}\n"),
         };
-        // Raw-ish mode: lines need an explicit carriage return.
+        // Text from the daemon (identifiers, messages) is escaped before the view's own
+        // control sequences are added. Raw-ish mode: lines need an explicit carriage return.
+        let masked = symphony::redact::mask(&view);
+        let view = symphony::redact::escape_controls(&masked, &['\n']);
         print!("\x1b[H\x1b[2J{}", view.replace('\n', "\r\n"));
         print!("\r\n(q quits)");
         let _ = std::io::Write::flush(&mut std::io::stdout());

@@ -361,3 +361,30 @@ fn doctor_against_github_names_a_wrong_token_an_unknown_repository_and_missing_s
         "no `state:In Progress` label yet: {states}"
     );
 }
+
+/// A closed stdout is a normal end for every printing subcommand: each writes into a pipe
+/// whose reading end is already closed, so every write fails with EPIPE.
+#[test]
+fn printing_into_a_closed_pipe_is_a_normal_end() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), LOCAL).unwrap();
+    for args in [
+        &["man"][..],
+        &["completions", "bash"],
+        &["config"],
+        &["check"],
+    ] {
+        let (reader, writer) = rustix::pipe::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::from(writer))
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}

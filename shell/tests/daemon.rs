@@ -158,6 +158,116 @@ fn edits_reload_and_a_broken_edit_keeps_the_last_good_workflow() {
     assert!(broken < reloaded && reloaded < dispatched);
 }
 
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_or_an_oversized_file_as_the_workflow_is_refused_and_never_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    // `check` on a FIFO: refused at once (it used to wait for a writer forever).
+    mkfifo(&dir.path().join("fifo.md"));
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["check", "fifo.md"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    // More than 1 MiB: refused with the size and the cap.
+    let big = format!("{}\n{}", workflow(""), "x".repeat(1 << 20));
+    std::fs::write(dir.path().join("big.md"), big).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["check", "big.md"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("more than the 1048576 bytes allowed"),
+        "{stderr}"
+    );
+
+    // A running daemon whose WORKFLOW.md becomes a FIFO keeps the last good workflow and
+    // still shuts down at once.
+    let path = dir.path().join("WORKFLOW.md");
+    std::fs::write(&path, workflow("")).unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("startup", |l| l.contains("symphony started"));
+    let fifo = dir.path().join("next.fifo");
+    mkfifo(&fifo);
+    std::fs::rename(&fifo, &path).unwrap();
+    daemon.wait_for("the refused FIFO", |l| {
+        l.contains("not a regular file") && l.contains("keeping the last good workflow")
+    });
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+}
+
+#[test]
+fn text_from_outside_cannot_forge_log_lines_or_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let hooks = "hooks:\n  after_run: \"printf '\\\\033]0;pwned\\\\007\\\\033[2Jclear\\\\n2026-11-30T00:00:00Z  INFO hook forged\\\\n'; exit 3\"\n";
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow(hooks)).unwrap();
+    issue(dir.path(), "L-1", "Todo", "");
+    // A file name carrying a newline and a fake log line.
+    std::fs::write(
+        dir.path()
+            .join("issues/F-1\n2026-11-30T00:00:00Z  INFO name forged.md"),
+        "---\nstate: Todo\n---\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(dir.path(), &["--event-log", "events.ndjson"]);
+    let skipped = daemon.wait_for("the skipped file", |l| l.contains("skipping issue file"));
+    assert!(
+        skipped.contains("F-1\\n2026"),
+        "the newline is escaped: {skipped}"
+    );
+    let failed = daemon.wait_for("the failing hook", |l| {
+        l.contains("hook") && l.contains("exit")
+    });
+    // A few more polls (200 ms apart) list the bad file again.
+    daemon.wait_for("L-1 done", |l| l.contains("released") && l.contains("L-1"));
+    let polls = || {
+        std::fs::read_to_string(dir.path().join("events.ndjson"))
+            .unwrap_or_default()
+            .matches("\"candidates_fetched\"")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + daemon_harness::BOUND;
+    while polls() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 4 polls within the bound"
+        );
+        std::thread::yield_now();
+    }
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(failed.contains("\\u{1b}]0;pwned"), "{failed}");
+    for line in &lines {
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "raw control: {line:?}"
+        );
+        assert!(
+            !line.starts_with("2026-11-30T00:00:00Z"),
+            "forged line: {line}"
+        );
+    }
+    // Said once, not on every poll.
+    let warnings = lines
+        .iter()
+        .filter(|l| l.contains("skipping issue file"))
+        .count();
+    assert_eq!(warnings, 1, "{}", lines.join("\n"));
+}
+
 #[test]
 fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();

@@ -373,3 +373,86 @@ fn linear_and_codex_run_host_side_tools_clean_up_and_follow_workflow_edits() {
     assert!(support::process_is_gone(child), "ENG-2's agent's child");
     assert!(!lines.iter().any(|l| l.contains(linear_fake::KEY)));
 }
+
+/// A tracker that echoes the API key in every error: the key must appear in no output at all.
+#[test]
+fn a_key_echoed_by_the_tracker_is_masked_in_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, _board) =
+        linear_fake::fake(linear_fake::Fault::EchoKey, linear_fake::Board::default());
+    let tracker = format!(
+        "  kind: linear\n  active_states: [Todo]\n  terminal_states: [Done]\n  provider:\n    endpoint: {endpoint}\n    project_slug: proj-1\n"
+    );
+    workflow(dir.path(), &tracker, "unused");
+    let key = linear_fake::KEY;
+    let mut daemon = Daemon::start_with_env(
+        dir.path(),
+        &[
+            "--logs-root",
+            "logs",
+            "--log-format",
+            "json",
+            "--event-log",
+            "events.ndjson",
+        ],
+        &[("LINEAR_API_KEY", key)],
+    );
+    let addr = daemon.http_addr();
+    let failed = daemon.wait_for("the failing fetch", |l| {
+        l.contains("candidate fetch failed")
+    });
+    assert!(failed.contains("Authorization: ****"), "{failed}");
+    let (_, _, state) = http(&addr, "GET", "/api/v1/state", None);
+    let (_, _, dashboard) = http(&addr, "GET", "/", None);
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+
+    let mut outputs = vec![
+        ("stderr", lines.join("\n")),
+        ("state", state),
+        ("dashboard", dashboard),
+        (
+            "json log",
+            std::fs::read_to_string(dir.path().join("logs/symphony.log")).unwrap(),
+        ),
+        (
+            "event log",
+            std::fs::read_to_string(dir.path().join("events.ndjson")).unwrap(),
+        ),
+    ];
+    assert!(
+        outputs[4].1.contains("Authorization: ****"),
+        "the error is recorded, masked"
+    );
+    for args in [
+        &["doctor"][..],
+        &["check"],
+        &["config"],
+        &["replay", "events.ndjson"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("LINEAR_API_KEY", key)
+            .output()
+            .unwrap();
+        outputs.push((
+            args[0],
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    }
+    assert!(
+        outputs
+            .iter()
+            .any(|(what, text)| *what == "doctor" && text.contains("****")),
+        "doctor met the echoing tracker: {outputs:?}"
+    );
+    for (what, text) in &outputs {
+        assert!(!text.contains(key), "{what} shows the key:\n{text}");
+    }
+}

@@ -145,3 +145,69 @@ async fn writes_change_state_and_append_comments_keeping_the_rest() {
     assert!(t.set_state("../W-1", "Done").await.is_err());
     assert!(t.set_state("W-404", "Done").await.is_err());
 }
+
+#[tokio::test]
+async fn oversized_files_deep_front_matter_and_bad_names_are_skipped_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "OK-1", "---\nstate: Todo\n---\n");
+    // 2 MiB: over the 1 MiB cap (the daemon once read a 300 MB file whole).
+    write(
+        dir.path(),
+        "BIG-1",
+        &format!("---\nstate: Todo\n---\n{}", "x".repeat(2 << 20)),
+    );
+    // 120 KB of nesting in the front matter: over the 64 KiB cap, refused before parsing.
+    write(
+        dir.path(),
+        "DEEP-1",
+        &format!("---\nstate: Todo\nx: {}\n---\n", "[".repeat(120_000)),
+    );
+    // Deep nesting under the size cap: refused before the YAML parser sees it (60,000 `[`
+    // took it 7.5 s).
+    write(
+        dir.path(),
+        "DEEP-2",
+        &format!("---\nstate: Todo\nx: {}\n---\n", "[".repeat(60_000)),
+    );
+    // A FIFO named like an issue is not a regular file: never opened for a blocking read.
+    let fifo = dir.path().join("PIPE-1.md");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    write(dir.path(), "sp ace", "---\nstate: Todo\n---\n");
+    let t = tracker(dir.path());
+    let listed = t.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(ids, ["OK-1"]);
+    for (id, why) in [
+        ("BIG-1", "more than the 1048576 bytes allowed"),
+        ("DEEP-1", "more than the 65536 allowed"),
+        ("DEEP-2", "nest deeper than 64"),
+    ] {
+        let err = t.fetch_by_ids(&[IssueId(id.into())]).await.unwrap_err();
+        assert!(err.message.contains(why), "{id}: {}", err.message);
+    }
+    // The writer refuses what the reader skips.
+    let err = t.set_state("sp ace", "Done").await.unwrap_err();
+    assert!(
+        err.message.contains("not a local issue identifier"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn a_state_change_keeps_the_file_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "---\ntitle: Keep me  # a comment\nstate: Todo\nlabels: [backend]\n---\nBody.\n";
+    write(dir.path(), "K-1", text);
+    tracker(dir.path()).set_state("K-1", "Done").await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("K-1.md")).unwrap(),
+        text.replace("state: Todo", "state: Done")
+    );
+}

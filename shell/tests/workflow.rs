@@ -647,8 +647,14 @@ fn yaml_bombs_fail_cleanly() {
     assert_eq!(e.class, ErrorClass::WorkflowParseError);
     assert!(e.message.contains("repetition limit exceeded"), "{e}");
 
-    let deep = format!("---\nx: {}\n---\n", "[".repeat(5_000));
+    // Deep flow nesting is refused before the parser sees it (100,000 `[` took it 20 s).
+    let deep = format!("---\nx: {}\n---\n", "[".repeat(100_000));
     let e = err(&deep);
+    assert_eq!(e.class, ErrorClass::WorkflowParseError);
+    assert!(e.message.contains("nest deeper than 64 at line 1"), "{e}");
+    // Block nesting deeper than the parser's own limit still ends in its typed error.
+    let block: String = (0..200).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+    let e = err(&format!("---\n{block}---\n"));
     assert_eq!(e.class, ErrorClass::WorkflowParseError);
     assert!(e.message.contains("recursion limit exceeded"), "{e}");
 }

@@ -364,6 +364,7 @@ impl Daemon {
 
     /// Feeds one event to the core, records it, and executes the commands.
     fn feed(&mut self, event: Event) {
+        let event = scrub(event);
         let (commands, line) = self.recorder.handle(now(), &event);
         if let Some(log) = &mut self.log
             && let Err(e) = log.line(&line)
@@ -564,6 +565,7 @@ impl Daemon {
                 self.feed(event);
             }
             WatchEvent::Reloaded(workflow) => {
+                crate::redact::register(workflow.config.secret_values());
                 for warning in &workflow.warnings {
                     tracing::warn!("{warning}");
                 }
@@ -704,6 +706,23 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+/// `event` with every registered secret masked, before the core, the event log or any status
+/// surface sees it (a tracker that echoes the key in an error message, say). The core decides
+/// on the masked event, so the log replays exactly. Events without a secret pass unchanged;
+/// with no secret registered (the local tracker) nothing is serialised.
+fn scrub(event: Event) -> Event {
+    if !crate::redact::any() {
+        return event;
+    }
+    let Ok(text) = serde_json::to_string(&event) else {
+        return event;
+    };
+    if !crate::redact::contains_secret(&text) {
+        return event;
+    }
+    serde_json::from_str(&crate::redact::mask(&text)).unwrap_or(event)
 }
 
 /// [`Daemon::answer_later`]'s body: `answer` runs as its own task; its event, or `failed`'s

@@ -61,12 +61,14 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// `value` as compact JSON, with every secret in `secrets` replaced by `****`.
+    /// `value` as compact JSON, with every secret in `secrets`, and every secret the process
+    /// knows ([`crate::redact`]), replaced by `****`.
     pub fn json(status: u16, value: &impl serde::Serialize, secrets: &[String]) -> Self {
         let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
+        let text = crate::redact::mask_with(&text, secrets);
         Self {
             status,
-            body: mask(&text, secrets),
+            body: crate::redact::mask(&text).into_owned(),
         }
     }
 
@@ -464,20 +466,6 @@ pub fn elapsed(from: Option<&str>, to: Option<&str>) -> String {
         60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
         _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
     }
-}
-
-/// Replaces every occurrence of each secret in `text` with `****`.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(text.to_owned(), |text, secret| {
-            if text.contains(secret.as_str()) {
-                text.replace(secret.as_str(), "****")
-            } else {
-                text
-            }
-        })
 }
 
 /// Sends `answer` back to a waiting request (which may have given up).

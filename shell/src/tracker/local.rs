@@ -18,10 +18,19 @@
 //! file's modification time. `dispatchable` applies the Todo-blocker rule: an issue in `Todo`
 //! waits until every blocker is in a terminal state. A malformed file is skipped with a warning
 //! when listing by state, and fails a refresh by id (SPEC 11.1). Writes (state changes,
-//! comments) replace the file atomically.
+//! comments) replace the file atomically; a state change rewrites only the `state:` line, so
+//! the rest of the file keeps its formatting.
+//!
+//! Identifiers follow one rule for reading and writing ([`identifier_rule`]): letters, digits,
+//! `-`, `_` and `.`, not starting with `.`, at most 128 characters. A file whose name breaks it
+//! is skipped with a warning, like a malformed one; each such warning is logged once per change
+//! of the file's problem, not on every poll. Files are read only when they are regular files
+//! of at most [`MAX_ISSUE_FILE_BYTES`], with front matter of at most
+//! [`MAX_FRONT_MATTER_BYTES`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
 use serde_yaml::{Mapping, Value};
@@ -31,11 +40,48 @@ use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, Tracker
 
 use super::{BoxFuture, Probe, Tracker, error};
 
+/// Largest issue file read.
+pub(crate) const MAX_ISSUE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Largest front matter parsed (YAML parsing of deeply nested input grows faster than its size).
+pub(crate) const MAX_FRONT_MATTER_BYTES: usize = 64 * 1024;
+
+/// Longest identifier.
+const MAX_IDENTIFIER_CHARS: usize = 128;
+
 /// Issues as Markdown files in a directory.
 #[derive(Clone, Debug)]
 pub struct LocalTracker {
     dir: PathBuf,
     terminal: StateSet,
+    /// The problem last reported per skipped file, so each is logged once per change.
+    reported: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+/// The one rule for local identifiers, for reading and for writing: `Err` says why `identifier`
+/// breaks it.
+pub(crate) fn identifier_rule(identifier: &str) -> Result<(), String> {
+    if identifier.is_empty() {
+        return Err("the identifier is empty".into());
+    }
+    if identifier.starts_with('.') {
+        return Err("an identifier may not start with `.`".into());
+    }
+    if identifier.chars().count() > MAX_IDENTIFIER_CHARS {
+        return Err(format!(
+            "an identifier has at most {MAX_IDENTIFIER_CHARS} characters"
+        ));
+    }
+    if !identifier
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(
+            "an identifier has only ASCII letters, digits, `-`, `_` and `.` (rename the file)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Every issue file of the directory: identifier and the parsed file or why it is malformed.
@@ -53,6 +99,7 @@ impl LocalTracker {
         Self {
             dir,
             terminal: StateSet::new(&terminal_states),
+            reported: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -62,17 +109,12 @@ impl LocalTracker {
     }
 
     fn file_for(&self, identifier: &str) -> Result<PathBuf, TrackerError> {
-        let valid = !identifier.is_empty()
-            && identifier
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !identifier.starts_with('.');
-        if !valid {
-            return Err(error(
+        identifier_rule(identifier).map_err(|why| {
+            error(
                 TrackerErrorCategory::TrackerRequest,
-                format!("{identifier:?} is not a local issue identifier"),
-            ));
-        }
+                format!("{identifier:?} is not a local issue identifier: {why}"),
+            )
+        })?;
         Ok(self.dir.join(format!("{identifier}.md")))
     }
 
@@ -98,7 +140,11 @@ impl LocalTracker {
             if identifier.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            files.push((identifier.to_owned(), parse_file(&path, identifier)));
+            let parsed = match identifier_rule(identifier) {
+                Ok(()) => parse_file(&path, identifier),
+                Err(why) => Err(why),
+            };
+            files.push((identifier.to_owned(), parsed));
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(files)
@@ -139,20 +185,37 @@ impl LocalTracker {
         let files = self.read_all()?;
         let all = Self::states_of(&files);
         let mut chosen = Vec::new();
+        let mut problems = BTreeMap::new();
         for (identifier, parsed) in files {
             match parsed {
                 Ok(p) if wanted.iter().any(|w| matches_normalized(&p.issue.state, w)) => {
                     chosen.push(p);
                 }
                 Ok(_) => {}
-                Err(reason) => tracing::warn!(
-                    issue_identifier = identifier.as_str(),
-                    "skipping malformed issue file {}: {reason}",
-                    self.dir.join(format!("{identifier}.md")).display()
-                ),
+                Err(reason) => {
+                    problems.insert(identifier, reason);
+                }
             }
         }
+        self.report(problems);
         Ok(self.finish(chosen, &all))
+    }
+
+    /// Warns about each skipped file whose problem is new or changed since the last listing.
+    fn report(&self, problems: BTreeMap<String, String>) {
+        let Ok(mut reported) = self.reported.lock() else {
+            return;
+        };
+        for (identifier, reason) in &problems {
+            if reported.get(identifier) != Some(reason) {
+                tracing::warn!(
+                    issue_identifier = identifier.as_str(),
+                    "skipping issue file {}: {reason}",
+                    self.dir.join(format!("{identifier}.md")).display()
+                );
+            }
+        }
+        *reported = problems;
     }
 
     fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {
@@ -180,14 +243,10 @@ impl LocalTracker {
         Ok(self.finish(chosen, &all))
     }
 
-    /// Rewrites the front matter of an issue file with `change`, atomically.
-    fn rewrite(
-        &self,
-        identifier: &str,
-        change: impl FnOnce(&mut Mapping, &mut String),
-    ) -> Result<(), TrackerError> {
+    /// Applies `change` to an issue file, atomically.
+    fn rewrite(&self, identifier: &str, change: Change) -> Result<(), TrackerError> {
         let path = self.file_for(identifier)?;
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read_issue_file(&path).map_err(|e| {
             error(
                 TrackerErrorCategory::TrackerRequest,
                 format!("cannot read {}: {e}", path.display()),
@@ -199,10 +258,19 @@ impl LocalTracker {
                 format!("{}: {e}", path.display()),
             )
         })?;
-        change(&mut front, &mut body);
-        let yaml = serde_yaml::to_string(&Value::Mapping(front))
-            .map_err(|e| error(TrackerErrorCategory::TrackerResponse, e.to_string()))?;
-        let new_text = format!("---\n{yaml}---\n{body}");
+        let new_text = match change {
+            Change::State(state) => match replace_state_line(&text, &state) {
+                Some(text) => text,
+                None => {
+                    front.insert("state".into(), Value::String(state));
+                    reserialize(front, &body)?
+                }
+            },
+            Change::Comment(comment) => {
+                append_comment(&mut body, &comment);
+                reserialize(front, &body)?
+            }
+        };
         let tmp = path.with_extension(format!("md.tmp.{}", std::process::id()));
         std::fs::write(&tmp, new_text)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -214,6 +282,76 @@ impl LocalTracker {
                 )
             })
     }
+}
+
+/// A write to an issue file.
+enum Change {
+    /// Set `state:`.
+    State(String),
+    /// Append a comment under `## Comments`.
+    Comment(String),
+}
+
+fn reserialize(front: Mapping, body: &str) -> Result<String, TrackerError> {
+    let yaml = serde_yaml::to_string(&Value::Mapping(front))
+        .map_err(|e| error(TrackerErrorCategory::TrackerResponse, e.to_string()))?;
+    Ok(format!("---\n{yaml}---\n{body}"))
+}
+
+fn append_comment(body: &mut String, comment: &str) {
+    if !body.contains("\n## Comments\n") && !body.starts_with("## Comments\n") {
+        if !body.ends_with('\n') && !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str("\n## Comments\n");
+    }
+    body.push_str(&format!("\n{}\n", comment.trim()));
+}
+
+/// `text` with the value of its one top-level `state:` line in the front matter replaced by
+/// `state`, everything else byte for byte; `None` when there is not exactly one such line on
+/// a line of its own (then the caller rewrites the whole front matter).
+fn replace_state_line(text: &str, state: &str) -> Option<String> {
+    let front_end = text.get(4..)?.find("\n---")? + 4;
+    let front = &text[..front_end];
+    let mut found = None;
+    let mut offset = 0;
+    for line in front.split_inclusive('\n') {
+        if line.starts_with("state:") {
+            if found.is_some() {
+                return None;
+            }
+            found = Some((offset, line.len()));
+        }
+        offset += line.len();
+    }
+    let (at, len) = found?;
+    let line = &text[at..at + len];
+    let ending = if line.ends_with("\r\n") {
+        "\r\n"
+    } else if line.ends_with('\n') {
+        "\n"
+    } else {
+        ""
+    };
+    // The value as YAML writes a lone string (quoted when it must be).
+    let value = serde_yaml::to_string(&Value::String(state.to_owned())).ok()?;
+    let value = value.trim_end_matches('\n');
+    if value.contains('\n') {
+        return None;
+    }
+    Some(format!(
+        "{}state: {value}{ending}{}",
+        &text[..at],
+        &text[at + len..]
+    ))
+}
+
+/// An issue file's text: a regular file of at most [`MAX_ISSUE_FILE_BYTES`], UTF-8.
+fn read_issue_file(path: &Path) -> Result<String, String> {
+    let bytes = crate::workflow::read_regular_file(path, MAX_ISSUE_FILE_BYTES)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "the file is not valid UTF-8".to_owned())
 }
 
 /// Front matter map and body of an issue file.
@@ -233,6 +371,16 @@ fn split(text: &str) -> Result<(Mapping, String), String> {
         }
         None => return Err("the front matter is never closed by `---`".into()),
     };
+    if yaml.len() > MAX_FRONT_MATTER_BYTES {
+        return Err(format!(
+            "the front matter has {} bytes, more than the {MAX_FRONT_MATTER_BYTES} allowed",
+            yaml.len()
+        ));
+    }
+    crate::workflow::front_matter::check_flow_depth(
+        yaml,
+        crate::workflow::front_matter::MAX_FLOW_DEPTH,
+    )?;
     match serde_yaml::from_str::<Value>(yaml).map_err(|e| e.to_string())? {
         Value::Mapping(map) => Ok((map, body.to_owned())),
         Value::Null => Ok((Mapping::new(), body.to_owned())),
@@ -241,7 +389,7 @@ fn split(text: &str) -> Result<(Mapping, String), String> {
 }
 
 fn parse_file(path: &Path, identifier: &str) -> Result<Parsed, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = read_issue_file(path)?;
     let (front, body) = split(&text)?;
     let string = |key: &str| -> Result<Option<String>, String> {
         match front.get(key) {
@@ -361,11 +509,7 @@ impl Tracker for LocalTracker {
     ) -> BoxFuture<'a, Result<(), TrackerError>> {
         let this = self.clone();
         let (identifier, state) = (identifier.to_owned(), state.to_owned());
-        blocking(move || {
-            this.rewrite(&identifier, |front, _| {
-                front.insert("state".into(), Value::String(state));
-            })
-        })
+        blocking(move || this.rewrite(&identifier, Change::State(state)))
     }
 
     fn add_comment<'a>(
@@ -375,17 +519,7 @@ impl Tracker for LocalTracker {
     ) -> BoxFuture<'a, Result<(), TrackerError>> {
         let this = self.clone();
         let (identifier, comment) = (identifier.to_owned(), body.to_owned());
-        blocking(move || {
-            this.rewrite(&identifier, |_, body| {
-                if !body.contains("\n## Comments\n") && !body.starts_with("## Comments\n") {
-                    if !body.ends_with('\n') && !body.is_empty() {
-                        body.push('\n');
-                    }
-                    body.push_str("\n## Comments\n");
-                }
-                body.push_str(&format!("\n{}\n", comment.trim()));
-            })
-        })
+        blocking(move || this.rewrite(&identifier, Change::Comment(comment)))
     }
 }
 
@@ -401,5 +535,41 @@ mod tests {
         assert!(split("no front matter").is_err());
         assert!(split("---\nstate: Todo\n").is_err());
         assert!(split("---\n- a\n---\n").is_err());
+    }
+
+    #[test]
+    fn a_state_change_keeps_the_rest_of_the_file_byte_for_byte() {
+        let text = "---\ntitle: A  # note\nstate: Todo\nlabels: [backend]\n---\nBody\n";
+        assert_eq!(
+            replace_state_line(text, "In Progress").unwrap(),
+            "---\ntitle: A  # note\nstate: In Progress\nlabels: [backend]\n---\nBody\n"
+        );
+        assert_eq!(
+            replace_state_line(text, "true").unwrap(),
+            "---\ntitle: A  # note\nstate: 'true'\nlabels: [backend]\n---\nBody\n",
+            "a value YAML would read as a boolean is quoted"
+        );
+        // Not exactly one top-level `state:` line: the caller rewrites the front matter.
+        assert!(replace_state_line("---\nstate: a\nstate: b\n---\n", "x").is_none());
+        assert!(replace_state_line("---\nmeta:\n  state: a\n---\n", "x").is_none());
+        assert!(replace_state_line("---\ntitle: t\n---\nstate: body\n", "x").is_none());
+    }
+
+    #[test]
+    fn one_identifier_rule_for_reading_and_writing() {
+        for ok in ["DEMO-1", "a.b_c", "X"] {
+            assert!(identifier_rule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "sp ace",
+            "\u{1f600}",
+            "a/b",
+            "a\nb",
+            &"x".repeat(129),
+        ] {
+            assert!(identifier_rule(bad).is_err(), "{bad:?}");
+        }
     }
 }

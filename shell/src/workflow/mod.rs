@@ -6,7 +6,7 @@
 mod config;
 mod env;
 mod error;
-mod front_matter;
+pub(crate) mod front_matter;
 mod template;
 mod watch;
 
@@ -45,9 +45,52 @@ pub fn default_path() -> PathBuf {
     PathBuf::from("WORKFLOW.md")
 }
 
-/// Reads and parses the workflow at `path`.
+/// Largest WORKFLOW.md accepted. Real ones are a few kilobytes; the cap keeps a runaway file
+/// from being read (and re-read on every reload check) whole.
+pub const MAX_WORKFLOW_BYTES: u64 = 1024 * 1024;
+
+/// Reads a file that the daemon is told to trust as configuration: only a regular file (a
+/// FIFO or device would block the reader or never end), at most `max` bytes. The file is
+/// opened without blocking and checked on the open descriptor, so nothing can be swapped in
+/// between the check and the read.
+pub fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory is refused)",
+        ));
+    }
+    if metadata.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "{} bytes, more than the {max} bytes allowed",
+                metadata.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("grew past the {max} bytes allowed while being read"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Reads and parses the workflow at `path`. The secrets it configures join the process's
+/// masked set ([`crate::redact`]).
 pub fn load(path: &Path, env: &dyn Env, overrides: &Overrides) -> Result<Workflow, WorkflowError> {
-    let text = std::fs::read(path).map_err(|e| {
+    let text = read_regular_file(path, MAX_WORKFLOW_BYTES).map_err(|e| {
         WorkflowError::new(
             ErrorClass::MissingWorkflowFile,
             path,
@@ -67,7 +110,9 @@ pub fn load(path: &Path, env: &dyn Env, overrides: &Overrides) -> Result<Workflo
     })?;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let base_dir = absolute.parent().unwrap_or(Path::new("/"));
-    parse_in(&text, path, base_dir, env, overrides)
+    let workflow = parse_in(&text, path, base_dir, env, overrides)?;
+    crate::redact::register(workflow.config.secret_values());
+    Ok(workflow)
 }
 
 /// Parses workflow text as if read from `path`; relative paths in it resolve against the
@@ -119,6 +164,13 @@ fn parse_front_matter(
     first_line: usize,
     path: &Path,
 ) -> Result<serde_yaml::Mapping, WorkflowError> {
+    if let Err(why) = front_matter::check_flow_depth(yaml, front_matter::MAX_FLOW_DEPTH) {
+        return Err(WorkflowError::new(
+            ErrorClass::WorkflowParseError,
+            path,
+            why,
+        ));
+    }
     let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| {
         let at = e.location().map(|l| Position {
             line: first_line + l.line() - 1,

@@ -1,6 +1,8 @@
 //! Reload (SPEC 6.2): a thread that re-reads WORKFLOW.md on an interval and reports content
 //! changes. Content is compared byte for byte (not by mtime), so editors that rewrite a file
-//! without changing it, or change it within one mtime tick, are handled alike. A change is acted on once two
+//! without changing it, or change it within one mtime tick, are handled alike; the read is
+//! skipped only while the file's metadata is unchanged and its timestamps are over two seconds
+//! old. Only a regular file of at most [`super::MAX_WORKFLOW_BYTES`] is read. A change is acted on once two
 //! consecutive reads agree, so a file caught half-written is not reported as broken; with
 //! [`DEFAULT_INTERVAL`] an edit is applied within about half a second.
 
@@ -45,6 +47,8 @@ impl WatchEvent {
 pub struct Watcher {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Signalled when the thread ends.
+    done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Watcher {
@@ -60,21 +64,33 @@ impl Watcher {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let (done_tx, done) = std::sync::mpsc::channel();
         let thread = thread::Builder::new()
             .name("workflow-watch".into())
             .spawn(move || {
                 let mut last: Option<Vec<u8>> = known.map(String::into_bytes);
                 let mut pending = None;
                 let mut missing_reported = false;
+                let mut seen: Option<Fingerprint> = None;
                 while !stopping.load(Ordering::Acquire) {
                     thread::park_timeout(interval);
                     if stopping.load(Ordering::Acquire) {
                         break;
                     }
-                    let bytes = match std::fs::read(&path) {
+                    // Unchanged metadata, and old enough that a later write would have moved
+                    // the timestamps: the content is what was read last time.
+                    let now = Fingerprint::of(&path);
+                    if now.is_some()
+                        && now == seen
+                        && now.as_ref().is_some_and(Fingerprint::settled)
+                    {
+                        continue;
+                    }
+                    seen = now;
+                    let bytes = match super::read_regular_file(&path, super::MAX_WORKFLOW_BYTES) {
                         Ok(bytes) => bytes,
                         Err(e) => {
-                            // Report a vanished file once; reload when it is back.
+                            // Report an unreadable file once; reload when it is back.
                             if !missing_reported {
                                 missing_reported = true;
                                 last = None;
@@ -112,20 +128,59 @@ impl Watcher {
                     };
                     on_change(event);
                 }
+                let _ = done_tx.send(());
             })?;
         Ok(Self {
             stop,
             thread: Some(thread),
+            done,
         })
     }
 }
 
+/// What identifies a version of the file without reading it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Fingerprint {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// Changed more than two seconds ago: file-system timestamps are coarser than a
+    /// nanosecond, so a write soon after a read could leave them equal; later ones cannot.
+    fn settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        now - self.mtime.0.max(self.ctime.0) > 2
+    }
+}
+
 impl Drop for Watcher {
+    /// Stops the thread and waits for it, at most two seconds: a read blocked in the kernel
+    /// (a hung network file system) must not hold up shutdown.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             thread.thread().unpark();
-            let _ = thread.join();
+            if self.done.recv_timeout(Duration::from_secs(2)).is_ok() {
+                let _ = thread.join();
+            }
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) enum Fault {
     MissingFields,
     RateLimited,
     RepeatCursor,
+    /// Every answer is a GraphQL error that repeats the `Authorization` header back.
+    EchoKey,
 }
 
 #[derive(Default)]
@@ -127,6 +129,11 @@ pub(crate) fn fake(fault: Fault, board: Board) -> (String, Arc<Mutex<Board>>) {
                 Fault::GraphqlErrors => {
                     let body =
                         json!({"errors": [{"message": "Argument Validation Error"}], "data": null});
+                    support::respond(stream, "200 OK", "application/json", &body.to_string());
+                    continue;
+                }
+                Fault::EchoKey => {
+                    let body = json!({"errors": [{"message": format!("cannot run this query for Authorization: {auth}")}], "data": null});
                     support::respond(stream, "200 OK", "application/json", &body.to_string());
                     continue;
                 }
