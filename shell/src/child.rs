@@ -32,3 +32,59 @@ pub(crate) fn signal_group(pgid: u32, signal: rustix::process::Signal) {
         let _ = rustix::process::kill_process_group(pid, signal);
     }
 }
+
+/// Process groups of hooks still running, so that a stopping daemon can end them.
+static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Set once the daemon is stopping: running hooks are terminated, new ones too.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A live process group, registered until dropped.
+pub(crate) struct LiveGroup(u32);
+
+impl LiveGroup {
+    pub(crate) fn register(pgid: u32) -> Self {
+        if let Ok(mut live) = LIVE_GROUPS.lock() {
+            live.insert(pgid);
+        }
+        Self(pgid)
+    }
+}
+
+impl Drop for LiveGroup {
+    fn drop(&mut self) {
+        if let Ok(mut live) = LIVE_GROUPS.lock() {
+            live.remove(&self.0);
+        }
+    }
+}
+
+/// Whether the daemon is stopping.
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// The daemon is stopping: every running hook's group gets TERM now (and KILL two seconds
+/// later, from its own loop); hooks started from now on are ended the same way.
+pub(crate) fn stop_all_groups() {
+    STOPPING.store(true, std::sync::atomic::Ordering::Release);
+    let live: Vec<u32> = LIVE_GROUPS
+        .lock()
+        .map(|live| live.iter().copied().collect())
+        .unwrap_or_default();
+    for pgid in live {
+        signal_group(pgid, rustix::process::Signal::TERM);
+    }
+}
+
+/// Last resort on the way out: KILL every group still registered.
+pub(crate) fn kill_all_groups() {
+    let live: Vec<u32> = LIVE_GROUPS
+        .lock()
+        .map(|live| live.iter().copied().collect())
+        .unwrap_or_default();
+    for pgid in live {
+        signal_group(pgid, rustix::process::Signal::KILL);
+    }
+}

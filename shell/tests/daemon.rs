@@ -3,6 +3,7 @@
 
 #[path = "support/daemon.rs"]
 mod daemon_harness;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -266,6 +267,52 @@ fn text_from_outside_cannot_forge_log_lines_or_reach_the_terminal() {
         .filter(|l| l.contains("skipping issue file"))
         .count();
     assert_eq!(warnings, 1, "{}", lines.join("\n"));
+}
+
+#[test]
+fn a_running_hook_does_not_outlive_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("hook.pid");
+    let hooks = format!(
+        "hooks:\n  before_run: \"echo $$ > {}; sleep 1003\"\n  timeout_ms: 3600000\n",
+        pid_file.display()
+    );
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow(&hooks)).unwrap();
+    issue(dir.path(), "S-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("the hook", |l| l.contains("hook started"));
+    let deadline = std::time::Instant::now() + daemon_harness::BOUND;
+    let pid: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no hook pid");
+        std::thread::yield_now();
+    };
+    let stopping = std::time::Instant::now();
+    daemon.terminate();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+    // The hook's shell and its sleep (same group) are gone.
+    assert!(support::process_is_gone(pid), "the hook survived shutdown");
+    // Its sleep is reaped by init a moment after the shell: wait for that, bounded.
+    let group = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while rustix::process::test_kill_process_group(group).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a process of the hook's group survived"
+        );
+        std::thread::yield_now();
+    }
 }
 
 #[test]

@@ -653,7 +653,9 @@ fn yaml_bombs_fail_cleanly() {
     assert_eq!(e.class, ErrorClass::WorkflowParseError);
     assert!(e.message.contains("nest deeper than 64 at line 1"), "{e}");
     // Block nesting deeper than the parser's own limit still ends in its typed error.
-    let block: String = (0..200).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
+    let block: String = (0..200)
+        .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+        .collect();
     let e = err(&format!("---\n{block}---\n"));
     assert_eq!(e.class, ErrorClass::WorkflowParseError);
     assert!(e.message.contains("recursion limit exceeded"), "{e}");

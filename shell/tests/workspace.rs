@@ -318,6 +318,62 @@ fn a_hook_that_exits_does_not_leave_its_background_children_running() {
     assert!(outcome.elapsed < Duration::from_secs(30));
 }
 
+/// A child that leaves the process group (`setsid`) keeps the output pipes open; the hook
+/// still returns at once when its shell exits, and by its timeout when it does not.
+#[test]
+fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run_hook(
+        HookKind::AfterCreate,
+        "setsid sh -c 'echo $$ > detached.pid; exec sleep 40' & echo started; sleep 0.2",
+        &context(dir.path()),
+        path_env(),
+        Duration::from_secs(5),
+    );
+    let detached: u32 = std::fs::read_to_string(dir.path().join("detached.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The detached sleep escaped the group (that is what setsid is for); end it here.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(detached as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    assert_eq!(outcome.status, HookStatus::Succeeded);
+    assert!(outcome.output.contains("started"), "{}", outcome.output);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "the hook waited for the detached child: {:?}",
+        outcome.elapsed
+    );
+
+    // Still running at the timeout, with a detached child: back by the timeout plus the
+    // output grace, not when the child ends.
+    let outcome = run_hook(
+        HookKind::BeforeRun,
+        "setsid sh -c 'echo $$ > detached.pid; exec sleep 40' & sleep 30",
+        &context(dir.path()),
+        path_env(),
+        Duration::from_millis(500),
+    );
+    let detached: u32 = std::fs::read_to_string(dir.path().join("detached.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(detached as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+    assert_eq!(outcome.status, HookStatus::TimedOut);
+    assert!(
+        outcome.elapsed < Duration::from_secs(5),
+        "{:?}",
+        outcome.elapsed
+    );
+}
+
 #[test]
 fn hook_output_is_capped() {
     let dir = tempfile::tempdir().unwrap();

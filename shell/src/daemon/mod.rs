@@ -209,6 +209,9 @@ impl Daemon {
                 () = &mut shutdown, if force_exit.is_none() => {
                     tracing::info!("shutdown requested");
                     force_exit = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                    // Running hooks get TERM now (KILL two seconds later): a worker blocked
+                    // in one can then see its stop.
+                    crate::child::stop_all_groups();
                     self.feed(Event::ShutdownRequested);
                 }
                 input = self.rx.recv() => match input {
@@ -249,6 +252,8 @@ impl Daemon {
             }
         }
         self.flush_log();
+        // Nothing started for a hook outlives the daemon, even when a worker did not stop.
+        crate::child::kill_all_groups();
         tracing::info!("symphony stopped");
         ExitCode::SUCCESS
     }

@@ -4,10 +4,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt as _;
@@ -145,24 +142,30 @@ struct Capture {
     dropped: u64,
 }
 
-fn drain(mut pipe: impl Read, capture: Arc<Mutex<Capture>>) {
-    let mut chunk = [0u8; 8192];
-    loop {
-        match pipe.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let Ok(mut c) = capture.lock() else { return };
-                let room = OUTPUT_LIMIT.saturating_sub(c.kept.len()).min(n);
-                c.kept.extend_from_slice(&chunk[..room]);
-                c.dropped += (n - room) as u64;
-            }
-        }
+impl Capture {
+    fn add(&mut self, bytes: &[u8]) {
+        let room = OUTPUT_LIMIT
+            .saturating_sub(self.kept.len())
+            .min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..room]);
+        self.dropped += (bytes.len() - room) as u64;
     }
 }
 
-/// Runs `script` with `sh -lc` in `context.workspace`, in a new process group. On timeout the
-/// group is killed; after the shell exits, anything it left running in the group (a
-/// background `sleep &`) is killed too, so no hook outlives its run.
+/// How long output is still read after the hook's shell has exited: a child that left the
+/// process group (`setsid cmd &`) may hold the pipes open forever, and must not hold the run.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
+
+/// Between TERM and KILL when the daemon stops while a hook runs.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `script` with `sh -lc` in `context.workspace`, in a new process group, and returns by
+/// `timeout` whatever the script and its children do. On timeout the group is killed; after
+/// the shell exits, anything it left running in the group (a background `sleep &`) is killed
+/// too, so no hook outlives its run; output is read until both pipes close or for
+/// [`OUTPUT_GRACE`] after the exit, whichever is first. When the daemon stops
+/// ([`crate::child::stop_all_groups`]) the group gets TERM, then KILL after two seconds.
+/// One thread does it all: it waits on the pipes and a pidfd together.
 pub fn run_hook(
     kind: HookKind,
     script: &str,
@@ -194,46 +197,114 @@ pub fn run_hook(
         Err(e) => return outcome(HookStatus::SpawnFailed(e.to_string()), &Capture::default()),
     };
     let pgid = child.id();
-    let capture = Arc::new(Mutex::new(Capture::default()));
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|pipe| {
-        let capture = Arc::clone(&capture);
-        thread::spawn(move || drain(pipe, capture))
-    })
-    .collect();
-
-    let (done_tx, done_rx) = mpsc::channel::<std::io::Result<ExitStatus>>();
-    let waiter = thread::spawn(move || {
-        let _ = done_tx.send(child.wait());
+    let _live = crate::child::LiveGroup::register(pgid);
+    let pidfd = rustix::process::Pid::from_raw(pgid as i32).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
     });
-    let status = match done_rx.recv_timeout(timeout) {
-        Ok(Ok(status)) if status.success() => HookStatus::Succeeded,
-        Ok(Ok(status)) => HookStatus::Failed {
-            code: status.code(),
-        },
-        Ok(Err(e)) => HookStatus::SpawnFailed(e.to_string()),
-        Err(_) => HookStatus::TimedOut,
-    };
-    // Whatever happened, nothing of the hook may survive it; then the pipes close.
-    crate::child::signal_group(pgid, rustix::process::Signal::KILL);
-    let _ = waiter.join();
-    for reader in readers {
-        let _ = reader.join();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut capture = Capture::default();
+    let deadline = started + timeout;
+    let mut status: Option<HookStatus> = None;
+    let mut ended_at: Option<Instant> = None;
+    let mut termed_at: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if status.is_none() {
+            let exited = match child.try_wait() {
+                Ok(Some(exit)) if exit.success() => Some(HookStatus::Succeeded),
+                Ok(Some(exit)) => Some(HookStatus::Failed { code: exit.code() }),
+                Ok(None) => None,
+                Err(e) => Some(HookStatus::SpawnFailed(e.to_string())),
+            };
+            let exited = exited.or_else(|| {
+                (now >= deadline).then(|| {
+                    crate::child::signal_group(pgid, rustix::process::Signal::KILL);
+                    let _ = child.wait();
+                    HookStatus::TimedOut
+                })
+            });
+            if let Some(exited) = exited {
+                // Whatever happened, nothing of the hook may survive it.
+                crate::child::signal_group(pgid, rustix::process::Signal::KILL);
+                status = Some(exited);
+                ended_at = Some(now);
+            } else if crate::child::stopping() {
+                match termed_at {
+                    None => {
+                        crate::child::signal_group(pgid, rustix::process::Signal::TERM);
+                        termed_at = Some(now);
+                    }
+                    Some(at) if now >= at + STOP_GRACE => {
+                        crate::child::signal_group(pgid, rustix::process::Signal::KILL);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let open = stdout.is_some() || stderr.is_some();
+        match ended_at {
+            Some(_) if !open => break,
+            Some(end) if now >= end + OUTPUT_GRACE => break,
+            _ => {}
+        }
+        // Sleep until output, the exit, or the next thing to check (at most 100 ms).
+        let until = ended_at.map_or(deadline, |end| end + OUTPUT_GRACE);
+        let wait = until
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        let (out_ready, err_ready) = wait_readable(
+            stdout.as_ref(),
+            stderr.as_ref(),
+            pidfd.as_ref().filter(|_| status.is_none()),
+            wait,
+        );
+        let mut chunk = [0u8; 8192];
+        if out_ready && let Some(pipe) = stdout.as_mut() {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => stdout = None,
+                Ok(n) => capture.add(&chunk[..n]),
+            }
+        }
+        if err_ready && let Some(pipe) = stderr.as_mut() {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => stderr = None,
+                Ok(n) => capture.add(&chunk[..n]),
+            }
+        }
     }
-    let capture = capture.lock().map(|c| Capture {
-        kept: c.kept.clone(),
-        dropped: c.dropped,
+    let status = status.unwrap_or(HookStatus::TimedOut);
+    outcome(status, &capture)
+}
+
+/// Polls the pipes (and the pidfd, to wake at the exit) for up to `wait`; which pipes have
+/// something to read (data, or the end).
+fn wait_readable(
+    stdout: Option<&std::process::ChildStdout>,
+    stderr: Option<&std::process::ChildStderr>,
+    pidfd: Option<&rustix::fd::OwnedFd>,
+    wait: Duration,
+) -> (bool, bool) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use rustix::fd::AsFd as _;
+    let flags = PollFlags::IN | PollFlags::HUP | PollFlags::ERR;
+    let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+    let out_at = stdout.map(|p| {
+        fds.push(PollFd::new(p, flags));
+        fds.len() - 1
     });
-    outcome(status, &capture.unwrap_or_default())
+    let err_at = stderr.map(|p| {
+        fds.push(PollFd::new(p, flags));
+        fds.len() - 1
+    });
+    if let Some(fd) = pidfd {
+        fds.push(PollFd::from_borrowed_fd(fd.as_fd(), PollFlags::IN));
+    }
+    let bound = Timespec {
+        tv_sec: wait.as_secs() as i64,
+        tv_nsec: i64::from(wait.subsec_nanos()),
+    };
+    let _ = poll(&mut fds, Some(&bound));
+    let ready = |at: Option<usize>| at.is_some_and(|i| !fds[i].revents().is_empty());
+    (ready(out_at), ready(err_at))
 }

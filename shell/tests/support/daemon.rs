@@ -97,6 +97,11 @@ impl Daemon {
         rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     }
 
+    pub(crate) fn terminate(&self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    }
+
     pub(crate) fn wait_exit(mut self) -> (Option<i32>, Vec<String>) {
         let status = self.child.wait().unwrap();
         let mut seen = self.seen;
