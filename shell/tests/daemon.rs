@@ -460,13 +460,17 @@ fn old_workspaces_of_inactive_issues_are_swept_fresh_ones_kept() {
     .unwrap();
     std::fs::create_dir_all(dir.path().join("issues")).unwrap();
     for name in ["OLD-1", "FRESH-1"] {
-        std::fs::create_dir_all(dir.path().join("ws").join(name)).unwrap();
+        made_by_symphony(dir.path(), name);
     }
+    // Old too, but not made by symphony: never swept.
+    std::fs::create_dir_all(dir.path().join("ws/STRANGER-1")).unwrap();
     let ten_days_ago = std::time::SystemTime::now() - Duration::from_secs(10 * 86_400);
-    std::fs::File::open(dir.path().join("ws/OLD-1"))
-        .unwrap()
-        .set_modified(ten_days_ago)
-        .unwrap();
+    for name in ["OLD-1", "STRANGER-1"] {
+        std::fs::File::open(dir.path().join("ws").join(name))
+            .unwrap()
+            .set_modified(ten_days_ago)
+            .unwrap();
+    }
     let mut daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_for("the sweep", |l| l.contains("age sweep: removed"));
     daemon.wait_for("the orphan report", |l| {
@@ -477,12 +481,20 @@ fn old_workspaces_of_inactive_issues_are_swept_fresh_ones_kept() {
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
     assert!(!dir.path().join("ws/OLD-1").exists());
     assert!(dir.path().join("ws/FRESH-1").exists());
+    assert!(dir.path().join("ws/STRANGER-1").exists());
     assert!(
         lines
             .iter()
             .any(|l| l.contains("ws/FRESH-1 matches no issue")),
         "orphans are reported, not deleted"
     );
+}
+
+/// A workspace as the daemon leaves it: the directory and its mark.
+fn made_by_symphony(dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir.join("ws").join(name)).unwrap();
+    std::fs::create_dir_all(dir.join("ws/.symphony/created")).unwrap();
+    std::fs::write(dir.join("ws/.symphony/created").join(name), name).unwrap();
 }
 
 #[test]
@@ -604,12 +616,19 @@ fn startup_removes_the_workspaces_of_issues_already_terminal() {
     issue(dir.path(), "OLD-1", "Done", "");
     issue(dir.path(), "KEEP-1", "Backlog", "");
     for name in ["OLD-1", "KEEP-1"] {
-        std::fs::create_dir_all(dir.path().join("ws").join(name)).unwrap();
+        made_by_symphony(dir.path(), name);
         std::fs::write(dir.path().join("ws").join(name).join("work.txt"), "x").unwrap();
     }
+    // An issue named like a directory someone keeps under the root: not ours, never removed.
+    issue(dir.path(), "projects", "Done", "");
+    std::fs::create_dir_all(dir.path().join("ws/projects/important")).unwrap();
+    std::fs::write(dir.path().join("ws/projects/important/thesis.txt"), "years").unwrap();
     let mut daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_for("OLD-1's workspace removed", |l| {
         l.contains("workspace removed") && l.contains("issue_id=\"OLD-1\"")
+    });
+    daemon.wait_for("projects left alone", |l| {
+        l.contains("issue_id=\"projects\"") && l.contains("symphony did not create it")
     });
     daemon.interrupt();
     let (code, lines) = daemon.wait_exit();
@@ -619,6 +638,7 @@ fn startup_removes_the_workspaces_of_issues_already_terminal() {
         dir.path().join("ws/KEEP-1/work.txt").exists(),
         "a non-terminal issue's workspace is kept"
     );
+    assert!(dir.path().join("ws/projects/important/thesis.txt").exists());
 }
 
 #[test]

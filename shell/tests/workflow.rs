@@ -486,6 +486,36 @@ fn weak_auth_tokens_are_refused_without_printing_them() {
 }
 
 #[test]
+fn system_directories_and_home_are_refused_as_workspace_roots() {
+    let env = MapEnv::new([("LINEAR_API_KEY", "k")]); // home is /home/op
+    for root in [
+        "/",
+        "/etc",
+        "/etc/symphony",
+        "/usr/local/ws",
+        "/tmp",
+        "/home",
+        "'~'",
+        "/home/op/",
+        "/proc/1",
+    ] {
+        let text = with_front_matter(&format!("{LINEAR}workspace:\n  root: {root}\n"), "");
+        let e = parse(&text, Path::new(FILE), &env, &Overrides::default())
+            .map(|_| ())
+            .expect_err(root);
+        assert_eq!(e.key.as_deref(), Some("workspace.root"), "{root}");
+        assert!(e.message.contains("need a directory of their own"), "{e}");
+    }
+    for root in ["/srv/symphony", "/var/lib/symphony", "~/ws", "/tmp/ws"] {
+        let text = with_front_matter(&format!("{LINEAR}workspace:\n  root: {root}\n"), "");
+        assert!(
+            parse(&text, Path::new(FILE), &env, &Overrides::default()).is_ok(),
+            "{root}"
+        );
+    }
+}
+
+#[test]
 fn liquid_syntax_is_refused_with_the_tera_spelling() {
     let cases = [
         "{{ issue.title | default: \"untitled\" }}",

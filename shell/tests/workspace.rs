@@ -104,10 +104,10 @@ fn a_non_directory_or_a_symlink_at_the_workspace_path_is_refused() {
         m.verify(&m.path_for("MT-3")),
         Err(WorkspaceError::Symlink { .. })
     ));
-    // Removal unlinks the symlink itself; what it pointed at is untouched.
-    let removal = m.remove(issue("MT-3")).unwrap();
-    assert!(removal.existed && removal.hook.is_none());
-    assert!(!m.path_for("MT-3").exists());
+    // The symlink was not made here: removal leaves it (and what it points at) alone.
+    let err = m.remove(issue("MT-3")).unwrap_err();
+    assert!(matches!(err, WorkspaceError::NotOurs { .. }), "{err}");
+    assert!(std::fs::symlink_metadata(m.path_for("MT-3")).is_ok());
     assert_eq!(
         std::fs::read_to_string(outside.join("precious")).unwrap(),
         "do not touch"
@@ -148,8 +148,10 @@ fn hostile_identifiers_stay_inside_the_root_and_never_collide() {
             "{identifier:?} collides"
         );
     }
-    // Every workspace is a separate directory directly under the root, nothing escaped it.
-    assert_eq!(std::fs::read_dir(m.root()).unwrap().count(), hostile.len());
+    // Every workspace is a separate directory directly under the root, nothing escaped it
+    // (besides them, only the directory of marks).
+    assert_eq!(std::fs::read_dir(m.root()).unwrap().count(), hostile.len() + 1);
+    assert!(m.root().join(".symphony/created").is_dir());
     assert!(!dir.path().join("b").exists() && !dir.path().join("etc").exists());
 }
 
@@ -531,4 +533,64 @@ fn orphans_are_reported_and_old_inactive_workspaces_listed() {
         )
         .unwrap();
     assert_eq!(expired, [m.root().join("MT-10")]);
+}
+
+#[test]
+fn the_default_root_is_private_and_refused_when_planted() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("symphony_workspaces");
+    WorkspaceManager::new_private(&root, hooks()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // A symlink planted where the default root goes (to another user's directory, say).
+    let planted = tmp.path().join("planted_root");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    let err = WorkspaceManager::new_private(&planted, hooks()).unwrap_err();
+    assert!(err.to_string().contains("is a symlink"), "{err}");
+
+    // A directory owned by someone else (only root can make one to test with).
+    if rustix::process::geteuid().is_root() {
+        let theirs = tmp.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        rustix::fs::chown(
+            &theirs,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
+        let err = WorkspaceManager::new_private(&theirs, hooks()).unwrap_err();
+        assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+    }
+}
+
+#[test]
+fn a_directory_symphony_did_not_create_is_neither_used_nor_removed() {
+    let root = tempfile::tempdir().unwrap();
+    let manager = manager(root.path(), hooks());
+    let theirs = root.path().join("projects");
+    std::fs::create_dir_all(theirs.join("important")).unwrap();
+    std::fs::write(theirs.join("important/thesis.txt"), "years of work").unwrap();
+    let err = manager.prepare(issue("projects"), None).unwrap_err();
+    assert!(
+        err.to_string().contains("symphony did not create it"),
+        "{err}"
+    );
+    let err = manager.remove(issue("projects")).unwrap_err();
+    assert!(
+        err.to_string().contains("symphony did not create it"),
+        "{err}"
+    );
+    assert!(theirs.join("important/thesis.txt").exists());
+    // What the manager creates, it may remove.
+    let prepared = manager.prepare(issue("MT-1"), None).unwrap();
+    assert!(prepared.created_now);
+    assert!(manager.remove(issue("MT-1")).unwrap().existed);
+    assert!(!prepared.path.exists());
 }

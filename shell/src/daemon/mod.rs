@@ -104,6 +104,8 @@ struct Daemon {
     log: Option<EventLog>,
     bound: Arc<Bound>,
     workers: BTreeMap<RunId, WorkerHandle>,
+    /// Workspace paths of live runs: never two issues in one directory.
+    paths: LivePaths,
     tx: UnboundedSender<Input>,
     rx: UnboundedReceiver<Input>,
     disk: DiskGuard,
@@ -187,6 +189,7 @@ impl Daemon {
             log,
             bound,
             workers: BTreeMap::new(),
+            paths: LivePaths::default(),
             tx,
             rx,
             disk: DiskGuard::new(min_free),
@@ -223,6 +226,7 @@ impl Daemon {
                         self.note_for_orphans(&event);
                         if let Event::WorkerExited { run, .. } = &event {
                             self.workers.remove(run);
+                            self.paths.release(*run);
                         }
                         self.feed(event);
                     }
@@ -473,6 +477,19 @@ impl Daemon {
                     attempt,
                     "dispatching"
                 );
+                let path = self.bound.workspace.path_for(&issue.identifier);
+                if let Err(holder) = self.paths.claim(path.clone(), run, &issue_id) {
+                    let reason = format!(
+                        "workspace {} is in use by issue {holder}; refusing to share it",
+                        path.display()
+                    );
+                    tracing::error!(issue_id = issue_id.as_str(), "{reason}");
+                    return self.send_later(Event::WorkerExited {
+                        issue_id,
+                        run,
+                        outcome: symphony_core::ExitOutcome::Failed { reason },
+                    });
+                }
                 match worker::spawn(
                     Arc::clone(&self.bound),
                     issue,
@@ -515,6 +532,14 @@ impl Daemon {
                 issue_id,
                 identifier,
             } => {
+                let path = self.bound.workspace.path_for(&identifier);
+                if let Some(holder) = self.paths.holder(&path) {
+                    return tracing::error!(
+                        issue_id = issue_id.as_str(),
+                        "not removing {}: a live run of issue {holder} uses it",
+                        path.display()
+                    );
+                }
                 let bound = Arc::clone(&self.bound);
                 tokio::task::spawn_blocking(move || {
                     bound.clean(IssueRef {
@@ -713,6 +738,40 @@ async fn shutdown_signal() {
     }
 }
 
+/// Which live run holds which workspace path. Keys are injective, so two issues meeting at
+/// one path means something is wrong (a bug, a hand-made directory): the second is refused,
+/// never given the first one's directory.
+#[derive(Debug, Default)]
+struct LivePaths {
+    held: BTreeMap<PathBuf, (RunId, String)>,
+}
+
+impl LivePaths {
+    /// Takes `path` for `run` of `issue`; `Err` names the issue already holding it.
+    fn claim(
+        &mut self,
+        path: PathBuf,
+        run: RunId,
+        issue: &symphony_core::IssueId,
+    ) -> Result<(), String> {
+        match self.held.get(&path) {
+            Some((_, holder)) if holder != issue.as_str() => Err(holder.clone()),
+            _ => {
+                self.held.insert(path, (run, issue.as_str().to_owned()));
+                Ok(())
+            }
+        }
+    }
+
+    fn holder(&self, path: &std::path::Path) -> Option<&str> {
+        self.held.get(path).map(|(_, issue)| issue.as_str())
+    }
+
+    fn release(&mut self, run: RunId) {
+        self.held.retain(|_, (holder, _)| *holder != run);
+    }
+}
+
 /// `event` with every registered secret masked, before the core, the event log or any status
 /// surface sees it (a tracker that echoes the key in an error message, say). The core decides
 /// on the masked event, so the log replays exactly. Events without a secret pass unchanged;
@@ -767,7 +826,22 @@ fn spawn_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use symphony_core::RequestId;
+    use symphony_core::{IssueId, RequestId};
+
+    #[test]
+    fn two_live_issues_never_share_a_workspace_path() {
+        let mut paths = LivePaths::default();
+        let path = PathBuf::from("/ws/sp_ace--ed7f8c6309c245d7");
+        let (a, b) = (IssueId("a".into()), IssueId("b".into()));
+        assert_eq!(paths.claim(path.clone(), RunId(1), &a), Ok(()));
+        assert_eq!(paths.claim(path.clone(), RunId(2), &b), Err("a".to_owned()));
+        assert_eq!(paths.holder(&path), Some("a"));
+        // The same issue's next run (a retry) takes it over.
+        assert_eq!(paths.claim(path.clone(), RunId(3), &a), Ok(()));
+        paths.release(RunId(3));
+        assert_eq!(paths.holder(&path), None);
+        assert_eq!(paths.claim(path, RunId(4), &b), Ok(()));
+    }
 
     /// A request task that panics (hostile tracker content once did this in a parser) still
     /// answers its request, with a failure, so polling goes on.

@@ -45,8 +45,12 @@ impl Bound {
     pub(crate) fn new(workflow: Workflow) -> Result<Self, String> {
         let config = &workflow.config;
         let tracker: Arc<dyn Tracker> = Arc::from(tracker::build(&config.tracker)?);
-        let workspace = WorkspaceManager::new(&config.workspace.root, config.hooks.clone())
-            .map_err(|e| e.to_string())?;
+        let workspace = if config.workspace.default_root {
+            WorkspaceManager::new_private(&config.workspace.root, config.hooks.clone())
+        } else {
+            WorkspaceManager::new(&config.workspace.root, config.hooks.clone())
+        }
+        .map_err(|e| e.to_string())?;
         let agent: Arc<dyn Agent> = match config.agent.kind {
             AgentKind::Demo => Arc::new(DemoAgent {
                 turn_time: Duration::from_millis(config.agent.demo_turn_ms),

@@ -231,6 +231,10 @@ pub struct WorkspaceConfig {
     pub max_age_days: Option<u32>,
     /// Pause dispatch while the root's filesystem has less free space; `0` disables.
     pub min_free_disk_mb: u64,
+    /// The root is the default one under the temporary directory, which other users can
+    /// write to: it is created private and checked for ownership.
+    #[serde(skip)]
+    pub default_root: bool,
 }
 
 /// `hooks`: shell scripts run in the workspace.
@@ -1075,16 +1079,28 @@ impl Reader<'_> {
             "workspace",
             &["root", "max_age_days", "min_free_disk_mb"],
         );
-        let root = match self.string(&section, "workspace.root")? {
+        let (root, default_root) = match self.string(&section, "workspace.root")? {
             Some(raw) => {
                 self.written("workspace.root");
-                self.path("workspace.root", &raw)?
+                (self.path("workspace.root", &raw)?, false)
             }
             None => {
                 self.source("workspace.root", Source::Default);
-                normalize_path(&self.env.temp_dir().join("symphony_workspaces"))
+                let root = normalize_path(&self.env.temp_dir().join("symphony_workspaces"));
+                (root, true)
             }
         };
+        if let Some(why) = unfit_root(&root, self.env.home().as_deref()) {
+            return Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                "workspace.root",
+                format!(
+                    "workspace.root: {} is {why}; workspaces (and their removal) need a \
+                     directory of their own, such as ~/symphony-workspaces",
+                    root.display()
+                ),
+            ));
+        }
         let max_age_days = match Self::get(&section, "max_age_days") {
             None => {
                 self.source("workspace.max_age_days", Source::Default);
@@ -1098,6 +1114,7 @@ impl Reader<'_> {
             root,
             max_age_days,
             min_free_disk_mb,
+            default_root,
         })
     }
 
@@ -1444,6 +1461,30 @@ pub(crate) fn check_auth_token(token: &str) -> Result<(), String> {
 struct ProviderReader {
     map: Mapping,
     spelled: BTreeMap<String, String>,
+}
+
+/// Why `root` cannot hold workspaces: the file system root, a system directory or one inside
+/// one, a directory every user shares, or the home directory itself. `None` when it can.
+fn unfit_root(root: &Path, home: Option<&Path>) -> Option<&'static str> {
+    const SYSTEM: [&str; 14] = [
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",
+        "/sbin", "/sys", "/usr", "/snap",
+    ];
+    const SHARED: [&str; 7] = ["/tmp", "/var", "/var/tmp", "/home", "/opt", "/srv", "/mnt"];
+    let root = normalize_path(root);
+    if root == Path::new("/") {
+        return Some("the file system root");
+    }
+    if SYSTEM.iter().any(|dir| root.starts_with(dir)) {
+        return Some("a system directory");
+    }
+    if SHARED.iter().any(|dir| root == Path::new(dir)) || root == Path::new("/root") {
+        return Some("a directory shared with everything else on the machine");
+    }
+    if home.is_some_and(|home| normalize_path(home) == root) {
+        return Some("the home directory itself");
+    }
+    None
 }
 
 /// Removes `.` and resolves `..` without touching the filesystem.

@@ -9,10 +9,12 @@ const MAX_STEM: usize = 128;
 /// The directory name for an issue identifier.
 ///
 /// Every character outside `[A-Za-z0-9._-]` becomes `_`. When that changed anything, or the
-/// result is empty, `.`, `..` or longer than 128 characters, `--` and the first 16 hex digits
-/// of the SHA-256 of the original identifier are appended (the stem cut to 128 characters), so
-/// distinct identifiers that sanitise alike (`A/B`, `A_B`) get distinct keys, and an
-/// identifier that needs no change keeps it as its key.
+/// result is empty, starts with `.` (`.`, `..`, and the reserved `.symphony`), is longer than
+/// 128 characters, or itself ends like a hashed key (`--` and 16 lowercase hex digits), `--`
+/// and the first 16 hex digits of the SHA-256 of the original identifier are appended (the
+/// stem cut to 128 characters). So keys are injective: a plain key never has the hashed shape,
+/// every hashed key has it, and distinct identifiers that sanitise alike (`A/B`, `A_B`) get
+/// distinct hashes. An identifier that needs no change keeps it as its key.
 pub fn workspace_key(identifier: &str) -> String {
     let sanitized: String = identifier
         .chars()
@@ -25,8 +27,10 @@ pub fn workspace_key(identifier: &str) -> String {
         })
         .collect();
     let plain = sanitized == identifier
-        && !matches!(sanitized.as_str(), "" | "." | "..")
-        && sanitized.len() <= MAX_STEM;
+        && !sanitized.is_empty()
+        && !sanitized.starts_with('.')
+        && sanitized.len() <= MAX_STEM
+        && !has_hashed_shape(&sanitized);
     if plain {
         return sanitized;
     }
@@ -37,6 +41,16 @@ pub fn workspace_key(identifier: &str) -> String {
         key.push_str(&format!("{byte:02x}"));
     }
     key
+}
+
+/// Ends with `--` and 16 lowercase hex digits, as every hashed key does.
+fn has_hashed_shape(key: &str) -> bool {
+    key.len() >= 18
+        && key.is_char_boundary(key.len() - 18)
+        && key[key.len() - 18..].starts_with("--")
+        && key[key.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -70,5 +84,41 @@ mod tests {
         let key = workspace_key(&long);
         assert_eq!(key.len(), 128 + 18);
         assert_ne!(key, workspace_key(&"x".repeat(301)));
+    }
+
+    #[test]
+    fn an_identifier_shaped_like_a_hashed_key_is_hashed_too() {
+        // `sp ace` hashes to `sp_ace--<16 hex>`; an issue literally named that must not share
+        // its directory (this happened).
+        let hashed = workspace_key("sp ace");
+        assert!(has_hashed_shape(&hashed), "{hashed}");
+        let lookalike = workspace_key(&hashed);
+        assert_ne!(lookalike, hashed);
+        assert!(lookalike.starts_with(&hashed) && lookalike.len() == hashed.len() + 18);
+        assert_eq!(
+            workspace_key("MT-1--0123456789ABCDEF"),
+            "MT-1--0123456789ABCDEF"
+        );
+        assert_ne!(
+            workspace_key(".symphony"),
+            ".symphony",
+            "reserved for markers"
+        );
+    }
+
+    proptest::proptest! {
+        /// Distinct identifiers never share a key, including identifiers built from other
+        /// identifiers' keys.
+        #[test]
+        fn keys_are_injective(
+            a in "[a-zA-Z0-9 ._/-]{0,12}",
+            b in "[a-zA-Z0-9 ._/-]{0,12}",
+            take_key in proptest::bool::ANY,
+        ) {
+            let b = if take_key { workspace_key(&a) } else { b };
+            if a != b {
+                proptest::prop_assert_ne!(workspace_key(&a), workspace_key(&b));
+            }
+        }
     }
 }

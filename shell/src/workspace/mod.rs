@@ -4,6 +4,13 @@
 //! Every path handed out is a direct child of the canonical root, checked without following a
 //! symlink at the workspace path: a symlink or a non-directory there is refused, never
 //! replaced or followed.
+//!
+//! The daemon marks each workspace it creates (an empty file named after the key under
+//! `<root>/.symphony/created/`, outside the workspace so a clone into it still finds it
+//! empty). A directory at a workspace path without that mark was not made here: it is neither
+//! used nor removed, only reported. The default root (under the temporary directory, shared
+//! with other users) is created with mode 0700 and refused when it is a symlink or belongs to
+//! another user.
 
 mod disk;
 mod hooks;
@@ -57,6 +64,13 @@ pub enum WorkspaceError {
     },
     /// `after_create` or `before_run` failed or timed out: the attempt fails.
     Hook(Box<HookOutcome>),
+    /// A directory at the workspace path that the daemon did not create.
+    NotOurs {
+        /// The workspace path.
+        path: PathBuf,
+        /// The mark that would say otherwise.
+        marker: PathBuf,
+    },
 }
 
 impl fmt::Display for WorkspaceError {
@@ -89,6 +103,13 @@ impl fmt::Display for WorkspaceError {
                 source,
             } => write!(f, "cannot {action} {}: {source}", path.display()),
             Self::Hook(outcome) => f.write_str(&outcome.describe()),
+            Self::NotOurs { path, marker } => write!(
+                f,
+                "{} exists but symphony did not create it (no mark at {}): it is left alone; \
+                 move it away, or create that mark to hand it over",
+                path.display(),
+                marker.display()
+            ),
         }
     }
 }
@@ -142,6 +163,9 @@ fn io_error<'p>(
     }
 }
 
+/// The directory under the root that holds the marks (a key never starts with `.`).
+const MARKS_DIR: &str = ".symphony";
+
 impl WorkspaceManager {
     /// Creates the root if needed and resolves it once (symlinks in it are followed here, and
     /// only here).
@@ -153,6 +177,89 @@ impl WorkspaceManager {
         std::fs::create_dir_all(root).map_err(fail)?;
         let root = std::fs::canonicalize(root).map_err(fail)?;
         Ok(Self { root, hooks })
+    }
+
+    /// [`Self::new`] for a root in a directory other users can write to (the default, under
+    /// `$TMPDIR`): the last component is created with mode 0700, and refused when it is a
+    /// symlink, not a directory, or owned by another user (someone could have planted it).
+    pub fn new_private(root: &Path, hooks: HooksConfig) -> Result<Self, WorkspaceError> {
+        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+        let refuse = |why: String| WorkspaceError::Root {
+            path: root.to_owned(),
+            source: io::Error::new(io::ErrorKind::PermissionDenied, why),
+        };
+        if let Some(parent) = root.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Root {
+                path: root.to_owned(),
+                source,
+            })?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(WorkspaceError::Root {
+                    path: root.to_owned(),
+                    source,
+                });
+            }
+        }
+        let meta = std::fs::symlink_metadata(root).map_err(|source| WorkspaceError::Root {
+            path: root.to_owned(),
+            source,
+        })?;
+        if meta.file_type().is_symlink() {
+            return Err(refuse(
+                "the default workspace root is a symlink; remove it or set workspace.root".into(),
+            ));
+        }
+        if !meta.is_dir() {
+            return Err(refuse(
+                "the default workspace root is not a directory".into(),
+            ));
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "the default workspace root belongs to uid {}, not to this user (uid {me}); \
+                 remove it or set workspace.root",
+                meta.uid()
+            )));
+        }
+        Self::new(root, hooks)
+    }
+
+    /// Where the mark of the workspace with `key` lives.
+    fn mark(&self, key: &str) -> PathBuf {
+        self.root.join(MARKS_DIR).join("created").join(key)
+    }
+
+    fn set_mark(&self, key: &str, identifier: &str) -> Result<(), WorkspaceError> {
+        let mark = self.mark(key);
+        if let Some(dir) = mark.parent() {
+            std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+        }
+        std::fs::write(&mark, identifier).map_err(io_error("mark", &mark))
+    }
+
+    /// Whether the daemon created the workspace with `key` (a regular file, not a symlink).
+    fn is_ours(&self, key: &str) -> bool {
+        std::fs::symlink_metadata(self.mark(key)).is_ok_and(|m| m.is_file())
+    }
+
+    fn check_ours(&self, path: &Path) -> Result<(), WorkspaceError> {
+        let key = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if self.is_ours(key) {
+            Ok(())
+        } else {
+            Err(WorkspaceError::NotOurs {
+                path: path.to_owned(),
+                marker: self.mark(key),
+            })
+        }
     }
 
     /// The canonical root.
@@ -255,12 +362,18 @@ impl WorkspaceManager {
         let created_now = match std::fs::symlink_metadata(&path) {
             Ok(_) => {
                 self.verify(&path)?;
+                self.check_ours(&path)?;
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // `create_dir`, not `create_dir_all`: the parent is the root, which exists.
                 std::fs::create_dir(&path).map_err(io_error("create", &path))?;
                 self.verify(&path)?;
+                let key = workspace_key(issue.identifier);
+                if let Err(e) = self.set_mark(&key, issue.identifier) {
+                    let _ = std::fs::remove_dir(&path);
+                    return Err(e);
+                }
                 true
             }
             Err(e) => return Err(io_error("inspect", &path)(e)),
@@ -275,12 +388,15 @@ impl WorkspaceManager {
             && let Some(outcome) = self.run(HookKind::AfterCreate, &context)
             && !outcome.succeeded()
         {
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::warn!(
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(self.mark(&workspace_key(issue.identifier)));
+                }
+                Err(e) => tracing::warn!(
                     issue_identifier = issue.identifier,
                     "could not remove the half-created workspace {}: {e}",
                     path.display()
-                );
+                ),
             }
             return Err(WorkspaceError::Hook(Box::new(outcome)));
         }
@@ -320,9 +436,20 @@ impl WorkspaceManager {
             }
             Err(e) => return Err(io_error("inspect", &path)(e)),
         };
+        let key = workspace_key(issue.identifier);
+        if !self.is_ours(&key) {
+            // Not made here (a directory, a file or a symlink someone else put there): leave
+            // it, and say so.
+            return Err(WorkspaceError::NotOurs {
+                marker: self.mark(&key),
+                path,
+            });
+        }
         if !meta.is_dir() {
-            // A symlink or a file: remove the entry itself, never what it points at.
+            // A symlink or a file where our workspace was: remove the entry itself, never
+            // what it points at.
             std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
+            let _ = std::fs::remove_file(self.mark(&key));
             return Ok(Removal {
                 path,
                 existed: true,
@@ -337,6 +464,7 @@ impl WorkspaceManager {
         };
         let hook = self.run(HookKind::BeforeRemove, &context);
         std::fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
+        let _ = std::fs::remove_file(self.mark(&key));
         Ok(Removal {
             path,
             existed: true,
@@ -372,7 +500,8 @@ impl WorkspaceManager {
         let keep: BTreeSet<String> = keep.into_iter().map(workspace_key).collect();
         let mut expired = Vec::new();
         for (name, path) in self.entries()? {
-            if keep.contains(&name) {
+            // Only what the daemon made is ever a candidate for removal.
+            if keep.contains(&name) || !self.is_ours(&name) {
                 continue;
             }
             let modified = std::fs::symlink_metadata(&path)
@@ -393,7 +522,9 @@ impl WorkspaceManager {
         for entry in read {
             let entry = entry.map_err(io_error("list", &self.root))?;
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
+                && name != MARKS_DIR
+            {
                 out.push((name.to_owned(), entry.path()));
             }
         }
