@@ -450,3 +450,50 @@ async fn records_missing_required_fields_are_skipped_when_listing_and_fail_a_ref
     assert_eq!(err.category, TrackerErrorCategory::TrackerResponse);
     assert!(err.message.contains("issue 2"), "{}", err.message);
 }
+
+/// A server that answers with an endless JSON body (no length, closed never): the adapter
+/// stops reading at its cap. Another declares 1 GiB up front: refused before reading.
+#[tokio::test]
+async fn oversized_response_bodies_are_refused_not_read_whole() {
+    let endless = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                if support::read_request(&stream).is_some() {
+                    use std::io::Write;
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[",
+                    );
+                    let chunk = vec![b' '; 1 << 20];
+                    while stream.write_all(&chunk).is_ok() {}
+                }
+            }
+        });
+        base
+    };
+    let err = tracker(&endless, TOKEN)
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerResponse);
+    assert!(
+        err.message.contains("more than the 16777216 read"),
+        "{}",
+        err.message
+    );
+
+    let declared = canned(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\nConnection: close\r\n\r\n[",
+    );
+    let err = tracker(&declared, TOKEN)
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("a body of 1073741824 bytes"),
+        "{}",
+        err.message
+    );
+}

@@ -516,6 +516,61 @@ fn system_directories_and_home_are_refused_as_workspace_roots() {
 }
 
 #[test]
+fn many_unknown_keys_give_a_bounded_list_of_warnings() {
+    let keys: String = (0..20_000).map(|i| format!("unknown_{i}: 1\n")).collect();
+    let w = ok(&with_front_matter(&format!("{LINEAR}{keys}"), ""));
+    assert_eq!(w.warnings.len(), 51);
+    assert!(
+        w.warnings[..50].iter().all(|w| w.at.is_some()),
+        "positions kept"
+    );
+    assert!(
+        w.warnings[50]
+            .message
+            .contains("19950 more warnings not shown"),
+        "{}",
+        w.warnings[50].message
+    );
+}
+
+#[test]
+fn templates_cannot_ask_for_unbounded_work() {
+    // A loop in a loop once hung `check`; `set` in a loop can double a value every pass.
+    for (body, why) in [
+        (
+            "{% for a in range(end=100000) %}{% for b in range(end=100000) %}x{% endfor %}{% endfor %}",
+            "loops may not nest",
+        ),
+        (
+            "{% for l in issue.labels %}{% set s = s ~ s %}{% endfor %}",
+            "inside a loop is not allowed",
+        ),
+    ] {
+        let w = ok(&with_front_matter(LINEAR, body));
+        let e = w.prompt.parse_error().expect(body);
+        assert_eq!(e.class, ErrorClass::TemplateParseError);
+        assert!(e.message.contains(why), "{e}");
+    }
+    // One loop is fine, and its output is bounded: 100,000 copies of the description are
+    // more than the 1 MiB a prompt may have.
+    let w = ok(&with_front_matter(
+        LINEAR,
+        "{% for i in range(end=100000) %}{{ issue.description }}{% endfor %}",
+    ));
+    let e = w.prompt.render(&sample_issue(), None).unwrap_err();
+    assert_eq!(e.class, ErrorClass::TemplateRenderError);
+    assert!(e.message.contains("larger than 1048576 bytes"), "{e}");
+    let w = ok(&with_front_matter(
+        LINEAR,
+        "{% for l in issue.labels %}- {{ l }}\n{% endfor %}",
+    ));
+    assert_eq!(
+        w.prompt.render(&sample_issue(), None).unwrap(),
+        "- backend\n- bug\n"
+    );
+}
+
+#[test]
 fn liquid_syntax_is_refused_with_the_tera_spelling() {
     let cases = [
         "{{ issue.title | default: \"untitled\" }}",

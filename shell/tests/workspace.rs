@@ -150,7 +150,10 @@ fn hostile_identifiers_stay_inside_the_root_and_never_collide() {
     }
     // Every workspace is a separate directory directly under the root, nothing escaped it
     // (besides them, only the directory of marks).
-    assert_eq!(std::fs::read_dir(m.root()).unwrap().count(), hostile.len() + 1);
+    assert_eq!(
+        std::fs::read_dir(m.root()).unwrap().count(),
+        hostile.len() + 1
+    );
     assert!(m.root().join(".symphony/created").is_dir());
     assert!(!dir.path().join("b").exists() && !dir.path().join("etc").exists());
 }

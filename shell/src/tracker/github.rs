@@ -181,12 +181,7 @@ impl GithubTracker {
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
-        let body: Value = response.json().await.map_err(|e| {
-            error(
-                TrackerErrorCategory::TrackerResponse,
-                format!("GitHub sent a body that is not JSON: {e}"),
-            )
-        })?;
+        let body = super::json_capped(response, "GitHub").await?;
         if let (Some(etag), Ok(mut cache)) = (etag, self.cache.lock()) {
             let entry = Cached {
                 etag,
@@ -444,7 +439,10 @@ impl GithubTracker {
         if !response.status().is_success() {
             return Err(Self::status_error(&response).message);
         }
-        response.text().await.map_err(|e| e.to_string())
+        let body = super::body_capped(response, super::MAX_TOOL_RESPONSE_BYTES, "GitHub")
+            .await
+            .map_err(|e| e.message)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }
 

@@ -99,12 +99,7 @@ impl LinearTracker {
                 format!("Linear answered HTTP {status}{hint}"),
             ));
         }
-        let body: Value = response.json().await.map_err(|e| {
-            error(
-                TrackerErrorCategory::TrackerResponse,
-                format!("Linear sent a body that is not JSON: {e}"),
-            )
-        })?;
+        let body = super::json_capped(response, "Linear").await?;
         if let Some(errors) = body["errors"].as_array().filter(|e| !e.is_empty()) {
             let messages: Vec<&str> = errors
                 .iter()

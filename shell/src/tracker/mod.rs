@@ -105,6 +105,63 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Stri
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// Largest tracker response body read (one page of a listing, one GraphQL answer).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Largest answer a provider tool hands back to the agent.
+pub const MAX_TOOL_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Reads `response`'s body, at most `max` bytes: a larger `Content-Length` is refused before
+/// reading, and a body that grows past `max` while streaming stops there. `what` names the
+/// provider in the error.
+pub(crate) async fn body_capped(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, TrackerError> {
+    let too_large = |size: String| {
+        error(
+            TrackerErrorCategory::TrackerResponse,
+            format!("{what} sent a body of {size} bytes, more than the {max} read"),
+        )
+    };
+    if let Some(length) = response.content_length()
+        && length > max as u64
+    {
+        return Err(too_large(length.to_string()));
+    }
+    let mut body = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("{what} request failed while reading the body: {e}"),
+            )
+        })?;
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len() + chunk.len() > max {
+            return Err(too_large(format!("over {}", body.len() + chunk.len())));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+/// [`body_capped`] parsed as JSON.
+pub(crate) async fn json_capped(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<serde_json::Value, TrackerError> {
+    let body = body_capped(response, MAX_RESPONSE_BYTES, what).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        error(
+            TrackerErrorCategory::TrackerResponse,
+            format!("{what} sent a body that is not JSON: {e}"),
+        )
+    })
+}
+
 /// A tracker error with a category and a message.
 pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) -> TrackerError {
     TrackerError {

@@ -13,7 +13,7 @@ use symphony_core::issue::normalize;
 
 use super::env::{Env, var_reference};
 use super::error::{ErrorClass, Position, Warning, WorkflowError};
-use super::front_matter::locate;
+use super::front_matter::key_positions;
 
 /// A credential. Printed, logged and serialised as `****`; [`Secret::expose`] is the only way
 /// to the value.
@@ -427,11 +427,11 @@ pub(crate) fn resolve(
     let mut r = Reader {
         file,
         base_dir,
-        yaml,
-        yaml_line,
         env,
         sources: BTreeMap::new(),
         warnings: Vec::new(),
+        positions: key_positions(yaml, yaml_line),
+        unshown_warnings: 0,
     };
     r.check_keys(root, "", TOP_LEVEL);
     let tracker = r.tracker(root)?;
@@ -448,6 +448,17 @@ pub(crate) fn resolve(
     // In file order, so a reader can walk down the file; position-less ones last.
     r.warnings
         .sort_by_key(|w| w.at.map_or((usize::MAX, 0), |at| (at.line, at.col)));
+    if r.unshown_warnings > 0 {
+        r.warnings.push(Warning {
+            file: file.to_owned(),
+            at: None,
+            key: String::new(),
+            message: format!(
+                "{} more warnings not shown (only the first {MAX_WARNINGS} are)",
+                r.unshown_warnings
+            ),
+        });
+    }
     Ok(Resolved {
         config: ServiceConfig {
             tracker,
@@ -463,17 +474,22 @@ pub(crate) fn resolve(
     })
 }
 
+/// Warnings kept per load; the rest are counted in a last one.
+const MAX_WARNINGS: usize = 50;
+
 /// About 31 years: larger millisecond values are surely typos.
 const MAX_MS: i64 = 1 << 40;
 
 struct Reader<'a> {
     file: &'a Path,
     base_dir: &'a Path,
-    yaml: &'a str,
-    yaml_line: usize,
     env: &'a dyn Env,
     sources: BTreeMap<String, Source>,
     warnings: Vec<Warning>,
+    /// Where each key is written, by dotted path (one pass over the YAML).
+    positions: BTreeMap<String, Position>,
+    /// Warnings past [`MAX_WARNINGS`], counted only.
+    unshown_warnings: usize,
 }
 
 /// A YAML value for messages: short, one line.
@@ -522,8 +538,7 @@ fn did_you_mean<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
 
 impl Reader<'_> {
     fn pos(&self, key: &str) -> Option<Position> {
-        let path: Vec<&str> = key.split('.').collect();
-        locate(self.yaml, self.yaml_line, &path)
+        self.positions.get(key).copied()
     }
 
     fn error(&self, class: ErrorClass, key: &str, message: impl Into<String>) -> WorkflowError {
@@ -544,6 +559,10 @@ impl Reader<'_> {
     }
 
     fn warn(&mut self, key: &str, message: impl Into<String>) {
+        if self.warnings.len() >= MAX_WARNINGS {
+            self.unshown_warnings += 1;
+            return;
+        }
         self.warnings.push(Warning {
             file: self.file.to_owned(),
             at: self.pos(key),

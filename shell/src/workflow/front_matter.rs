@@ -1,6 +1,8 @@
 //! Splitting WORKFLOW.md into YAML front matter and prompt body (SPEC 5.2), and finding where a
 //! key sits in the front matter so errors can point at it.
 
+use std::collections::BTreeMap;
+
 use super::error::Position;
 
 /// A workflow file cut in two. Line numbers are 1-based lines of the whole file.
@@ -67,47 +69,43 @@ fn body_only(text: &str, offset: usize, line: usize) -> Parts<'_> {
     }
 }
 
-/// Best-effort position of the key at `path` (`["agent", "max_turns"]`) in block-style YAML.
-/// Flow-style maps and keys in quotes with escapes are not followed; `None` then.
-pub(crate) fn locate(yaml: &str, first_line: usize, path: &[&str]) -> Option<Position> {
-    let mut depth = 0;
-    // Indentation of the map currently being searched; `None` until its first key is seen.
-    let mut indent: Option<usize> = Some(0);
-    let mut parent_indent: Option<usize> = None;
+/// Best-effort positions of every block-style key in `yaml`, by dotted path
+/// (`agent.max_turns`), found in one pass (the first occurrence of a path wins). Flow-style
+/// maps, list items and keys in quotes with escapes are not followed.
+pub(crate) fn key_positions(yaml: &str, first_line: usize) -> BTreeMap<String, Position> {
+    let mut positions = BTreeMap::new();
+    // The open maps above the current line: (indentation, dotted path).
+    let mut stack: Vec<(usize, String)> = Vec::new();
     for (index, line) in yaml.lines().enumerate() {
         let content = line.trim_start();
         if content.is_empty() || content.starts_with('#') {
             continue;
         }
-        let this_indent = line.len() - content.len();
-        if let Some(parent) = parent_indent
-            && this_indent <= parent
-        {
-            return None; // left the parent map without finding the key
+        let indent = line.len() - content.len();
+        while stack.last().is_some_and(|(open, _)| *open >= indent) {
+            stack.pop();
         }
-        match indent {
-            None => indent = Some(this_indent),
-            Some(want) if this_indent != want => continue,
-            Some(_) => {}
+        if content.starts_with("- ") || content == "-" {
+            continue;
         }
         let Some((key, _)) = content.split_once(':') else {
             continue;
         };
         let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
-        if key != path[depth] {
+        if key.is_empty() || key.starts_with(['{', '[']) {
             continue;
         }
-        if depth + 1 == path.len() {
-            return Some(Position {
-                line: first_line + index,
-                col: this_indent + 1,
-            });
-        }
-        depth += 1;
-        parent_indent = Some(this_indent);
-        indent = None;
+        let path = match stack.last() {
+            Some((_, parent)) => format!("{parent}.{key}"),
+            None => key.to_owned(),
+        };
+        positions.entry(path.clone()).or_insert(Position {
+            line: first_line + index,
+            col: indent + 1,
+        });
+        stack.push((indent, path));
     }
-    None
+    positions
 }
 
 /// Deepest flow nesting (`[` and `{`) a YAML document may have. YAML's parser spends time
@@ -194,19 +192,21 @@ mod tests {
     #[test]
     fn keys_are_located_by_indentation() {
         let yaml = "tracker:\n  kind: linear\nagent:\n  # limits\n  max_turns: 0\n  nested:\n    max_turns: 1\ncodex:\n  max_turns: 2\n";
+        let at = key_positions(yaml, 2);
         assert_eq!(
-            locate(yaml, 2, &["agent", "max_turns"]),
-            Some(Position { line: 6, col: 3 })
+            at.get("agent.max_turns"),
+            Some(&Position { line: 6, col: 3 })
         );
         assert_eq!(
-            locate(yaml, 2, &["codex", "max_turns"]),
-            Some(Position { line: 10, col: 3 })
+            at.get("agent.nested.max_turns"),
+            Some(&Position { line: 8, col: 5 })
         );
         assert_eq!(
-            locate(yaml, 2, &["agent"]),
-            Some(Position { line: 4, col: 1 })
+            at.get("codex.max_turns"),
+            Some(&Position { line: 10, col: 3 })
         );
-        assert_eq!(locate(yaml, 2, &["tracker", "max_turns"]), None);
+        assert_eq!(at.get("agent"), Some(&Position { line: 4, col: 1 }));
+        assert_eq!(at.get("tracker.max_turns"), None);
     }
 
     #[test]

@@ -73,14 +73,48 @@ impl PromptTemplate {
         if let Some(attempt) = attempt {
             context.insert("attempt", &attempt);
         }
-        tera.render(NAME, &context).map_err(|e| {
-            tera_error(
+        let mut out = Capped(Vec::new());
+        match tera.render_to(NAME, &context, &mut out) {
+            Ok(()) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+            Err(_) if out.0.len() > MAX_PROMPT_BYTES => Err(WorkflowError::new(
+                ErrorClass::TemplateRenderError,
+                &self.file,
+                format!(
+                    "the rendered prompt is larger than {MAX_PROMPT_BYTES} bytes; rendering \
+                     stopped there"
+                ),
+            )
+            .at(Some(self.body_at))),
+            Err(e) => Err(tera_error(
                 &e,
                 ErrorClass::TemplateRenderError,
                 &self.file,
                 self.body_at,
-            )
-        })
+            )),
+        }
+    }
+}
+
+/// Largest prompt rendered.
+pub(crate) const MAX_PROMPT_BYTES: usize = 1024 * 1024;
+
+/// A render buffer that fails the write that would take it past [`MAX_PROMPT_BYTES`] (keeping
+/// one byte more, so the caller can tell this failure from others), which stops rendering.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_PROMPT_BYTES {
+            let room = MAX_PROMPT_BYTES + 1 - self.0.len().min(MAX_PROMPT_BYTES);
+            self.0.extend_from_slice(&buf[..room.min(buf.len())]);
+            return Err(std::io::Error::other("the prompt is too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -181,7 +215,9 @@ fn liquid_filter_hint(name: &str) -> Option<&'static str> {
 }
 
 /// Refuses Liquid-only syntax before Tera sees it, so the message says what to write instead
-/// of a bare syntax error. Text inside `{% raw %}` blocks is not examined.
+/// of a bare syntax error, and the constructs that let a template's work grow without bound
+/// (nested loops, `set` inside a loop, components). Text inside `{% raw %}` blocks is not
+/// examined.
 fn liquid_check(source: &str, file: &Path, body_at: Position) -> Result<(), WorkflowError> {
     let refuse = |offset: usize, message: String| {
         let before = &source[..offset];
@@ -192,6 +228,7 @@ fn liquid_check(source: &str, file: &Path, body_at: Position) -> Result<(), Work
     };
     let mut rest = 0;
     let mut in_raw = false;
+    let mut loops = 0usize;
     while let Some(found) = source[rest..].find('{') {
         let start = rest + found;
         let open = source.get(start..start + 2);
@@ -214,6 +251,32 @@ fn liquid_check(source: &str, file: &Path, body_at: Position) -> Result<(), Work
                 "raw" => in_raw = true,
                 "endraw" => in_raw = false,
                 _ if in_raw => {}
+                // Bounds on the work a template can ask for (issue data sizes the loops).
+                "for" if loops > 0 => {
+                    return Err(refuse(
+                        start,
+                        "loops may not nest in a prompt template (a loop inside a loop can \
+                         run for hours on a large issue); use one level of `for`"
+                            .to_owned(),
+                    ));
+                }
+                "for" => loops += 1,
+                "endfor" => loops = loops.saturating_sub(1),
+                "set" | "set_global" if loops > 0 => {
+                    return Err(refuse(
+                        start,
+                        format!(
+                            "`{{% {tag} %}}` inside a loop is not allowed in a prompt template \
+                             (a value rebuilt on every pass can grow without bound)"
+                        ),
+                    ));
+                }
+                "component" => {
+                    return Err(refuse(
+                        start,
+                        "components are not supported in prompt templates".to_owned(),
+                    ));
+                }
                 _ => {
                     if let Some(hint) = liquid_tag_hint(tag) {
                         return Err(refuse(
