@@ -314,6 +314,47 @@ pub fn read_log(text: &str) -> Result<(LogHeader, Vec<LogRecord>), LogError> {
     Ok((header, records))
 }
 
+/// A last line cut short (the writer crashed mid-line): where it is and how long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// Its 1-based line number.
+    pub line: usize,
+    /// Its length in bytes.
+    pub bytes: usize,
+}
+
+/// [`read_log`], except that a last line which does not parse and is not ended by a newline
+/// (what a crash in the middle of a write leaves) is reported instead of failing the read:
+/// the records before it are returned with the torn tail. A malformed line anywhere else is
+/// still an error.
+pub fn read_log_tolerating_torn_tail(
+    text: &str,
+) -> Result<(LogHeader, Vec<LogRecord>, Option<TornTail>), LogError> {
+    if text.ends_with('\n') {
+        return read_log(text).map(|(header, records)| (header, records, None));
+    }
+    let cut = text.rfind('\n').map_or(0, |at| at + 1);
+    let (complete, tail) = text.split_at(cut);
+    if complete.trim().is_empty() || tail.trim().is_empty() {
+        return read_log(text).map(|(header, records)| (header, records, None));
+    }
+    match read_log(text) {
+        Ok((header, records)) => Ok((header, records, None)),
+        Err(LogError::Malformed { line, .. }) if line == complete.lines().count() + 1 => {
+            let (header, records) = read_log(complete)?;
+            Ok((
+                header,
+                records,
+                Some(TornTail {
+                    line,
+                    bytes: tail.len(),
+                }),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The first record whose replayed commands differ from the recorded ones.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Divergence {

@@ -47,8 +47,9 @@ pub(crate) struct LogFlags {
     #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
     pub(crate) event_log_max_size: u64,
 
-    /// Rotated event-log segments to keep (FILE.1 newest ... FILE.N oldest).
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// Rotated event-log segments to keep (FILE.1 newest ... FILE.N oldest), at most 1000.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub(crate) event_log_keep: u32,
 }
 

@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use symphony_core::Orchestrator;
-use symphony_core::log::{LogError, LogHeader, LogRecord, read_log, replay};
+use symphony_core::log::{
+    LogError, LogHeader, LogRecord, TornTail, read_log_tolerating_torn_tail, replay,
+};
 
 use crate::Outcome;
 use crate::cli::ReplayArgs;
@@ -56,6 +58,8 @@ struct Segment<'a> {
     path: &'a Path,
     header: LogHeader,
     records: Vec<LogRecord>,
+    /// A last line cut short by a crash, left out of the replay.
+    torn: Option<TornTail>,
 }
 
 /// Reads every file and checks that each continues the one before it.
@@ -64,7 +68,17 @@ fn load(paths: &[PathBuf]) -> Result<Vec<Segment<'_>>, (&Path, ReplayError)> {
     for path in paths {
         let fail = |e| (path.as_path(), e);
         let text = fs::read_to_string(path).map_err(|e| fail(ReplayError::Read(e)))?;
-        let (header, records) = read_log(&text).map_err(|e| fail(ReplayError::Log(e)))?;
+        let (header, records, torn) =
+            read_log_tolerating_torn_tail(&text).map_err(|e| fail(ReplayError::Log(e)))?;
+        // Only the newest segment can end mid-write; a torn line in an older one means the
+        // chain is not what the daemon wrote.
+        if torn.is_some() && !std::ptr::eq(path, paths.last().unwrap_or(path)) {
+            let line = torn.as_ref().map_or(0, |t| t.line);
+            return Err(fail(ReplayError::Log(LogError::Malformed {
+                line,
+                message: "a torn line in a segment that is not the last".to_owned(),
+            })));
+        }
         if let Some(previous) = segments.last() {
             let expected = previous
                 .records
@@ -79,6 +93,7 @@ fn load(paths: &[PathBuf]) -> Result<Vec<Segment<'_>>, (&Path, ReplayError)> {
             path,
             header,
             records,
+            torn,
         });
     }
     Ok(segments)
@@ -166,6 +181,18 @@ fn render(segments: &[Segment<'_>], check: bool, until: Option<u64>) -> Outcome 
             "{}",
             serde_json::to_string_pretty(&snapshot).unwrap_or_default()
         );
+    }
+    for segment in segments {
+        if let Some(torn) = &segment.torn {
+            let _ = writeln!(
+                stderr,
+                "note: {} ends in a torn line (line {}, {} bytes, cut short by a crash \
+                 mid-write?); the records before it were replayed",
+                segment.path.display(),
+                torn.line,
+                torn.bytes
+            );
+        }
     }
     match first_divergence {
         None => {

@@ -642,24 +642,77 @@ fn startup_removes_the_workspaces_of_issues_already_terminal() {
 }
 
 #[test]
-fn a_failing_event_log_stops_recording_not_the_daemon() {
-    // Writes to /dev/full fail with ENOSPC: the sink breaks on its first flush.
+fn a_failing_event_log_pauses_recording_not_the_daemon_and_recovers() {
+    // Writes to /dev/full fail with ENOSPC: the sink breaks on its first flush. The log path
+    // is a symlink to it; once the symlink is gone, the retry records into a new file.
     assert!(
         Path::new("/dev/full").exists(),
         "this test needs /dev/full (Linux)"
     );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    let text = workflow("").replace("---\nWork", "server:\n  port: 0\n---\nWork");
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
     issue(dir.path(), "F-1", "Todo", "");
-    let mut daemon = Daemon::start(dir.path(), &["--event-log", "/dev/full"]);
+    let log = dir.path().join("events.ndjson");
+    std::os::unix::fs::symlink("/dev/full", &log).unwrap();
+    let mut daemon = Daemon::start(dir.path(), &["--event-log", "events.ndjson"]);
+    let addr = daemon.http_addr();
     daemon.wait_for("the sink failure", |l| {
-        l.contains("event log") && l.contains("recording stops")
+        l.contains("event log") && l.contains("recording pauses")
     });
     daemon.wait_for("F-1 released after it", |l| {
         l.contains("released") && l.contains("issue_id=\"F-1\"")
     });
+    let state = daemon_harness::get_json(&addr, "/api/v1/state");
+    assert_eq!(state["event_log"]["recording"], false, "{state:#}");
+    assert!(
+        state["event_log"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("No space"),
+        "{state:#}"
+    );
+    assert!(state["event_log"]["lost_records"].as_u64().unwrap() > 0);
+
+    std::fs::remove_file(&log).unwrap();
+    daemon.wait_for("recording again", |l| {
+        l.contains("event log recording again")
+    });
+    let state = daemon_harness::get_json(&addr, "/api/v1/state");
+    assert_eq!(state["event_log"]["recording"], true, "{state:#}");
     daemon.interrupt();
     let (code, lines) = daemon.wait_exit();
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
     assert_eq!(state_of(dir.path(), "F-1"), "Done", "work went on");
+    // The new segment resumes from the state it started in, so it replays on its own.
+    replay_check(dir.path(), &["events.ndjson"]);
+}
+
+#[test]
+fn event_log_paths_and_counts_that_would_do_harm_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    std::fs::create_dir_all(dir.path().join("logs-dir/inside")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    // A directory as the event log: refused, not renamed to `.1`.
+    let out = run(&["--event-log", "logs-dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("logs-dir/inside").is_dir());
+    assert!(!dir.path().join("logs-dir.1").exists());
+    // Twenty million segments to shift at startup: a usage error at once.
+    let out = run(&["--event-log", "e.ndjson", "--event-log-keep", "20000000"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0..=1000"));
 }

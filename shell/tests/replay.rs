@@ -316,6 +316,39 @@ fn check_exits_1_at_the_first_divergence_with_a_diff() {
 }
 
 #[test]
+fn a_torn_last_line_is_reported_and_everything_before_it_replays() {
+    let stored = std::fs::read_to_string(fixture("basic.ndjson")).unwrap();
+    let total = stored.lines().count() - 1;
+    // A crash mid-write: the last record cut in half, no final newline.
+    let last = stored.trim_end().rsplit_once('\n').unwrap().1;
+    let torn = format!(
+        "{}{}",
+        &stored[..stored.trim_end().len() - last.len()],
+        &last[..last.len() / 2]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("torn.ndjson");
+    std::fs::write(&path, &torn).unwrap();
+    let out = symphony(&["replay", "--check", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("ends in a torn line"), "{stderr}");
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "final snapshot after {} of {} records",
+            total - 1,
+            total - 1
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    // A malformed line that is not the last (or ends with a newline) is still an error.
+    std::fs::write(&path, format!("{torn}\n")).unwrap();
+    let out = symphony(&["replay", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
 fn until_stops_after_that_record() {
     let path = fixture("basic.ndjson");
     let out = symphony(&["replay", "--until", "3", path.to_str().unwrap()]);

@@ -68,6 +68,18 @@ impl EventLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        // A regular file (or a character device such as /dev/null); never a directory, which
+        // rotation would otherwise move aside, nor a FIFO or socket.
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::FileTypeExt as _;
+            let kind = meta.file_type();
+            if !(kind.is_file() || kind.is_char_device()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file (a directory, FIFO, socket or block device is refused)",
+                ));
+            }
+        }
         if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
             shift(path, rotation.keep)?;
         }

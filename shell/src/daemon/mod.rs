@@ -102,6 +102,8 @@ pub fn run(options: Options) -> ExitCode {
 struct Daemon {
     recorder: Recorder,
     log: Option<EventLog>,
+    /// Where the event log goes, and why it is not recording when it is not.
+    recording: Option<Recording>,
     bound: Arc<Bound>,
     workers: BTreeMap<RunId, WorkerHandle>,
     /// Workspace paths of live runs: never two issues in one directory.
@@ -187,6 +189,11 @@ impl Daemon {
             }),
             recorder,
             log,
+            recording: options.event_log.clone().map(|path| Recording {
+                path,
+                rotation: options.event_log_rotation,
+                failure: None,
+            }),
             bound,
             workers: BTreeMap::new(),
             paths: LivePaths::default(),
@@ -375,32 +382,92 @@ impl Daemon {
     fn feed(&mut self, event: Event) {
         let event = scrub(event);
         let (commands, line) = self.recorder.handle(now(), &event);
-        if let Some(log) = &mut self.log
-            && let Err(e) = log.line(&line)
-        {
-            tracing::error!("event log write failed, recording stops: {e}");
-            self.log = None;
+        match &mut self.log {
+            Some(log) => {
+                if let Err(e) = log.line(&line) {
+                    self.log_failed("write", &e);
+                }
+            }
+            None => {
+                if let Some(failure) = self.recording.as_mut().and_then(|r| r.failure.as_mut()) {
+                    failure.lost += 1;
+                }
+            }
         }
         for command in commands {
             self.execute(command);
         }
     }
 
-    /// Flushes the event log, and cuts a new segment once the current one is full.
+    /// The event log failed (disk full, say): recording pauses, and is retried with backoff
+    /// (from 1 s, doubling to 5 min) in a new segment that resumes from the current state.
+    fn log_failed(&mut self, action: &str, error: &std::io::Error) {
+        self.log = None;
+        let Some(recording) = &mut self.recording else {
+            return;
+        };
+        let backoff = recording
+            .failure
+            .as_ref()
+            .map_or(Duration::from_secs(1), |f| {
+                (f.backoff * 2).min(Duration::from_secs(300))
+            });
+        tracing::error!(
+            "event log {action} failed, recording pauses and is retried in {} s: {error}",
+            backoff.as_secs()
+        );
+        let (since, lost) = recording
+            .failure
+            .as_ref()
+            .map_or((now(), 0), |f| (f.since, f.lost));
+        recording.failure = Some(LogFailure {
+            since,
+            error: error.to_string(),
+            backoff,
+            retry_at: std::time::Instant::now() + backoff,
+            lost: lost + 1,
+        });
+    }
+
+    /// Flushes the event log, cuts a new segment once the current one is full, and retries a
+    /// failed log when its backoff is over.
     fn flush_log(&mut self) {
-        let Some(log) = &mut self.log else { return };
+        let Some(log) = &mut self.log else {
+            self.retry_log();
+            return;
+        };
         if let Err(e) = log.flush() {
-            tracing::error!("event log flush failed, recording stops: {e}");
-            self.log = None;
+            self.log_failed("flush", &e);
         } else if log.full() {
             let header = self.recorder.rotate();
             match log.rotate(&header) {
                 Ok(()) => tracing::info!("event log rotated"),
-                Err(e) => {
-                    tracing::error!("event log rotation failed, recording stops: {e}");
-                    self.log = None;
-                }
+                Err(e) => self.log_failed("rotation", &e),
             }
+        }
+    }
+
+    fn retry_log(&mut self) {
+        let Some(recording) = &mut self.recording else {
+            return;
+        };
+        let Some(failure) = &recording.failure else {
+            return;
+        };
+        if std::time::Instant::now() < failure.retry_at {
+            return;
+        }
+        let header = self.recorder.rotate();
+        match EventLog::create(&recording.path, &header, recording.rotation) {
+            Ok(log) => {
+                tracing::info!(
+                    lost_records = failure.lost,
+                    "event log recording again in a new segment"
+                );
+                recording.failure = None;
+                self.log = Some(log);
+            }
+            Err(e) => self.log_failed("reopening", &e),
         }
     }
 
@@ -626,7 +693,18 @@ impl Daemon {
         match query {
             Query::State => {
                 let snapshot = self.recorder.orchestrator().snapshot(now());
-                Answer::json(200, &snapshot, &self.secrets)
+                let mut answer = Answer::json(200, &snapshot, &self.secrets);
+                // The event log's status, appended to the snapshot's object.
+                if let Some(recording) = &self.recording
+                    && answer.body.ends_with('}')
+                {
+                    let status = recording.status();
+                    answer.body.pop();
+                    answer.body.push_str(",\"event_log\":");
+                    answer.body.push_str(&status.to_string());
+                    answer.body.push('}');
+                }
+                answer
             }
             Query::Issue(identifier) => {
                 match self.recorder.orchestrator().issue_detail(&identifier) {
@@ -735,6 +813,40 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+/// The event log's destination and health.
+struct Recording {
+    path: PathBuf,
+    rotation: Rotation,
+    failure: Option<LogFailure>,
+}
+
+/// Why the event log is not recording, since when, and when it is tried again.
+struct LogFailure {
+    since: Timestamp,
+    error: String,
+    backoff: Duration,
+    retry_at: std::time::Instant,
+    /// Records not written since the failure.
+    lost: u64,
+}
+
+impl Recording {
+    /// `event_log` in `/api/v1/state`.
+    fn status(&self) -> serde_json::Value {
+        match &self.failure {
+            None => serde_json::json!({"path": self.path, "recording": true}),
+            Some(f) => serde_json::json!({
+                "path": self.path,
+                "recording": false,
+                "failing_since": f.since.to_rfc3339(),
+                "error": f.error,
+                "lost_records": f.lost,
+                "retry_in_ms": f.retry_at.saturating_duration_since(std::time::Instant::now()).as_millis() as u64,
+            }),
+        }
     }
 }
 
