@@ -57,18 +57,10 @@ pub(crate) fn check(args: &CheckArgs) -> Outcome {
         Err(error) => return failed(&error, String::new()),
     };
     let stderr = warnings(&workflow);
-    if let Some(error) = workflow.prompt.parse_error() {
-        return failed(error, stderr);
-    }
-    // Strict variables only fail at render time: render as a first run and as a retry.
-    let issue = workflow::sample_issue();
-    let mut lines = 0;
-    for attempt in [None, Some(2)] {
-        match workflow.prompt.render(&issue, attempt) {
-            Ok(text) => lines = lines.max(text.lines().count()),
-            Err(error) => return failed(&error, stderr),
-        }
-    }
+    let lines = match workflow.prompt.validate() {
+        Ok(lines) => lines,
+        Err(error) => return failed(&error, stderr),
+    };
     let c = &workflow.config;
     let mut stdout = String::new();
     let _ = writeln!(stdout, "ok: {}", path.display());

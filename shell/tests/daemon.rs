@@ -316,6 +316,44 @@ fn a_running_hook_does_not_outlive_shutdown() {
 }
 
 #[test]
+fn a_template_check_rejects_is_rejected_at_startup_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("WORKFLOW.md");
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    let broken = workflow("").replace(
+        "Work on {{ issue.identifier }}",
+        "Work on {{ issue.titel }}",
+    );
+    std::fs::write(&path, &broken).unwrap();
+    // Startup: refused, exit 1, the same error `check` gives.
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error[template_render_error]"), "{stderr}");
+
+    // Reload: the broken edit is refused and the last good workflow stays.
+    std::fs::write(&path, workflow("")).unwrap();
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("startup", |l| l.contains("symphony started"));
+    replace(&path, &broken);
+    let refused = daemon.wait_for("the refused reload", |l| {
+        l.contains("template_render_error") && l.contains("keeping the last good workflow")
+    });
+    assert!(refused.contains("ERROR"), "{refused}");
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    assert!(
+        !lines.iter().any(|l| l.contains("workflow reloaded")),
+        "{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
 fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let text = workflow("")

@@ -74,8 +74,11 @@ pub fn run(options: Options) -> ExitCode {
     for warning in &workflow.warnings {
         tracing::warn!("{warning}");
     }
-    if let Some(error) = workflow.prompt.parse_error() {
-        tracing::warn!("{error} (every run will fail until the template is fixed)");
+    // The same validation as `symphony check`: a template that cannot render for a sample
+    // issue would fail every run.
+    if let Err(error) = workflow.prompt.validate() {
+        eprintln!("{error}");
+        return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -65,6 +65,22 @@ impl PromptTemplate {
         self.engine.as_ref().err()
     }
 
+    /// What `check`, startup and reload all require: the template parses and renders for
+    /// [`sample_issue`] as a first run and as a retry (strict variables fail only when
+    /// rendering, so parsing alone would let `{{ issue.titel }}` through). The longer of the
+    /// two renderings' line counts on success.
+    pub fn validate(&self) -> Result<usize, WorkflowError> {
+        if let Some(error) = self.parse_error() {
+            return Err(error.clone());
+        }
+        let issue = sample_issue();
+        let mut lines = 0;
+        for attempt in [None, Some(2)] {
+            lines = lines.max(self.render(&issue, attempt)?.lines().count());
+        }
+        Ok(lines)
+    }
+
     /// Renders for `issue`; `attempt` is absent on the first run and 1-based afterwards.
     pub fn render(&self, issue: &Issue, attempt: Option<u32>) -> Result<String, WorkflowError> {
         let tera = self.engine.as_ref().map_err(Clone::clone)?;

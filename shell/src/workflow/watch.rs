@@ -117,7 +117,11 @@ impl Watcher {
                     last = Some(bytes.clone());
                     let event = match String::from_utf8(bytes) {
                         Ok(text) => match parse(&text, &path, env.as_ref(), &overrides) {
-                            Ok(workflow) => WatchEvent::Reloaded(Box::new(workflow)),
+                            // The same validation as at startup and in `check`.
+                            Ok(workflow) => match workflow.prompt.validate() {
+                                Ok(_) => WatchEvent::Reloaded(Box::new(workflow)),
+                                Err(error) => WatchEvent::Invalid(error),
+                            },
                             Err(error) => WatchEvent::Invalid(error),
                         },
                         Err(_) => WatchEvent::Invalid(WorkflowError::new(
