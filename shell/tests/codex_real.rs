@@ -116,7 +116,7 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
         "model_providers.fake={{name=\"fake\", base_url=\"http://127.0.0.1:{port}/v1\", wire_api=\"responses\", env_key=\"FAKE_API_KEY\", request_max_retries=0, stream_max_retries=0}}"
     );
     format!(
-        "env CODEX_HOME={home} FAKE_API_KEY=dummy {bin} app-server -c 'model_provider=\"fake\"' -c 'model=\"fake-model\"' -c '{provider}' -c analytics.enabled=false --disable plugins --disable remote_plugin --disable apps",
+        "env CODEX_HOME={home} FAKE_API_KEY=dummy {bin} app-server -c 'model_provider=\"fake\"' -c 'model=\"fake-model\"' -c '{provider}' -c analytics.enabled=false --disable plugins --disable remote_plugin --disable apps 2>>{home}/app-server.stderr",
         home = home.display(),
         bin = binary.display(),
     )
@@ -126,7 +126,13 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
 fn one_attempt_through_the_real_codex_app_server() {
     let binary = codex_binary();
     let (port, calls) = fake_model();
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp: with bubblewrap installed, codex refuses to create its sandbox helper
+    // under the temporary directory ("Refusing to create helper binaries under temporary
+    // dir"), and the turn's command never runs.
+    let dir = tempfile::Builder::new()
+        .prefix("codex-real-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let (home, workspace, issues) = (
         dir.path().join("codex-home"),
         dir.path().join("ws"),
@@ -209,11 +215,10 @@ fn one_attempt_through_the_real_codex_app_server() {
         "{outcome:?}"
     );
 
-    // The model's shell call ran in the workspace.
-    assert_eq!(
-        std::fs::read_to_string(workspace.join("result.txt")).unwrap(),
-        "written-by-codex\n"
-    );
+    // The model's shell call ran in the workspace; if it did not, say why.
+    let result = std::fs::read_to_string(workspace.join("result.txt"))
+        .unwrap_or_else(|e| panic!("result.txt: {e}\n{}", diagnostics(&home, &seen)));
+    assert_eq!(result, "written-by-codex\n");
     // The dynamic tool ran host-side against the tracker.
     let issue_file = std::fs::read_to_string(issues.join("CX-1.md")).unwrap();
     assert!(issue_file.contains("Wrote result.txt"), "{issue_file}");
@@ -245,4 +250,29 @@ fn one_attempt_through_the_real_codex_app_server() {
         seen.iter()
             .any(|u| matches!(u, AgentUpdate::TurnStarted { .. }))
     );
+}
+
+/// What the agent left behind, for a failure message: its stderr, codex's own log files, and
+/// the updates the session reported.
+fn diagnostics(home: &Path, seen: &[AgentUpdate]) -> String {
+    let mut out = String::new();
+    let mut files = vec![home.join("app-server.stderr")];
+    if let Ok(entries) = std::fs::read_dir(home.join("log")) {
+        files.extend(entries.flatten().map(|e| e.path()));
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| format!("({e})"));
+        let tail: String = text
+            .lines()
+            .rev()
+            .take(60)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        out.push_str(&format!("--- {} (last 60 lines)\n{tail}\n", file.display()));
+    }
+    out.push_str(&format!("--- updates\n{seen:#?}\n"));
+    out
 }
