@@ -135,6 +135,17 @@ pub enum Command {
         /// Why: what the agent asked for, or the used-up token budget; summarised.
         reason: String,
     },
+    /// An issue in an active state is held back, or held back for another reason than
+    /// before: a blocker, a missing label, a full slot, paused dispatch. Emitted when the
+    /// reason is new or changed, not on every tick. Informational.
+    IssueWaiting {
+        /// The issue.
+        issue_id: IssueId,
+        /// Its human-readable key.
+        identifier: String,
+        /// Why it does not run now.
+        reason: String,
+    },
     /// Run `before_remove` and delete the workspace of an issue no worker runs on.
     CleanWorkspace {
         /// The issue.
@@ -209,6 +220,12 @@ pub enum Reason {
     },
     /// The service is shutting down.
     Shutdown,
+    /// After a turn the issue was no longer active: the run's work moved it (to this state).
+    /// A successful end, counted in `completed_runs`.
+    Completed {
+        /// The state it moved to.
+        state: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -226,6 +243,7 @@ impl fmt::Display for Reason {
                 write!(f, "token budget used: {used} of {limit} tokens")
             }
             Self::Shutdown => f.write_str("shutdown"),
+            Self::Completed { state } => write!(f, "run completed: the issue moved to {state:?}"),
         }
     }
 }

@@ -230,6 +230,11 @@ impl Display for Command {
                 identifier,
                 reason,
             } => write!(f, "hold {identifier} ({issue_id}): {reason}"),
+            Self::IssueWaiting {
+                issue_id,
+                identifier,
+                reason,
+            } => write!(f, "waiting {identifier} ({issue_id}): {reason}"),
             Self::CleanWorkspace {
                 issue_id,
                 identifier,

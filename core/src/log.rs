@@ -31,7 +31,7 @@ use crate::time::Timestamp;
 /// Value of [`LogHeader::format`].
 pub const LOG_FORMAT: &str = "symphony-event-log";
 /// The format version this build writes and reads.
-pub const LOG_VERSION: u32 = 1;
+pub const LOG_VERSION: u32 = 2;
 
 /// First line of a log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -583,10 +583,12 @@ mod tests {
             read_log(&tampered),
             Err(LogError::DigestMismatch { .. })
         ));
-        let future = text.replacen("\"version\":1", "\"version\":9", 1);
+        let future = text.replacen(&format!("\"version\":{LOG_VERSION}"), "\"version\":9", 1);
         assert_eq!(
             read_log(&future).unwrap_err().to_string(),
-            "line 1: event log version 9 is not supported (this build reads 1)"
+            format!(
+                "line 1: event log version 9 is not supported (this build reads {LOG_VERSION})"
+            )
         );
     }
 }

@@ -13,7 +13,7 @@ use crate::command::{Command, Reason, RequestId, RunId};
 use crate::config::{Policy, SchedulerConfig};
 use crate::event::{ConfigError, Event};
 use crate::issue::IssueId;
-use crate::state::{AfterStop, Claim, PendingStop, Tokens};
+use crate::state::{AfterStop, Claim, PendingStop, Tokens, WaitingEntry};
 use crate::time::Timestamp;
 
 /// The sans-IO scheduler. See the crate documentation for the driving contract.
@@ -56,6 +56,13 @@ pub struct Orchestrator {
     /// Normal worker exits (SPEC 4.1.8 `completed`, kept as a count: a set would grow without
     /// bound over a daemon's lifetime and nothing decides on it).
     pub(crate) completed_runs: u64,
+    /// Issues in an active state that the last candidate fetch did not dispatch, and why;
+    /// rebuilt at every fetch.
+    #[serde(default)]
+    pub(crate) waiting: BTreeMap<IssueId, WaitingEntry>,
+    /// Waiting candidates beyond the listed ones, counted at the last fetch.
+    #[serde(default)]
+    pub(crate) waiting_unlisted: usize,
 }
 
 impl Serialize for Orchestrator {
@@ -136,6 +143,8 @@ impl Orchestrator {
             ended_runtime_ms: 0,
             rate_limits: None,
             completed_runs: 0,
+            waiting: BTreeMap::new(),
+            waiting_unlisted: 0,
         }
     }
 

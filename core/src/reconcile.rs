@@ -174,6 +174,20 @@ impl Orchestrator {
         };
         let verdict = self.verdict(refreshed.iter().find(|issue| issue.id == *id));
         match verdict {
+            // The turn's work took the issue out of the active states: a success.
+            Verdict::Stop(
+                PendingStop {
+                    reason: Reason::Terminal { state } | Reason::Inactive { state },
+                    then,
+                },
+                cleanup,
+            ) => {
+                let stop = PendingStop {
+                    reason: Reason::Completed { state },
+                    then,
+                };
+                self.stop_worker(id, stop, cleanup, out);
+            }
             Verdict::Stop(stop, cleanup) => self.stop_worker(id, stop, cleanup, out),
             Verdict::Keep(_) if turns >= self.config.max_turns => {
                 let stop = PendingStop {

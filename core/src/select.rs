@@ -11,7 +11,7 @@ use std::fmt;
 use crate::command::Command;
 use crate::issue::{Issue, matches_normalized, normalize};
 use crate::orchestrator::{Lifecycle, Orchestrator};
-use crate::state::{Claim, RunningEntry};
+use crate::state::{Claim, RunningEntry, WaitingEntry};
 
 /// Proof that an issue passed every dispatch check. Private field: built only here.
 pub(crate) struct Permit {
@@ -57,6 +57,32 @@ pub(crate) enum Standing {
     Inactive,
     Unroutable,
     Active,
+}
+
+/// Most waiting issues kept with their reason per tick; the rest are counted.
+pub(crate) const MAX_WAITING_LISTED: usize = 100;
+
+/// Waiting issues found in one candidate pass: `(issue, announce, reason)`, at most
+/// [`MAX_WAITING_LISTED`], and how many more there were.
+#[derive(Default)]
+struct Notes<'a> {
+    listed: Vec<(&'a Issue, bool, String)>,
+    unlisted: usize,
+}
+
+impl<'a> Notes<'a> {
+    fn full(&self) -> bool {
+        self.listed.len() >= MAX_WAITING_LISTED
+    }
+
+    /// Lists `issue` with the reason `why` builds, or only counts it once the list is full.
+    fn add(&mut self, issue: &'a Issue, announce: bool, why: impl FnOnce() -> String) {
+        if self.full() {
+            self.unlisted += 1;
+        } else {
+            self.listed.push((issue, announce, why()));
+        }
+    }
 }
 
 /// Running workers per normalised state, against the limits (SPEC 8.3).
@@ -240,32 +266,182 @@ impl Orchestrator {
     /// O(n + k log n) for k examined candidates (dispatched or already claimed) rather than a
     /// full sort.
     pub(crate) fn dispatch_candidates(&mut self, issues: &[Issue], out: &mut Vec<Command>) {
-        let mut slots = self.slots();
-        if self.lifecycle != Lifecycle::Running
-            || self.preflight_error.is_some()
-            || self.disk_low.is_some()
-            || !slots.global_free(self)
-        {
+        if self.lifecycle != Lifecycle::Running {
+            self.waiting.clear();
+            self.waiting_unlisted = 0;
             return;
         }
+        let mut slots = self.slots();
+        let paused = self.paused_reason();
+        // Why active issues that do not start now wait: at most MAX_WAITING_LISTED of them,
+        // issue-specific reasons first, then the next in line for a slot; the rest are only
+        // counted (formatting and keeping a row for each of 10,000 candidates would cost more
+        // than the whole tick).
+        let mut notes = Notes::default();
         // Claims are checked when an issue leaves the heap (in `permit`), not here: reading
         // every candidate's id from memory cost more than the rest of the filter together,
         // and a claimed issue in the heap is just skipped when popped.
-        let mut heap: BinaryHeap<Reverse<Ranked<'_>>> = issues
-            .iter()
-            .filter(|issue| self.issue_eligible(issue).is_ok())
-            .map(|issue| Reverse(Ranked::new(issue)))
-            .collect();
+        let mut eligible: Vec<Reverse<Ranked<'_>>> = Vec::with_capacity(issues.len());
+        for issue in issues {
+            match self.issue_eligible(issue) {
+                Ok(()) => eligible.push(Reverse(Ranked::new(issue))),
+                Err(Ineligible::NotDispatchable) => {
+                    notes.add(issue, true, || self.blocker_note(issue));
+                }
+                Err(Ineligible::MissingLabel) => notes.add(issue, true, || self.label_note(issue)),
+                Err(_) => {}
+            }
+        }
+        // Built in one O(n) heapify, not n pushes.
+        let mut heap = BinaryHeap::from(eligible);
         while let Some(Reverse(Ranked { issue, .. })) = heap.pop() {
-            if !slots.global_free(self) {
+            if paused.is_some() || !slots.global_free(self) {
+                // Everyone left waits for the same reason: list the next in line, count the rest.
+                let reason = paused.clone().unwrap_or_else(|| {
+                    format!(
+                        "all {} agent slots are in use (agent.max_concurrent_agents)",
+                        self.config.max_concurrent_agents
+                    )
+                });
+                notes.add(issue, false, || reason.clone());
+                while !notes.full()
+                    && let Some(Reverse(next)) = heap.pop()
+                {
+                    notes.add(next.issue, false, || reason.clone());
+                }
+                notes.unlisted += heap.len();
                 break;
             }
             // Re-checked per issue: an earlier dispatch in this pass may have used the
             // state's last slot, or a duplicate id in the input may now be claimed.
-            if let Ok(permit) = self.permit(issue, &slots, false) {
-                self.dispatch(permit, issue, None, 0, &mut slots, out);
+            match self.permit(issue, &slots, false) {
+                Ok(permit) => self.dispatch(permit, issue, None, 0, &mut slots, out),
+                Err(Ineligible::NoSlot) => notes.add(issue, false, || {
+                    let limit = self
+                        .policy
+                        .state_limits
+                        .get(&normalize(&issue.state))
+                        .copied()
+                        .unwrap_or(self.config.max_concurrent_agents);
+                    format!(
+                        "all {limit} slots for state {:?} are in use \
+                         (agent.max_concurrent_agents_by_state)",
+                        issue.state
+                    )
+                }),
+                Err(_) => {}
             }
         }
+        self.note_waiting(notes, out);
+    }
+
+    /// Why nothing is dispatched at all right now, if it is paused.
+    fn paused_reason(&self) -> Option<String> {
+        if let Some(error) = &self.preflight_error {
+            return Some(format!(
+                "dispatch paused: the workflow does not load ({})",
+                error.class
+            ));
+        }
+        self.disk_low
+            .as_ref()
+            .map(|reason| format!("dispatch paused: {reason}"))
+    }
+
+    /// Why an issue the tracker marks not dispatchable waits: its unfinished blockers when it
+    /// has any, else the adapter's own reason (an open pull request claiming it, say).
+    fn blocker_note(&self, issue: &Issue) -> String {
+        let open: Vec<String> = issue
+            .blocked_by
+            .iter()
+            .filter(|b| {
+                b.state
+                    .as_deref()
+                    .is_none_or(|state| !self.policy.terminal.contains(state))
+            })
+            .map(|b| {
+                let name = b.identifier.as_deref().or(b.id.as_deref()).unwrap_or("?");
+                match b.state.as_deref() {
+                    Some(state) => format!("{name} ({state})"),
+                    None => format!("{name} (state unknown)"),
+                }
+            })
+            .collect();
+        if open.is_empty() {
+            "the tracker marks it not dispatchable (for example, an open pull request claims it)"
+                .to_owned()
+        } else {
+            format!("waiting for its blockers: {}", open.join(", "))
+        }
+    }
+
+    /// Which required labels an issue lacks.
+    fn label_note(&self, issue: &Issue) -> String {
+        if self.policy.required_labels.is_none() {
+            return "tracker.required_labels has a blank entry, which no issue can carry"
+                .to_owned();
+        }
+        let missing: Vec<&str> = self
+            .policy
+            .required_labels
+            .iter()
+            .flatten()
+            .filter(|want| {
+                !issue
+                    .labels
+                    .iter()
+                    .any(|have| matches_normalized(have, want))
+            })
+            .map(String::as_str)
+            .collect();
+        format!(
+            "missing required label(s): {} (tracker.required_labels)",
+            missing.join(", ")
+        )
+    }
+
+    /// Replaces the waiting list with `notes` (claimed issues left out), emitting
+    /// [`Command::IssueWaiting`] for each issue-specific reason (a blocker, a label) that is
+    /// new or changed. Capacity and pause reasons are shown, not announced one issue at a
+    /// time: they are common to every issue in line, and change as slots come and go.
+    fn note_waiting(&mut self, notes: Notes<'_>, out: &mut Vec<Command>) {
+        let mut waiting = BTreeMap::new();
+        for (issue, announce, reason) in notes.listed {
+            if self.claims.contains_key(&issue.id) || waiting.contains_key(&issue.id) {
+                continue;
+            }
+            // Unchanged since the last poll: the entry moves over as it is.
+            let before = self.waiting.remove(&issue.id);
+            let since = match before {
+                Some(before) if before.reason == reason && before.state == issue.state => {
+                    waiting.insert(issue.id.clone(), before);
+                    continue;
+                }
+                Some(before) if before.reason == reason => before.since,
+                _ => {
+                    if announce {
+                        out.push(Command::IssueWaiting {
+                            issue_id: issue.id.clone(),
+                            identifier: issue.identifier.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    self.now
+                }
+            };
+            waiting.insert(
+                issue.id.clone(),
+                WaitingEntry {
+                    identifier: issue.identifier.clone(),
+                    url: issue.url.clone(),
+                    state: issue.state.clone(),
+                    reason,
+                    since,
+                },
+            );
+        }
+        self.waiting = waiting;
+        self.waiting_unlisted = notes.unlisted;
     }
 
     /// SPEC 16.4: claim the issue as running and tell the shell to start a worker. `spent`:

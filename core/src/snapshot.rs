@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::ConfigError;
 use crate::orchestrator::Orchestrator;
-use crate::state::{BlockedEntry, Claim, RetryEntry, RunningEntry, Tokens};
+use crate::state::{BlockedEntry, Claim, RetryEntry, RunningEntry, Tokens, WaitingEntry};
 use crate::time::{Timestamp, rfc3339};
 
 /// The whole runtime state at one instant (`GET /api/v1/state`).
@@ -24,6 +24,15 @@ pub struct Snapshot {
     pub retrying: Vec<RetryRow>,
     /// Issues held because their agent needed user input.
     pub blocked: Vec<BlockedRow>,
+    /// Issues in an active state that do not run now, and why (a blocker, a missing label, a
+    /// full slot, paused dispatch), as of the last candidate fetch.
+    #[serde(default)]
+    pub waiting: Vec<WaitingRow>,
+    /// Candidates beyond the listed waiting ones (the list keeps at most 100 per poll: those
+    /// with a reason of their own first, then the next in line for a slot). The count can
+    /// include issues claimed since the poll.
+    #[serde(default)]
+    pub waiting_unlisted: usize,
     /// Aggregate tokens and runtime (SPEC 13.5).
     pub codex_totals: CodexTotals,
     /// Latest rate-limit payload from any agent.
@@ -41,6 +50,9 @@ pub struct Counts {
     pub retrying: usize,
     /// Blocked issues.
     pub blocked: usize,
+    /// Waiting issues.
+    #[serde(default)]
+    pub waiting: usize,
 }
 
 /// One live worker (SPEC 13.7.2 `running[]`).
@@ -124,6 +136,24 @@ pub struct BlockedRow {
     pub since: Timestamp,
 }
 
+/// One issue that is eligible by state but does not run now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRow {
+    /// Dispatch id.
+    pub issue_id: String,
+    /// Human-readable key.
+    pub issue_identifier: String,
+    /// Tracker link.
+    pub issue_url: Option<String>,
+    /// Tracker state.
+    pub state: String,
+    /// Why it does not run now.
+    pub reason: String,
+    /// Since when it has waited for this reason.
+    #[serde(with = "rfc3339")]
+    pub since: Timestamp,
+}
+
 /// Aggregate tokens and runtime (SPEC 13.3 `codex_totals`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CodexTotals {
@@ -162,7 +192,7 @@ pub struct IssueDetail {
     pub issue_identifier: String,
     /// Dispatch id.
     pub issue_id: String,
-    /// `running`, `stopping`, `retrying` or `blocked`.
+    /// `running`, `stopping`, `retrying`, `blocked` or `waiting`.
     pub status: String,
     /// The live run, when there is one.
     pub running: Option<RunningRow>,
@@ -170,6 +200,9 @@ pub struct IssueDetail {
     pub retry: Option<RetryRow>,
     /// The block, when there is one.
     pub blocked: Option<BlockedRow>,
+    /// Why it waits, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingRow>,
 }
 
 impl Orchestrator {
@@ -193,6 +226,13 @@ impl Orchestrator {
             }
         }
         retrying.sort_by(|a, b| (a.due_at, &a.issue_id).cmp(&(b.due_at, &b.issue_id)));
+        // Claimed since the last fetch: shown in its own row already.
+        let waiting: Vec<WaitingRow> = self
+            .waiting
+            .iter()
+            .filter(|(id, _)| !self.claims.contains_key(*id))
+            .map(|(id, entry)| waiting_row(id.as_str(), entry))
+            .collect();
         #[allow(clippy::cast_precision_loss)]
         let seconds_running = (self.ended_runtime_ms + live_ms) as f64 / 1000.0;
         Snapshot {
@@ -201,10 +241,13 @@ impl Orchestrator {
                 running: running.len(),
                 retrying: retrying.len(),
                 blocked: blocked.len(),
+                waiting: waiting.len(),
             },
             running,
             retrying,
             blocked,
+            waiting,
+            waiting_unlisted: self.waiting_unlisted,
             codex_totals: CodexTotals {
                 input_tokens: self.totals.input_tokens,
                 output_tokens: self.totals.output_tokens,
@@ -223,8 +266,24 @@ impl Orchestrator {
         }
     }
 
-    /// Details of the claimed issue with this human-readable key, if any.
+    /// Details of the claimed or waiting issue with this human-readable key, if any.
     pub fn issue_detail(&self, identifier: &str) -> Option<IssueDetail> {
+        self.claimed_detail(identifier).or_else(|| {
+            self.waiting.iter().find_map(|(id, entry)| {
+                (entry.identifier == identifier).then(|| IssueDetail {
+                    issue_identifier: identifier.to_owned(),
+                    issue_id: id.0.clone(),
+                    status: "waiting".to_owned(),
+                    running: None,
+                    retry: None,
+                    blocked: None,
+                    waiting: Some(waiting_row(id.as_str(), entry)),
+                })
+            })
+        })
+    }
+
+    fn claimed_detail(&self, identifier: &str) -> Option<IssueDetail> {
         self.claims.iter().find_map(|(id, claim)| {
             let (status, running, retry, blocked) = match claim {
                 Claim::Running(e) if e.issue.identifier == identifier => {
@@ -251,6 +310,7 @@ impl Orchestrator {
                 running,
                 retry,
                 blocked,
+                waiting: None,
             })
         })
     }
@@ -296,6 +356,17 @@ fn blocked_row(id: &str, entry: &BlockedEntry) -> BlockedRow {
         state: entry.state.clone(),
         reason: entry.reason.clone(),
         attempt: entry.attempt,
+        since: entry.since,
+    }
+}
+
+fn waiting_row(id: &str, entry: &WaitingEntry) -> WaitingRow {
+    WaitingRow {
+        issue_id: id.to_owned(),
+        issue_identifier: entry.identifier.clone(),
+        issue_url: entry.url.clone(),
+        state: entry.state.clone(),
+        reason: entry.reason.clone(),
         since: entry.since,
     }
 }

@@ -196,3 +196,15 @@ mod tests {
         assert_eq!(summarize("fine"), "fine");
     }
 }
+
+/// An issue eligible by state that does not run now, and why (see
+/// [`crate::Command::IssueWaiting`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WaitingEntry {
+    pub(crate) identifier: String,
+    pub(crate) url: Option<String>,
+    pub(crate) state: String,
+    pub(crate) reason: String,
+    /// Since when it has waited for this reason.
+    pub(crate) since: Timestamp,
+}

@@ -156,6 +156,9 @@ impl Orchestrator {
             // Told to stop: what happens next was decided when the stop was.
             (Some(stop), _) => match stop.then {
                 AfterStop::Release => {
+                    if matches!(stop.reason, Reason::Completed { .. }) {
+                        self.completed_runs += 1;
+                    }
                     out.push(Command::ReleaseClaim {
                         issue_id: id.clone(),
                         reason: stop.reason,

@@ -76,11 +76,12 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
         "{}",
         fit(
             &format!(
-                "Symphony at {url} · {} · {ready} · {} running · {} retrying · {} blocked",
+                "Symphony at {url} · {} · {ready} · {} running · {} retrying · {} held · {} waiting",
                 text(&state["generated_at"]),
                 state["counts"]["running"],
                 state["counts"]["retrying"],
-                state["counts"]["blocked"]
+                state["counts"]["blocked"],
+                state["counts"]["waiting"].as_u64().unwrap_or(0)
             ),
             width
         )
@@ -151,6 +152,24 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
             let _ = writeln!(out, "{}", fit(&line, width));
         }
     }
+    for (title, key) in [
+        ("HELD UNTIL THE ISSUE CHANGES", "blocked"),
+        ("WAITING", "waiting"),
+    ] {
+        let rows = state[key].as_array().cloned().unwrap_or_default();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{title}");
+        for row in rows {
+            let line = format!(
+                "  {:<12} {}",
+                fit(&text(&row["issue_identifier"]), 12),
+                text(&row["reason"]).replace('\n', " ")
+            );
+            let _ = writeln!(out, "{}", fit(&line, width));
+        }
+    }
     let totals = &state["codex_totals"];
     let _ = writeln!(
         out,
@@ -174,11 +193,24 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
     out
 }
 
+/// Columns to fit rows in: `$COLUMNS` when set, else the terminal's width, else (stdout is a
+/// pipe or a file: a script reads it) no limit.
 fn width() -> usize {
-    std::env::var("COLUMNS")
+    use std::io::IsTerminal as _;
+    if let Some(columns) = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
         .filter(|w: &usize| *w >= 20)
+    {
+        return columns;
+    }
+    if !std::io::stdout().is_terminal() {
+        return usize::MAX;
+    }
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|w| *w >= 20)
         .unwrap_or(100)
 }
 

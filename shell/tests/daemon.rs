@@ -354,6 +354,70 @@ fn a_template_check_rejects_is_rejected_at_startup_and_on_reload() {
 }
 
 #[test]
+fn held_back_issues_are_shown_with_why_and_finished_runs_count_as_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = workflow("").replace("---\nWork", "server:\n  port: 0\n---\nWork");
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
+    issue(dir.path(), "W-1", "Todo", "priority: 1\n");
+    issue(dir.path(), "W-2", "Todo", "blocked_by: [W-1]\n");
+    // Blocked by an issue that never finishes: waits for good.
+    issue(dir.path(), "W-3", "Backlog", "");
+    issue(dir.path(), "W-4", "Todo", "blocked_by: [W-3]\n");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let addr = daemon.http_addr();
+    let waiting = daemon.wait_for("W-4 waiting", |l| {
+        l.contains("waiting:") && l.contains("issue_identifier=\"W-4\"")
+    });
+    assert!(waiting.contains("W-3 (Backlog)"), "{waiting}");
+    for id in ["W-1", "W-2"] {
+        daemon.wait_for(&format!("{id} released"), |l| {
+            l.contains("released")
+                && l.contains(&format!("issue_id=\"{id}\""))
+                && l.contains("run completed")
+        });
+    }
+    let detail = daemon_harness::get_json(&addr, "/api/v1/issues/W-4");
+    assert_eq!(detail["status"], "waiting", "{detail:#}");
+    assert!(
+        detail["waiting"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for its blockers: W-3 (Backlog)"),
+        "{detail:#}"
+    );
+    let state = daemon_harness::get_json(&addr, "/api/v1/state");
+    assert_eq!(state["counts"]["waiting"], 1, "{state:#}");
+    assert_eq!(state["dispatch"]["completed_runs"], 2, "{state:#}");
+    let (_, _, page) = http(&addr, "GET", "/", None);
+    assert!(
+        page.contains("class=\"waiting-row\" data-identifier=\"W-4\""),
+        "{page}"
+    );
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    let w2_waits = lines
+        .iter()
+        .filter(|l| l.contains("waiting:") && l.contains("issue_identifier=\"W-2\""))
+        .count();
+    assert_eq!(
+        w2_waits,
+        1,
+        "said once, not every poll: {}",
+        lines.join("\n")
+    );
+    let w4_waits = lines
+        .iter()
+        .filter(|l| l.contains("waiting:") && l.contains("issue_identifier=\"W-4\""))
+        .count();
+    assert_eq!(w4_waits, 1, "{}", lines.join("\n"));
+    assert!(
+        !lines.iter().any(|l| l.contains("worker cancelled")),
+        "a finished run is not reported as cancelled"
+    );
+}
+
+#[test]
 fn the_http_api_serves_state_issue_refresh_and_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let text = workflow("")

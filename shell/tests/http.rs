@@ -165,8 +165,13 @@ fn a_connection_flood_stays_bounded_and_the_api_keeps_answering() {
         }
     }
     assert!(open <= 16, "{open} connections of the flood are still open");
-    // No thread per connection: the process has as many threads as before the flood.
-    assert!(threads() <= threads_before + 1, "{} threads", threads());
+    // No thread per connection: 400 connections would have added 400 threads (the margin is
+    // for the other tests of this binary, which run alongside).
+    assert!(
+        threads() < threads_before + 50,
+        "{} threads, {threads_before} before",
+        threads()
+    );
     idle.clear();
     assert_eq!(get(&server, "/livez", "").0, 200);
 }

@@ -275,7 +275,7 @@ fn replay_prints_the_command_stream_and_final_snapshot() {
         "dispatch MT-1 (i1) run#1 first",
         "schedule-retry MT-2 (i2) attempt 1 failure in 10000 ms",
         "dispatch MT-2 (i2) run#3 attempt 1",
-        "terminal state \"Done\" +clean-workspace",
+        "run completed: the issue moved to \"Done\" +clean-workspace",
         "clean-workspace MT-3",
         "shutdown-complete",
     ] {

@@ -146,3 +146,22 @@ fn the_live_view_redraws_in_a_real_terminal_and_q_quits() {
     }
     let _ = tmux(&socket, &["kill-server"]);
 }
+
+/// For scripts: with stdout a pipe and no `$COLUMNS`, rows are not cut to any width.
+#[test]
+fn once_into_a_pipe_does_not_cut_lines() {
+    let url = serve();
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["status", "--once", "--url", &url])
+        .env_remove("COLUMNS")
+        .env("SYMPHONY_TOKEN", "status-token")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains('…'), "{text}");
+    assert!(
+        text.contains("waiting for its blockers: MT-649 (In Progress)"),
+        "{text}"
+    );
+}

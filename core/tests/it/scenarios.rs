@@ -669,7 +669,101 @@ fn handoff_state_after_a_turn_ends_the_run() {
     sim.finish_stops();
     let snapshot = sim.orch.snapshot(sim.now);
     assert!(snapshot.running.is_empty() && snapshot.retrying.is_empty());
+    assert_eq!(
+        snapshot.dispatch.completed_runs, 1,
+        "the turn's work moved the issue on: a success"
+    );
     insta::assert_snapshot!(sim.transcript);
+}
+
+/// Issues eligible by state but held back are listed with the reason, which is announced once
+/// per change (not every tick), and found by identifier.
+#[test]
+fn held_back_issues_are_listed_with_why_and_announced_once() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 1,
+        required_labels: vec!["agent".into()],
+        ..base()
+    });
+    let labelled = |n: u32| Issue {
+        labels: vec!["agent".into()],
+        ..issue(n, "Todo")
+    };
+    sim.put(labelled(1));
+    sim.put(Issue {
+        dispatchable: false,
+        blocked_by: vec![symphony_core::BlockerRef {
+            id: Some("i1".into()),
+            identifier: Some("MT-1".into()),
+            state: Some("In Progress".into()),
+        }],
+        ..labelled(2)
+    });
+    sim.put(issue(3, "Todo"));
+    sim.put(labelled(4));
+    sim.boot();
+    poll(&mut sim);
+    poll(&mut sim);
+    let snapshot = sim.orch.snapshot(sim.now);
+    let reasons: Vec<(&str, &str)> = snapshot
+        .waiting
+        .iter()
+        .map(|w| (w.issue_identifier.as_str(), w.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("MT-2", "waiting for its blockers: MT-1 (In Progress)"),
+            (
+                "MT-3",
+                "missing required label(s): agent (tracker.required_labels)"
+            ),
+            (
+                "MT-4",
+                "all 1 agent slots are in use (agent.max_concurrent_agents)"
+            ),
+        ]
+    );
+    assert_eq!(snapshot.counts.waiting, 3);
+    let announced = sim
+        .records
+        .iter()
+        .flat_map(|r| &r.commands)
+        .filter(|c| matches!(c, Command::IssueWaiting { .. }))
+        .count();
+    assert_eq!(
+        announced, 2,
+        "three polls, each issue-specific reason said once; a full slot is shown, not announced"
+    );
+    let detail = sim
+        .orch
+        .issue_detail("MT-2")
+        .expect("a waiting issue is found");
+    assert_eq!(detail.status, "waiting");
+    assert!(detail.waiting.unwrap().reason.contains("MT-1"));
+    // A changed reason is announced again.
+    sim.put(Issue {
+        dispatchable: false,
+        blocked_by: vec![symphony_core::BlockerRef {
+            id: Some("i1".into()),
+            identifier: Some("MT-1".into()),
+            state: Some("Review".into()),
+        }],
+        ..labelled(2)
+    });
+    let mark = sim.records.len();
+    poll(&mut sim);
+    let again: Vec<String> = sim.records[mark..]
+        .iter()
+        .flat_map(|r| &r.commands)
+        .filter_map(|c| match c {
+            Command::IssueWaiting {
+                identifier, reason, ..
+            } => Some(format!("{identifier}: {reason}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, ["MT-2: waiting for its blockers: MT-1 (Review)"]);
 }
 
 /// Documented policy: input required holds the issue (no hot retry loop) until it changes.

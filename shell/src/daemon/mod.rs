@@ -370,11 +370,21 @@ impl Daemon {
                 outcome,
             } => {
                 if let Some(worker) = self.workers.get(run) {
-                    tracing::info!(
-                        issue_id = issue_id.as_str(),
-                        issue_identifier = worker.identifier.as_str(),
-                        "worker exited: {outcome}"
-                    );
+                    // A worker the orchestrator stopped: the `released` or `retry scheduled`
+                    // line that follows says why (a completed run, a terminal state, ...).
+                    if matches!(outcome, symphony_core::ExitOutcome::Cancelled { .. }) {
+                        tracing::debug!(
+                            issue_id = issue_id.as_str(),
+                            issue_identifier = worker.identifier.as_str(),
+                            "worker stopped as asked"
+                        );
+                    } else {
+                        tracing::info!(
+                            issue_id = issue_id.as_str(),
+                            issue_identifier = worker.identifier.as_str(),
+                            "worker exited: {outcome}"
+                        );
+                    }
                 }
             }
             _ => {}
@@ -644,6 +654,15 @@ impl Daemon {
                 issue_id = issue_id.as_str(),
                 issue_identifier = identifier.as_str(),
                 "held: {reason}; it runs again when the issue changes in the tracker"
+            ),
+            Command::IssueWaiting {
+                issue_id,
+                identifier,
+                reason,
+            } => tracing::info!(
+                issue_id = issue_id.as_str(),
+                issue_identifier = identifier.as_str(),
+                "waiting: {reason}"
             ),
             Command::RefreshQueued { queued, coalesced } => {
                 self.last_refresh = Some((queued, coalesced));

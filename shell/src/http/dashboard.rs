@@ -34,7 +34,7 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
   {% if state.dispatch.ready %}<span class="pill">ready</span>{% else %}<span class="pill warn">starting</span>{% endif %}
   {% if state.dispatch.preflight_error %}<span class="pill warn">dispatch paused: {{ state.dispatch.preflight_error.class }}</span>{% endif %}
   {% if state.dispatch.disk_low %}<span class="pill warn">{{ state.dispatch.disk_low }}</span>{% endif %}
-  · {{ state.counts.running }} running · {{ state.counts.retrying }} retrying · {{ state.counts.blocked }} blocked
+  · {{ state.counts.running }} running · {{ state.counts.retrying }} retrying · {{ state.counts.blocked }} held · {{ state.counts.waiting }} waiting
 </div>
 
 <h2>Running</h2>
@@ -74,6 +74,17 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
 </table>
 {% endif %}
 
+{% if state.waiting %}
+<h2>Waiting</h2>
+<table id="waiting">
+<tr><th>Issue</th><th>State</th><th>Since</th><th>Why it does not run now</th></tr>
+{% for row in state.waiting %}
+<tr class="waiting-row" data-identifier="{{ row.issue_identifier }}"><td>{% if row.issue_url %}<a href="{{ row.issue_url }}">{{ row.issue_identifier }}</a>{% else %}{{ row.issue_identifier }}{% endif %}</td><td>{{ row.state }}</td><td>{{ row.since }}</td><td>{{ row.reason }}</td></tr>
+{% endfor %}
+</table>
+{% if waiting_more %}<p class="empty">and {{ waiting_more }} more candidates not listed</p>{% endif %}
+{% endif %}
+
 <h2>Totals</h2>
 <table id="totals">
 <tr><th>Input tokens</th><th>Output tokens</th><th>Total tokens</th><th>Agent time</th></tr>
@@ -97,6 +108,9 @@ fn engine() -> &'static Result<Tera, String> {
     })
 }
 
+/// Waiting issues listed on the page.
+const MAX_WAITING_ROWS: usize = 100;
+
 /// The page for a `/api/v1/state` body.
 pub(super) fn render(state: &Value) -> String {
     let mut state = state.clone();
@@ -107,6 +121,22 @@ pub(super) fn render(state: &Value) -> String {
             row["age"] = Value::String(super::elapsed(started.as_deref(), now.as_deref()));
         }
     }
+    // A daemon of an older version sends no waiting list.
+    if state["waiting"].is_null() {
+        state["waiting"] = Value::Array(Vec::new());
+    }
+    if let Some(counts) = state["counts"].as_object_mut() {
+        counts.entry("waiting").or_insert(Value::from(0));
+    }
+    // A page, not a dump: at most 100 waiting rows (the core lists no more), and a count of
+    // the rest.
+    let mut waiting_more = state["waiting_unlisted"].as_u64().unwrap_or(0) as usize;
+    if let Some(rows) = state["waiting"].as_array_mut()
+        && rows.len() > MAX_WAITING_ROWS
+    {
+        waiting_more += rows.len() - MAX_WAITING_ROWS;
+        rows.truncate(MAX_WAITING_ROWS);
+    }
     let rate_limits = match &state["rate_limits"] {
         Value::Null => String::new(),
         other => serde_json::to_string_pretty(other).unwrap_or_default(),
@@ -114,6 +144,7 @@ pub(super) fn render(state: &Value) -> String {
     let mut context = Context::new();
     context.insert("state", &state);
     context.insert("rate_limits", &rate_limits);
+    context.insert("waiting_more", &waiting_more);
     match engine() {
         Ok(tera) => tera
             .render("dashboard.html", &context)
