@@ -147,9 +147,10 @@ pub(crate) struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The daemon's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub(crate) url: String,
+    /// The daemon's HTTP address [default: the local daemon that registered last, else
+    /// http://127.0.0.1:8080].
+    #[arg(long)]
+    pub(crate) url: Option<String>,
 
     /// Seconds between redraws.
     #[arg(long, default_value_t = 2.0)]

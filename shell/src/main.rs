@@ -155,11 +155,45 @@ fn print_bytes(bytes: &[u8], what: &str) -> ExitCode {
     }
 }
 
-/// Writes the demo setup into `dir` unless a workflow is already there.
+/// The subcommand a positional argument that names no file was probably meant to be
+/// (`symphony stauts`): a bare word within two edits of a subcommand's name.
+fn mistyped_command(path: &std::path::Path) -> Option<String> {
+    if path.exists() || path.components().count() != 1 {
+        return None;
+    }
+    let word = path.to_str()?;
+    let command = <cli::Cli as clap::CommandFactory>::command();
+    command
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .map(|name| (strsim::damerau_levenshtein(word, &name), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Marks a directory `symphony demo` wrote, so a later run may reset it.
+const DEMO_MARK: &str = ".symphony-demo";
+
+/// Writes a fresh copy of the demo setup into `dir`: every run starts from the same issues
+/// (an earlier run left them `Done`), and the example files in the repository are never
+/// touched. A directory the demo did not write is refused, not overwritten; one written by an
+/// older version (no mark, but the demo's files) is taken as the demo's.
 fn write_demo(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
-    let workflow = dir.join("WORKFLOW.md");
-    if workflow.exists() {
-        return Ok(workflow);
+    let ours = dir.join(DEMO_MARK).is_file()
+        || (dir.join("WORKFLOW.md").is_file() && dir.join("issues/DEMO-1.md").is_file());
+    let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+    if !ours && !empty {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "the directory exists and is not a symphony demo; give `symphony demo` another one",
+        ));
+    }
+    for generated in ["issues", "workspaces"] {
+        match std::fs::remove_dir_all(dir.join(generated)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     for (name, text) in DEMO_FILES {
         let path = dir.join(name);
@@ -168,7 +202,11 @@ fn write_demo(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
         }
         std::fs::write(path, text)?;
     }
-    Ok(workflow)
+    std::fs::write(
+        dir.join(DEMO_MARK),
+        "written by `symphony demo`, which resets this directory on every run\n",
+    )?;
+    Ok(dir.join("WORKFLOW.md"))
 }
 
 fn main() -> ExitCode {
@@ -214,10 +252,9 @@ fn main() -> ExitCode {
                 }
             };
             eprintln!(
-                "symphony demo in {}: watch {}/issues and {}/workspaces; Ctrl-C to stop",
-                args.dir.display(),
-                args.dir.display(),
-                args.dir.display()
+                "symphony demo in {dir} (a fresh copy; `symphony {dir}/WORKFLOW.md` would \
+                 continue it instead): watch {dir}/issues and {dir}/workspaces; Ctrl-C to stop",
+                dir = args.dir.display(),
             );
             symphony::daemon::run(symphony::daemon::Options {
                 workflow,
@@ -230,9 +267,20 @@ fn main() -> ExitCode {
                         .join("events.ndjson")
                 })),
                 event_log_rotation: args.logs.rotation(),
+                announce_status: true,
             })
         }
         None => {
+            if let Some(given) = cli.workflow.as_deref()
+                && let Some(word) = mistyped_command(given)
+            {
+                eprintln!(
+                    "error: {} is neither a workflow file nor a command; did you mean \
+                     `symphony {word}`?",
+                    given.display()
+                );
+                return ExitCode::from(2);
+            }
             if let Err(e) = init_logging(&cli.logs) {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
@@ -253,6 +301,7 @@ fn main() -> ExitCode {
                 },
                 event_log,
                 event_log_rotation: cli.logs.rotation(),
+                announce_status: false,
             })
         }
     }

@@ -193,6 +193,21 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
     out
 }
 
+/// The URL of the local daemon to show: the one running `./WORKFLOW.md` when several are,
+/// else the one started last; `http://127.0.0.1:8080` when none registered.
+fn local_daemon() -> String {
+    let running = symphony::daemon::registry::running();
+    let here = std::path::absolute("WORKFLOW.md").ok();
+    let chosen = running
+        .iter()
+        .find(|d| Some(&d.workflow) == here.as_ref())
+        .or(running.first());
+    chosen.map_or_else(
+        || "http://127.0.0.1:8080".to_owned(),
+        |daemon| daemon.url.clone(),
+    )
+}
+
 /// Columns to fit rows in: `$COLUMNS` when set, else the terminal's width, else (stdout is a
 /// pipe or a file: a script reads it) no limit.
 fn width() -> usize {
@@ -224,10 +239,12 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
         Ok(fetcher) => fetcher,
         Err(e) => return failed(e),
     };
+    let url = args.url.clone().unwrap_or_else(local_daemon);
+    let url = url.as_str();
     if args.once {
-        return match fetch(&fetcher, &args.url) {
+        return match fetch(&fetcher, url) {
             Ok(state) => Outcome {
-                stdout: render(&args.url, &state, width()),
+                stdout: render(url, &state, width()),
                 stderr: String::new(),
                 success: true,
             },
@@ -240,8 +257,8 @@ pub(crate) fn run(args: &StatusArgs) -> Outcome {
     let saved = quiet_terminal();
     let interval = Duration::from_secs_f64(args.interval.max(0.2));
     loop {
-        let view = match fetch(&fetcher, &args.url) {
-            Ok(state) => render(&args.url, &state, width()),
+        let view = match fetch(&fetcher, url) {
+            Ok(state) => render(url, &state, width()),
             Err(e) => format!("error: {e}\n"),
         };
         // Text from the daemon (identifiers, messages) is escaped before the view's own

@@ -388,3 +388,19 @@ fn printing_into_a_closed_pipe_is_a_normal_end() {
         assert!(!stderr.contains("Broken pipe"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_mistyped_subcommand_gets_a_suggestion_not_a_missing_file_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = symphony(dir.path(), &["stauts"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("did you mean `symphony status`?"),
+        "{stderr}"
+    );
+    // A path that names no file and is not close to a command keeps the file error.
+    let out = symphony(dir.path(), &["flows/WORKFLOW.md"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing_workflow_file"));
+}

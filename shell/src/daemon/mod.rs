@@ -3,6 +3,7 @@
 //! returns (SPEC 16). It makes no scheduling decision of its own.
 
 mod event_log;
+pub mod registry;
 mod snapshot;
 mod worker;
 
@@ -52,6 +53,8 @@ pub struct Options {
     pub event_log: Option<PathBuf>,
     /// When to cut the event log into a new segment.
     pub event_log_rotation: Rotation,
+    /// Tell the person at the terminal how to watch this daemon (`symphony demo`).
+    pub announce_status: bool,
 }
 
 /// Milliseconds since the epoch, now.
@@ -117,6 +120,10 @@ struct Daemon {
     runtime: tokio::runtime::Handle,
     _watcher: Option<Watcher>,
     _http: Option<HttpServer>,
+    /// Removed when the daemon stops.
+    _registration: Option<registry::Registration>,
+    /// Registered at start, listened to from `run`.
+    signals: Option<Signals>,
     secrets: Vec<String>,
     last_refresh: Option<(bool, bool)>,
     /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
@@ -167,21 +174,34 @@ impl Daemon {
         )
         .map_err(|e| tracing::warn!("workflow reload is off: cannot start the watcher: {e}"))
         .ok();
+        let mut registration = None;
         let http = match server.port {
             None => None,
             Some(port) => {
                 let token = server.auth_token.as_ref().map(|t| t.expose().to_owned());
                 let started = http::start(&server.bind, port, token, tx.clone())?;
-                tracing::info!("HTTP server listening on http://{}/", started.addr);
+                let url = format!("http://{}", started.addr);
+                tracing::info!("HTTP server listening on {url}/");
+                // Where `symphony status` looks for a local daemon by default.
+                registration = registry::register(&url, &options.workflow, now().to_rfc3339());
+                if options.announce_status {
+                    eprintln!(
+                        "watch it: open {url}/ or, in another terminal, run `symphony status` \
+                         (from this checkout: `cargo run --release -p symphony -- status`)"
+                    );
+                }
                 Some(started)
             }
         };
+        let signals = Signals::register();
         tracing::info!(
             root = %bound.workspace.root().display(),
             "symphony started"
         );
         Ok(Self {
             _http: http,
+            _registration: registration,
+            signals: Some(signals),
             secrets,
             last_refresh: None,
             last_sweep: None,
@@ -210,7 +230,7 @@ impl Daemon {
 
     async fn run(mut self) -> ExitCode {
         self.feed(Event::Startup);
-        let shutdown = shutdown_signal();
+        let shutdown = shutdown_signal(self.signals.take().unwrap_or_else(Signals::register));
         tokio::pin!(shutdown);
         let mut force_exit: Option<tokio::time::Instant> = None;
         loop {
@@ -822,19 +842,35 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminate = async {
-        match term.as_mut() {
-            Some(term) => {
-                term.recv().await;
+/// SIGINT and SIGTERM, registered when the daemon starts (before it says it has), so a signal
+/// that arrives at any moment after that is a clean shutdown, never the default abrupt exit.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+}
+
+async fn shutdown_signal(mut signals: Signals) {
+    async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+        match signal {
+            Some(signal) => {
+                signal.recv().await;
             }
             None => std::future::pending().await,
         }
-    };
+    }
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        () = next(signals.interrupt.as_mut()) => {}
+        () = next(signals.terminate.as_mut()) => {}
     }
 }
 

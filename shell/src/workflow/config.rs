@@ -956,7 +956,12 @@ impl Reader<'_> {
         let written = p.spelled.get(name).cloned().unwrap_or_else(|| key.clone());
         if let Some(value) = Self::get(&p.map, name) {
             let Value::String(text) = value else {
-                return Err(self.invalid(&written, "a string or $VAR", value));
+                // Never echo it: a credential written as a number is still a credential.
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    &written,
+                    format!("{written}: expected a string or $VAR (the value is not shown)"),
+                ));
             };
             return match self.resolve_var(&key, text) {
                 Some(Ok(resolved)) => Ok(Secret(resolved)),
@@ -985,8 +990,9 @@ impl Reader<'_> {
                 ErrorClass::MissingTrackerApiKey,
                 "tracker.provider",
                 format!(
-                    "{key} is missing: write `{name}: ${fallback_var}` under tracker.provider \
-                     and export {fallback_var}"
+                    "{key} is missing: export {fallback_var} (read when the workflow names \
+                     none), or write `{name}: $SOME_VAR` under tracker.provider to read \
+                     another variable"
                 ),
             )),
         }
