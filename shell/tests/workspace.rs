@@ -323,6 +323,20 @@ fn a_hook_that_exits_does_not_leave_its_background_children_running() {
     assert!(outcome.elapsed < Duration::from_secs(30));
 }
 
+/// Kills the process whose pid a hook wrote to `detached.pid`: it left the hook's group with
+/// `setsid` (that is what the test is about), so the hook could not end it.
+fn kill_detached(dir: &Path) {
+    let pid: u32 = std::fs::read_to_string(dir.join("detached.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    );
+}
+
 /// A child that leaves the process group (`setsid`) keeps the output pipes open; the hook
 /// still returns at once when its shell exits, and by its timeout when it does not.
 #[test]
@@ -335,16 +349,7 @@ fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
         path_env(),
         Duration::from_secs(5),
     );
-    let detached: u32 = std::fs::read_to_string(dir.path().join("detached.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // The detached sleep escaped the group (that is what setsid is for); end it here.
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(detached as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    );
+    kill_detached(dir.path());
     assert_eq!(outcome.status, HookStatus::Succeeded);
     assert!(outcome.output.contains("started"), "{}", outcome.output);
     assert!(
@@ -362,15 +367,7 @@ fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
         path_env(),
         Duration::from_millis(500),
     );
-    let detached: u32 = std::fs::read_to_string(dir.path().join("detached.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let _ = rustix::process::kill_process(
-        rustix::process::Pid::from_raw(detached as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    );
+    kill_detached(dir.path());
     assert_eq!(outcome.status, HookStatus::TimedOut);
     assert!(
         outcome.elapsed < Duration::from_secs(5),

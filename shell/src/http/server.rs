@@ -363,16 +363,7 @@ async fn read_request(
             return Err(ReadError::Respond(431, "request head too large"));
         }
         scanned = buf.len().saturating_sub(3);
-        let mut chunk = [0u8; 4096];
-        let room = (limits.max_head_bytes - buf.len()).min(chunk.len());
-        let n = stream
-            .read(&mut chunk[..room])
-            .await
-            .map_err(|_| ReadError::Closed)?;
-        if n == 0 {
-            return Err(ReadError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, buf, limits.max_head_bytes).await?;
     };
     // A whole head arrived: from here on this connection is working, not waiting.
     registered.set_idle(false);
@@ -426,16 +417,7 @@ async fn read_request(
         let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
     }
     while buf.len() < head_len + length {
-        let mut chunk = [0u8; 4096];
-        let room = (head_len + length - buf.len()).min(chunk.len());
-        let n = stream
-            .read(&mut chunk[..room])
-            .await
-            .map_err(|_| ReadError::Closed)?;
-        if n == 0 {
-            return Err(ReadError::Closed);
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        read_more(stream, buf, head_len + length).await?;
     }
     let body = buf[head_len..head_len + length].to_vec();
     buf.drain(..head_len + length);
@@ -451,6 +433,26 @@ async fn read_request(
         },
         keep_alive,
     ))
+}
+
+/// Reads what has arrived into `buf`, never past `upto` bytes in all; the peer closing (or a
+/// read error) ends the connection.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    upto: usize,
+) -> Result<(), ReadError> {
+    let mut chunk = [0u8; 4096];
+    let room = upto.saturating_sub(buf.len()).min(chunk.len());
+    let n = stream
+        .read(&mut chunk[..room])
+        .await
+        .map_err(|_| ReadError::Closed)?;
+    if n == 0 {
+        return Err(ReadError::Closed);
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 /// The length of the head (through the blank line) when `buf` holds all of it. Scanning
