@@ -116,7 +116,7 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
         "model_providers.fake={{name=\"fake\", base_url=\"http://127.0.0.1:{port}/v1\", wire_api=\"responses\", env_key=\"FAKE_API_KEY\", request_max_retries=0, stream_max_retries=0}}"
     );
     format!(
-        "env CODEX_HOME={home} FAKE_API_KEY=dummy {bin} app-server -c 'model_provider=\"fake\"' -c 'model=\"fake-model\"' -c '{provider}' -c analytics.enabled=false --disable plugins --disable remote_plugin --disable apps 2>>{home}/app-server.stderr",
+        "env CODEX_HOME={home} TMPDIR={home}/tmp FAKE_API_KEY=dummy {bin} app-server -c 'model_provider=\"fake\"' -c 'model=\"fake-model\"' -c '{provider}' -c analytics.enabled=false --disable plugins --disable remote_plugin --disable apps 2>>{home}/app-server.stderr",
         home = home.display(),
         bin = binary.display(),
     )
@@ -126,9 +126,10 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
 fn one_attempt_through_the_real_codex_app_server() {
     let binary = codex_binary();
     let (port, calls) = fake_model();
-    // Not under /tmp: with bubblewrap installed, codex refuses to create its sandbox helper
-    // under the temporary directory ("Refusing to create helper binaries under temporary
-    // dir"), and the turn's command never runs.
+    // With bubblewrap installed, codex refuses to create its sandbox helper under the
+    // temporary directory ("Refusing to create helper binaries under temporary dir"), and the
+    // turn's command never runs. So its TMPDIR is a directory inside CODEX_HOME: the home is
+    // then never under it, wherever the checkout (and so this directory) lives, /tmp included.
     let dir = tempfile::Builder::new()
         .prefix("codex-real-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
@@ -138,7 +139,7 @@ fn one_attempt_through_the_real_codex_app_server() {
         dir.path().join("ws"),
         dir.path().join("issues"),
     );
-    for d in [&home, &workspace, &issues] {
+    for d in [&home, &home.join("tmp"), &workspace, &issues] {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(
