@@ -7,36 +7,29 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use symphony::daemon::Input;
-use symphony::http::{Answer, HttpServer, Limits, reply, start_with_limits};
+use symphony::http::{Answer, HttpServer, Limits, Query, Submit, reply, start_with_limits};
 
 const BOUND: Duration = Duration::from_secs(20);
 const TOKEN: &str = "0123456789abcdef-token";
 
 /// A server whose "daemon" answers `State` with the status fixture and everything else with
-/// `{"ok": true}`.
+/// `{"ok": true}`, at once.
 fn server(limits: Limits, token: Option<&str>) -> HttpServer {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
     let state: serde_json::Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../fixtures/status/state.json"
     )))
     .unwrap();
-    std::thread::spawn(move || {
-        while let Some(input) = rx.blocking_recv() {
-            if let Input::Query(query, to) = input {
-                let answer = match query {
-                    symphony::http::Query::State => Answer::json(200, &state, &[]),
-                    symphony::http::Query::Refresh => {
-                        Answer::json(202, &serde_json::json!({"queued": true}), &[])
-                    }
-                    _ => Answer::json(200, &serde_json::json!({"ok": true}), &[]),
-                };
-                reply(to, answer);
-            }
-        }
+    let submit: Submit = Box::new(move |query, to| {
+        let answer = match query {
+            Query::State => Answer::json(200, &state, &[]),
+            Query::Refresh => Answer::json(202, &serde_json::json!({"queued": true}), &[]),
+            _ => Answer::json(200, &serde_json::json!({"ok": true}), &[]),
+        };
+        reply(to, answer);
+        true
     });
-    start_with_limits("127.0.0.1", 0, token.map(str::to_owned), tx, limits).unwrap()
+    start_with_limits("127.0.0.1", 0, token.map(str::to_owned), submit, limits).unwrap()
 }
 
 fn connect(server: &HttpServer) -> TcpStream {

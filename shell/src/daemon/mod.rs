@@ -179,7 +179,10 @@ impl Daemon {
             None => None,
             Some(port) => {
                 let token = server.auth_token.as_ref().map(|t| t.expose().to_owned());
-                let started = http::start(&server.bind, port, token, tx.clone())?;
+                let queries = tx.clone();
+                let submit: http::Submit =
+                    Box::new(move |query, reply| queries.send(Input::Query(query, reply)).is_ok());
+                let started = http::start(&server.bind, port, token, submit)?;
                 let url = format!("http://{}", started.addr);
                 tracing::info!("HTTP server listening on {url}/");
                 // Where `symphony status` looks for a local daemon by default.

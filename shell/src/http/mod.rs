@@ -25,10 +25,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, watch};
 
-use crate::daemon::Input;
 pub use server::Limits;
 use server::{Request, Response};
 
@@ -97,8 +95,11 @@ impl Drop for HttpServer {
     }
 }
 
+/// Hands a query to whoever answers it (the daemon's task); false when nobody listens any more.
+pub type Submit = Box<dyn Fn(Query, Reply) -> bool + Send + Sync>;
+
 struct Shared {
-    tx: UnboundedSender<Input>,
+    submit: Submit,
     /// SHA-256 of the token: compared in constant time, whatever the presented length.
     token: Option<[u8; 32]>,
 }
@@ -108,9 +109,9 @@ pub fn start(
     bind: &str,
     port: u16,
     token: Option<String>,
-    tx: UnboundedSender<Input>,
+    submit: Submit,
 ) -> Result<HttpServer, String> {
-    start_with_limits(bind, port, token, tx, Limits::default())
+    start_with_limits(bind, port, token, submit, Limits::default())
 }
 
 /// Binds `bind:port` and serves within `limits`.
@@ -118,7 +119,7 @@ pub fn start_with_limits(
     bind: &str,
     port: u16,
     token: Option<String>,
-    tx: UnboundedSender<Input>,
+    submit: Submit,
     limits: Limits,
 ) -> Result<HttpServer, String> {
     let host = bind.trim_start_matches('[').trim_end_matches(']');
@@ -139,7 +140,7 @@ pub fn start_with_limits(
         .local_addr()
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let shared = Arc::new(Shared {
-        tx,
+        submit,
         token: token.map(|t| digest(t.as_bytes())),
     });
     let (stop, stopped) = watch::channel(false);
@@ -205,7 +206,7 @@ fn json_response(answer: Answer, extra: Vec<(String, String)>) -> Response {
 /// Asks the daemon's task and waits, bounded.
 async fn ask(shared: &Shared, query: Query) -> Answer {
     let (reply, answer) = oneshot::channel();
-    if shared.tx.send(Input::Query(query, reply)).is_err() {
+    if !(shared.submit)(query, reply) {
         return Answer::error(503, "unavailable", "the orchestrator is shutting down");
     }
     match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
