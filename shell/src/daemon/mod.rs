@@ -125,7 +125,6 @@ struct Daemon {
     /// Registered at start, listened to from `run`.
     signals: Option<Signals>,
     secrets: Vec<String>,
-    last_refresh: Option<(bool, bool)>,
     /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
     last_sweep: Option<std::time::Instant>,
     /// The startup orphan report, until it has run.
@@ -206,7 +205,6 @@ impl Daemon {
             _registration: registration,
             signals: Some(signals),
             secrets,
-            last_refresh: None,
             last_sweep: None,
             orphan_report: Some(OrphanReport {
                 // No terminal states: the core lists nothing, and nothing is missing.
@@ -414,8 +412,9 @@ impl Daemon {
         }
     }
 
-    /// Feeds one event to the core, records it, and executes the commands.
-    fn feed(&mut self, event: Event) {
+    /// Feeds one event to the core, records it, executes the commands and returns them (the
+    /// HTTP refresh answer reads the core's verdict from them).
+    fn feed(&mut self, event: Event) -> Vec<Command> {
         let event = scrub(event);
         let (commands, line) = self.recorder.handle(now(), &event);
         match &mut self.log {
@@ -430,9 +429,10 @@ impl Daemon {
                 }
             }
         }
-        for command in commands {
+        for command in &commands {
             self.execute(command);
         }
+        commands
     }
 
     /// The event log failed (disk full, say): recording pauses, and is retried with backoff
@@ -524,9 +524,10 @@ impl Daemon {
         let _ = self.tx.send(Input::Event(event));
     }
 
-    fn execute(&mut self, command: Command) {
+    fn execute(&mut self, command: &Command) {
         match command {
             Command::FetchCandidates { request, states } => {
+                let (request, states) = (*request, states.clone());
                 let tracker = Arc::clone(&self.bound.tracker);
                 self.answer_later(
                     async move {
@@ -542,6 +543,7 @@ impl Daemon {
                 );
             }
             Command::ListTerminalIssues { request, states } => {
+                let (request, states) = (*request, states.clone());
                 let tracker = Arc::clone(&self.bound.tracker);
                 self.answer_later(
                     async move {
@@ -554,6 +556,7 @@ impl Daemon {
                 );
             }
             Command::RefreshIssues { request, ids } => {
+                let (request, ids) = (*request, ids.clone());
                 let tracker = Arc::clone(&self.bound.tracker);
                 self.answer_later(
                     async move {
@@ -580,6 +583,7 @@ impl Daemon {
                     attempt,
                     "dispatching"
                 );
+                let (issue_id, run) = (issue_id.clone(), *run);
                 let path = self.bound.workspace.path_for(&issue.identifier);
                 if let Err(holder) = self.paths.claim(path.clone(), run, &issue_id) {
                     let reason = format!(
@@ -595,9 +599,9 @@ impl Daemon {
                 }
                 match worker::spawn(
                     Arc::clone(&self.bound),
-                    issue,
+                    issue.clone(),
                     run,
-                    attempt,
+                    *attempt,
                     self.tx.clone(),
                     self.runtime.clone(),
                 ) {
@@ -616,8 +620,8 @@ impl Daemon {
             Command::StartTurn {
                 run, turn, issue, ..
             } => {
-                if let Some(worker) = self.workers.get(&run) {
-                    worker.turn(turn, issue);
+                if let Some(worker) = self.workers.get(run) {
+                    worker.turn(*turn, issue.clone());
                 }
             }
             Command::StopWorker {
@@ -627,15 +631,15 @@ impl Daemon {
                 cleanup_workspace,
             } => {
                 tracing::info!(issue_id = issue_id.as_str(), %reason, "stopping worker");
-                if let Some(worker) = self.workers.get(&run) {
-                    worker.stop(cleanup_workspace);
+                if let Some(worker) = self.workers.get(run) {
+                    worker.stop(*cleanup_workspace);
                 }
             }
             Command::CleanWorkspace {
                 issue_id,
                 identifier,
             } => {
-                let path = self.bound.workspace.path_for(&identifier);
+                let path = self.bound.workspace.path_for(identifier);
                 if let Some(holder) = self.paths.holder(&path) {
                     return tracing::error!(
                         issue_id = issue_id.as_str(),
@@ -644,6 +648,7 @@ impl Daemon {
                     );
                 }
                 let bound = Arc::clone(&self.bound);
+                let (issue_id, identifier) = (issue_id.clone(), identifier.clone());
                 tokio::task::spawn_blocking(move || {
                     bound.clean(IssueRef {
                         id: issue_id.as_str(),
@@ -687,10 +692,9 @@ impl Daemon {
                 issue_identifier = identifier.as_str(),
                 "waiting: {reason}"
             ),
-            Command::RefreshQueued { queued, coalesced } => {
-                self.last_refresh = Some((queued, coalesced));
-            }
-            Command::CancelRetry { .. }
+            // Informational: the HTTP refresh answer reads it from what `feed` returns.
+            Command::RefreshQueued { .. }
+            | Command::CancelRetry { .. }
             | Command::SchedulePoll { .. }
             | Command::ShutdownComplete => {}
         }
@@ -762,10 +766,15 @@ impl Daemon {
                 }
             }
             Query::Refresh => {
-                self.last_refresh = None;
                 let requested_at = now();
-                self.feed(Event::RefreshRequested);
-                let (queued, coalesced) = self.last_refresh.unwrap_or((false, false));
+                let (queued, coalesced) = self
+                    .feed(Event::RefreshRequested)
+                    .iter()
+                    .find_map(|c| match c {
+                        Command::RefreshQueued { queued, coalesced } => Some((*queued, *coalesced)),
+                        _ => None,
+                    })
+                    .unwrap_or((false, false));
                 let body = serde_json::json!({
                     "queued": queued,
                     "coalesced": coalesced,
