@@ -83,6 +83,19 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// `count` sequential `GET /api/v1/state`, a new connection each: the times, sorted.
+fn state_times(addr: &str, count: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let (status, _) = get(addr, "/api/v1/state");
+        times.push(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    times.sort();
+    times
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -180,14 +193,7 @@ fn state_latency() {
             body.chars().take(300).collect::<String>()
         );
     }
-    let mut times = Vec::with_capacity(2000);
-    for _ in 0..2000 {
-        let started = Instant::now();
-        let (status, _) = get(&addr, "/api/v1/state");
-        times.push(started.elapsed());
-        assert_eq!(status, 200);
-    }
-    times.sort();
+    let times = state_times(&addr, 2000);
     println!(
         "/api/v1/state with 100 running (2,000 sequential requests, new connection each): p50 {:?}, p99 {:?}, max {:?}",
         percentile(&times, 0.5),
@@ -210,14 +216,7 @@ fn under_connection_load() {
     let idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(&addr).unwrap())
         .collect();
-    let mut times = Vec::with_capacity(2000);
-    for _ in 0..2000 {
-        let started = Instant::now();
-        let (status, _) = get(&addr, "/api/v1/state");
-        times.push(started.elapsed());
-        assert_eq!(status, 200);
-    }
-    times.sort();
+    let times = state_times(&addr, 2000);
     println!(
         "/api/v1/state with 100 running and 1,000 idle connections held open (2,000 requests): p50 {:?}, p99 {:?}, max {:?}; threads {} -> {}",
         percentile(&times, 0.5),
