@@ -2,9 +2,9 @@
 //! workflow watcher send it events over a channel, and it executes the commands the core
 //! returns (SPEC 16). It makes no scheduling decision of its own.
 
+mod bound;
 mod event_log;
 pub mod registry;
-mod snapshot;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -24,9 +24,9 @@ use crate::workflow::{
     self, DEFAULT_INTERVAL, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
 };
 use crate::workspace::{DiskGuard, IssueRef, free_space_mb};
+use bound::Bound;
 use event_log::EventLog;
 pub use event_log::Rotation;
-use snapshot::Bound;
 use worker::WorkerHandle;
 
 /// How long shutdown waits for workers before exiting anyway.

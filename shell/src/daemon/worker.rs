@@ -10,7 +10,7 @@ use symphony_core::{Event, ExitOutcome, Issue, RunId};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Input;
-use super::snapshot::Bound;
+use super::bound::Bound;
 use crate::agent::{Control, SessionContext};
 use crate::workspace::IssueRef;
 
