@@ -69,22 +69,22 @@ pub(crate) fn stopping() -> bool {
 /// later, from its own loop); hooks started from now on are ended the same way.
 pub(crate) fn stop_all_groups() {
     STOPPING.store(true, std::sync::atomic::Ordering::Release);
-    let live: Vec<u32> = LIVE_GROUPS
-        .lock()
-        .map(|live| live.iter().copied().collect())
-        .unwrap_or_default();
-    for pgid in live {
-        signal_group(pgid, rustix::process::Signal::TERM);
-    }
+    signal_live_groups(rustix::process::Signal::TERM);
 }
 
 /// Last resort on the way out: KILL every group still registered.
 pub(crate) fn kill_all_groups() {
+    signal_live_groups(rustix::process::Signal::KILL);
+}
+
+/// Sends `signal` to every registered group (a copy of the set is taken first, so a hook
+/// ending meanwhile does not wait on the lock).
+fn signal_live_groups(signal: rustix::process::Signal) {
     let live: Vec<u32> = LIVE_GROUPS
         .lock()
         .map(|live| live.iter().copied().collect())
         .unwrap_or_default();
     for pgid in live {
-        signal_group(pgid, rustix::process::Signal::KILL);
+        signal_group(pgid, signal);
     }
 }

@@ -299,19 +299,21 @@ pub(crate) fn run(args: &CheckArgs) -> Outcome {
         Err(error) => report.line(Level::Fail, "workflow", error.to_string()),
         Ok(workflow) => {
             let warnings = workflow.warnings.len();
-            let detail = match workflow.prompt.parse_error() {
-                Some(e) => {
+            // The same validation as `check` and daemon startup: a template that cannot
+            // render for a sample issue stops the daemon, so doctor fails on it too.
+            let detail = match workflow.prompt.validate() {
+                Err(e) => {
                     report.line(Level::Fail, "workflow", e.to_string());
                     None
                 }
-                None if warnings > 0 => Some((
+                Ok(_) if warnings > 0 => Some((
                     Level::Warn,
                     format!(
                         "{} loads with {warnings} warning(s): run `symphony check`",
                         path.display()
                     ),
                 )),
-                None => Some((Level::Ok, format!("{} loads", path.display()))),
+                Ok(_) => Some((Level::Ok, format!("{} loads", path.display()))),
             };
             if let Some((level, message)) = detail {
                 report.line(level, "workflow", message);

@@ -404,3 +404,18 @@ fn a_mistyped_subcommand_gets_a_suggestion_not_a_missing_file_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing_workflow_file"));
 }
+
+/// doctor applies the same template validation as check and daemon startup.
+#[test]
+fn doctor_fails_a_template_that_cannot_render() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        LOCAL.replace("{{ issue.title }}", "{{ issue.titel }}"),
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["doctor"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("template_render_error"), "{stdout}");
+}

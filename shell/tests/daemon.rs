@@ -281,17 +281,7 @@ fn a_running_hook_does_not_outlive_shutdown() {
     issue(dir.path(), "S-1", "Todo", "");
     let mut daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_for("the hook", |l| l.contains("hook started"));
-    let deadline = std::time::Instant::now() + daemon_harness::BOUND;
-    let pid: u32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no hook pid");
-        std::thread::yield_now();
-    };
+    let pid = daemon_harness::pid_in(&pid_file);
     let stopping = std::time::Instant::now();
     daemon.terminate();
     let (code, lines) = daemon.wait_exit();

@@ -14,7 +14,7 @@ mod support;
 
 use std::path::Path;
 
-use daemon_harness::{Daemon, get_json, http, replay_check};
+use daemon_harness::{Daemon, get_json, http, pid_in, replay_check};
 use serde_json::{Value, json};
 
 const FAKE_APP_SERVER: &str = env!("CARGO_BIN_EXE_symphony-fake-app-server");
@@ -96,26 +96,6 @@ fn workflow(dir: &Path, tracker: &str, command: &str) {
         ),
     )
     .unwrap();
-}
-
-/// The pid the agent wrote to `path`, waiting (bounded) for the file: the log line a test
-/// waits on can come a moment before the agent's write.
-fn pid_in(path: &Path) -> u32 {
-    let deadline = std::time::Instant::now() + daemon_harness::BOUND;
-    loop {
-        if let Some(pid) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-        {
-            return pid;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never held a pid",
-            path.display()
-        );
-        std::thread::yield_now();
-    }
 }
 
 fn line_for(id: &str, what: &str) -> impl Fn(&str) -> bool {

@@ -34,6 +34,18 @@ fn tracker_with(api_url: &str, token: &str, extra: &str) -> GithubTracker {
     }
 }
 
+/// The `Todo` issues, read by a tracker with the open-PR claim skip on.
+async fn todo_with_claim_skip(api: &str) -> Vec<symphony_core::Issue> {
+    tracker_with(
+        api,
+        TOKEN,
+        "repo: acme/app\n    skip_issues_with_open_pull_requests: true",
+    )
+    .fetch_by_states(&states(&["Todo"]))
+    .await
+    .unwrap()
+}
+
 fn repo_with(count: u64) -> Repo {
     let mut issues: Vec<Value> = (1..=count)
         .map(|n| gh_issue(n, "open", &["state:Todo", "priority:2", "Backend"], false))
@@ -248,12 +260,7 @@ async fn open_pull_requests_that_close_an_issue_make_it_undispatchable() {
     repo.issues.push(merged);
     let (api, fake_repo) = fake(repo);
 
-    let skipping = tracker_with(
-        &api,
-        TOKEN,
-        "repo: acme/app\n    skip_issues_with_open_pull_requests: true",
-    );
-    let issues = skipping.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    let issues = todo_with_claim_skip(&api).await;
     let dispatchable: Vec<(&str, bool)> = issues
         .iter()
         .map(|i| (i.identifier.as_str(), i.dispatchable))
@@ -286,12 +293,7 @@ async fn hostile_pull_request_text_is_parsed_without_a_panic() {
     pull["title"] = json!("RESOLVES KKKK#1");
     repo.issues.push(pull);
     let (api, _) = fake(repo);
-    let skipping = tracker_with(
-        &api,
-        TOKEN,
-        "repo: acme/app\n    skip_issues_with_open_pull_requests: true",
-    );
-    let issues = skipping.fetch_by_states(&states(&["Todo"])).await.unwrap();
+    let issues = todo_with_claim_skip(&api).await;
     assert!(
         issues.iter().all(|i| i.dispatchable),
         "none of those texts names an issue of acme/app"

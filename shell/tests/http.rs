@@ -22,9 +22,9 @@ fn server(limits: Limits, token: Option<&str>) -> HttpServer {
     .unwrap();
     let submit: Submit = Box::new(move |query, to| {
         let answer = match query {
-            Query::State => Answer::json(200, &state, &[]),
-            Query::Refresh => Answer::json(202, &serde_json::json!({"queued": true}), &[]),
-            _ => Answer::json(200, &serde_json::json!({"ok": true}), &[]),
+            Query::State => Answer::json(200, &state),
+            Query::Refresh => Answer::json(202, &serde_json::json!({"queued": true})),
+            _ => Answer::json(200, &serde_json::json!({"ok": true})),
         };
         reply(to, answer);
         true

@@ -124,7 +124,6 @@ struct Daemon {
     _registration: Option<registry::Registration>,
     /// Registered at start, listened to from `run`.
     signals: Option<Signals>,
-    secrets: Vec<String>,
     /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
     last_sweep: Option<std::time::Instant>,
     /// The startup orphan report, until it has run.
@@ -145,7 +144,6 @@ impl Daemon {
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
         let path = workflow.path.clone();
-        let secrets = workflow.config.secret_values();
         let server = workflow.config.server.clone();
         let bound = Arc::new(Bound::new(workflow)?);
         let recorder = Recorder::new(scheduler);
@@ -204,7 +202,6 @@ impl Daemon {
             _http: http,
             _registration: registration,
             signals: Some(signals),
-            secrets,
             last_sweep: None,
             orphan_report: Some(OrphanReport {
                 // No terminal states: the core lists nothing, and nothing is missing.
@@ -742,7 +739,7 @@ impl Daemon {
         match query {
             Query::State => {
                 let snapshot = self.recorder.orchestrator().snapshot(now());
-                let mut answer = Answer::json(200, &snapshot, &self.secrets);
+                let mut answer = Answer::json(200, &snapshot);
                 // The event log's status, appended to the snapshot's object.
                 if let Some(recording) = &self.recording
                     && answer.body.ends_with('}')
@@ -757,7 +754,7 @@ impl Daemon {
             }
             Query::Issue(identifier) => {
                 match self.recorder.orchestrator().issue_detail(&identifier) {
-                    Some(detail) => Answer::json(200, &detail, &self.secrets),
+                    Some(detail) => Answer::json(200, &detail),
                     None => Answer::error(
                         404,
                         "issue_not_found",
@@ -781,12 +778,12 @@ impl Daemon {
                     "requested_at": requested_at.to_rfc3339(),
                     "operations": ["poll", "reconcile"],
                 });
-                Answer::json(202, &body, &[])
+                Answer::json(202, &body)
             }
             Query::Ready => {
                 let ready = self.recorder.orchestrator().is_ready();
                 let status = if ready { 200 } else { 503 };
-                Answer::json(status, &serde_json::json!({ "ready": ready }), &[])
+                Answer::json(status, &serde_json::json!({ "ready": ready }))
             }
         }
     }
@@ -853,7 +850,6 @@ async fn sleep_until(when: Option<tokio::time::Instant>) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
 /// SIGINT and SIGTERM, registered when the daemon starts (before it says it has), so a signal
 /// that arrives at any moment after that is a clean shutdown, never the default abrupt exit.
 struct Signals {
@@ -871,6 +867,7 @@ impl Signals {
     }
 }
 
+/// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal(mut signals: Signals) {
     async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
         match signal {

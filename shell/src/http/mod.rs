@@ -59,11 +59,10 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// `value` as compact JSON, with every secret in `secrets`, and every secret the process
-    /// knows ([`crate::redact`]), replaced by `****`.
-    pub fn json(status: u16, value: &impl serde::Serialize, secrets: &[String]) -> Self {
+    /// `value` as compact JSON, with every secret the process knows ([`crate::redact`]: the
+    /// loaded workflow's and the conventional variables') replaced by `****`.
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Self {
         let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
-        let text = crate::redact::mask_with(&text, secrets);
         Self {
             status,
             body: crate::redact::mask(&text).into_owned(),
@@ -73,7 +72,7 @@ impl Answer {
     /// `{"error":{"code","message"}}` with `status`.
     pub fn error(status: u16, code: &str, message: impl Into<String>) -> Self {
         let body = json!({ "error": { "code": code, "message": message.into() } });
-        Self::json(status, &body, &[])
+        Self::json(status, &body)
     }
 }
 
@@ -333,7 +332,7 @@ async fn handle(request: Request, shared: &Shared) -> Response {
     let method = request.method.as_str();
     if path == "/livez" {
         return match method {
-            "GET" | "HEAD" => json_response(Answer::json(200, &json!({"live": true}), &[]), vec![]),
+            "GET" | "HEAD" => json_response(Answer::json(200, &json!({"live": true})), vec![]),
             _ => not_allowed(method, "GET, HEAD"),
         };
     }

@@ -176,3 +176,23 @@ pub(crate) fn replay_check(dir: &Path, files: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The pid a child wrote to `path`, waiting (bounded) for the file: the log line a test waits
+/// on can come a moment before the write.
+pub(crate) fn pid_in(path: &Path) -> u32 {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held a pid",
+            path.display()
+        );
+        std::thread::yield_now();
+    }
+}
