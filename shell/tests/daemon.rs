@@ -346,7 +346,14 @@ fn a_template_check_rejects_is_rejected_at_startup_and_on_reload() {
 #[test]
 fn held_back_issues_are_shown_with_why_and_finished_runs_count_as_completed() {
     let dir = tempfile::tempdir().unwrap();
-    let text = workflow("").replace("---\nWork", "server:\n  port: 0\n---\nWork");
+    // The demo agent moves its issue to Done in its last turn. With a fast poll, a tick can
+    // see Done before that turn ends and stop the worker as "terminal" (correct, but not the
+    // path under test), so timed polls are off here: the start-up poll, the operator's
+    // refresh below and the between-turn refreshes are the only reads, and that last one is
+    // what counts a run as completed.
+    let text = workflow("")
+        .replace("interval_ms: 200", "interval_ms: 3600000")
+        .replace("---\nWork", "server:\n  port: 0\n---\nWork");
     std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
     issue(dir.path(), "W-1", "Todo", "priority: 1\n");
     issue(dir.path(), "W-2", "Todo", "blocked_by: [W-1]\n");
@@ -365,6 +372,11 @@ fn held_back_issues_are_shown_with_why_and_finished_runs_count_as_completed() {
                 && l.contains(&format!("issue_id=\"{id}\""))
                 && l.contains("run completed")
         });
+        if id == "W-1" {
+            // W-2's blocker is done; a poll now finds W-2 ready.
+            let (status, _, _) = http(&addr, "POST", "/api/v1/refresh", None);
+            assert_eq!(status, 202);
+        }
     }
     let detail = daemon_harness::get_json(&addr, "/api/v1/issues/W-4");
     assert_eq!(detail["status"], "waiting", "{detail:#}");
