@@ -99,9 +99,11 @@ use std::os::unix::process::CommandExt as _;
 fn the_readme_run_command_starts_the_demo_and_status_finds_it() {
     let command = readme_run_command();
     assert!(command.contains(" demo"), "README's run command: {command}");
-    let target_tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::create_dir_all(target_tmp).unwrap();
-    let dir = tempfile::tempdir_in(target_tmp).unwrap();
+    // Under the repository wherever the target directory is (CARGO_TARGET_DIR may point
+    // outside it), so that cargo finds the workspace; `target/` is ignored by git.
+    let scratch = repo().join("target/readme-test");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let dir = tempfile::tempdir_in(&scratch).unwrap();
     let runtime = tempfile::tempdir().unwrap();
     let (_, lines) = run_until_ready(&command, dir.path(), runtime.path());
     assert!(
