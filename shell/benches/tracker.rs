@@ -10,8 +10,9 @@ use std::net::TcpListener;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
+use symphony::tracker::linear::LinearSettings;
 use symphony::tracker::{LinearTracker, Tracker};
-use symphony::workflow::{MapEnv, Overrides, Provider, parse};
+use symphony::workflow::{MapEnv, Overrides, parse};
 
 fn node(n: usize) -> Value {
     json!({
@@ -65,12 +66,9 @@ fn tracker(endpoint: &str) -> LinearTracker {
         &Overrides::default(),
     )
     .unwrap();
-    match &workflow.config.tracker.provider {
-        Provider::Linear(p) => {
-            LinearTracker::new(p, &workflow.config.tracker.terminal_states).unwrap()
-        }
-        _ => unreachable!(),
-    }
+    let settings = workflow.config.tracker.provider.get::<LinearSettings>();
+    let settings = settings.expect("linear settings");
+    LinearTracker::new(settings, &workflow.config.tracker.terminal_states).unwrap()
 }
 
 fn linear(c: &mut Criterion) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde::ser::Error as _;
 use symphony::workflow::{
-    self, Overrides, ProcessEnv, Provider, ServiceConfig, Source, Workflow, WorkflowError,
+    self, Overrides, ProcessEnv, ServiceConfig, Source, Workflow, WorkflowError,
 };
 
 use crate::Outcome;
@@ -37,11 +37,7 @@ fn failed(error: &WorkflowError, stderr: String) -> Outcome {
 
 fn describe_tracker(config: &ServiceConfig) -> String {
     let tracker = &config.tracker;
-    let target = match &tracker.provider {
-        Provider::Local(p) => format!("issues in {}", p.path.display()),
-        Provider::Linear(p) => format!("project {}", p.project_slug),
-        Provider::Github(p) => format!("repository {}", p.repo),
-    };
+    let target = tracker.provider.target();
     format!(
         "tracker {} ({target}), active: {}, terminal: {}",
         tracker.kind,

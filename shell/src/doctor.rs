@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use symphony::tracker::Probe;
-use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Provider, Source, Workflow};
+use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Source, Workflow};
 use symphony::workspace::free_space_mb;
 use symphony_core::issue::normalize;
 
@@ -105,10 +105,10 @@ fn check_tracker(workflow: &Workflow, report: &mut Report) {
             "tracker",
             format!(
                 "{kind} {}, {scope}: {} issue(s) in active states",
-                if matches!(config.tracker.provider, Provider::Local(_)) {
-                    "readable"
-                } else {
+                if kind.remote {
                     "reachable, credential accepted"
+                } else {
+                    "readable"
                 },
                 issues.len()
             ),

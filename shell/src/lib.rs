@@ -7,8 +7,8 @@
 //! |---|---|---|
 //! | [`workflow`] | 5, 6, 12 | WORKFLOW.md: front matter, typed config, prompt template, reload |
 //! | [`workspace`] | 9, 15.2, 15.4 | per-issue directories, hooks, cleanup, disk guard |
-//! | [`tracker`] | 11 | adapters: local files (Linear, GitHub: issue 7) |
-//! | [`agent`] | 10 | coding agents: the built-in demo agent (Codex: issue 6) |
+//! | [`tracker`] | 11 | the kinds table; one room per adapter: local files, Linear, GitHub |
+//! | [`agent`] | 10 | coding agents: the built-in demo agent, the Codex app-server runner |
 //! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
 //! | [`redact`] | 15.3 | secrets masked and control characters escaped at every sink |
 //! | [`http`] | 13.7 | dashboard, JSON API, health probes (a bounded HTTP/1.1 server on tokio) |

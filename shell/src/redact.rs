@@ -12,21 +12,25 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::sync::RwLock;
 
-/// Environment variables holding credentials by convention; their values are masked wherever
-/// they appear, even when the workflow names its secrets differently.
-pub const SECRET_ENV_NAMES: [&str; 3] = ["LINEAR_API_KEY", "GITHUB_TOKEN", "SYMPHONY_TOKEN"];
+/// The dashboard's token variable by convention (`symphony status` reads it).
+pub const SERVER_TOKEN_VAR: &str = "SYMPHONY_TOKEN";
+
+/// Environment variables holding credentials by convention (every tracker kind's fallback
+/// variables, and [`SERVER_TOKEN_VAR`]); their values are masked wherever they appear, even
+/// when the workflow names its secrets differently.
+pub fn secret_env_names() -> impl Iterator<Item = &'static str> {
+    crate::tracker::kinds::secret_vars().chain([SERVER_TOKEN_VAR])
+}
 
 /// Shortest value treated as a secret: masking shorter strings would mangle ordinary text.
 const MIN_SECRET_CHARS: usize = 4;
 
 static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Adds `values` (and the values of [`SECRET_ENV_NAMES`] in this process's environment) to
+/// Adds `values` (and the values of [`secret_env_names`] in this process's environment) to
 /// the masked set. Values already known, blank or shorter than 4 characters are skipped.
 pub fn register(values: impl IntoIterator<Item = String>) {
-    let from_env = SECRET_ENV_NAMES
-        .iter()
-        .filter_map(|name| std::env::var(name).ok());
+    let from_env = secret_env_names().filter_map(|name| std::env::var(name).ok());
     let Ok(mut secrets) = SECRETS.write() else {
         return;
     };

@@ -32,7 +32,7 @@ fn fetch(fetcher: &Fetcher, url: &str) -> Result<Value, String> {
     let client = &fetcher.client;
     fetcher.runtime.block_on(async {
         let mut request = client.get(format!("{}/api/v1/state", url.trim_end_matches('/')));
-        if let Ok(token) = std::env::var("SYMPHONY_TOKEN") {
+        if let Ok(token) = std::env::var(symphony::redact::SERVER_TOKEN_VAR) {
             request = request.bearer_auth(token);
         }
         let response = request

@@ -7,8 +7,9 @@ mod support;
 
 use github_fake::{Repo, TOKEN, fake, gh_issue, schemas};
 use serde_json::{Value, json};
+use symphony::tracker::github::GithubSettings;
 use symphony::tracker::{GithubTracker, Probe, Tracker};
-use symphony::workflow::{MapEnv, Overrides, Provider, parse};
+use symphony::workflow::{MapEnv, Overrides, parse};
 use symphony_core::{IssueId, TrackerErrorCategory};
 
 fn tracker(api_url: &str, token: &str) -> GithubTracker {
@@ -28,10 +29,8 @@ fn tracker_with(api_url: &str, token: &str, extra: &str) -> GithubTracker {
         &Overrides::default(),
     )
     .unwrap();
-    match &workflow.config.tracker.provider {
-        Provider::Github(p) => GithubTracker::new(p).unwrap(),
-        _ => unreachable!(),
-    }
+    let settings = workflow.config.tracker.provider.get::<GithubSettings>();
+    GithubTracker::new(settings.expect("github settings")).unwrap()
 }
 
 /// The `Todo` issues, read by a tracker with the open-PR claim skip on.

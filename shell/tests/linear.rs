@@ -8,12 +8,13 @@ use std::net::TcpListener;
 
 use linear_fake::{Board, Fault, KEY, fake, node};
 use serde_json::{Value, json};
+use symphony::tracker::linear::LinearSettings;
 use symphony::tracker::{LinearTracker, Tracker};
-use symphony::workflow::{LinearProvider, Secret};
+use symphony::workflow::Secret;
 use symphony_core::{IssueId, TrackerErrorCategory};
 
 fn tracker(endpoint: &str, key: &str) -> LinearTracker {
-    let provider = LinearProvider {
+    let provider = LinearSettings {
         endpoint: endpoint.to_owned(),
         api_key: secret(key),
         project_slug: "proj-1".into(),
@@ -34,10 +35,8 @@ fn secret(value: &str) -> Secret {
         &symphony::workflow::Overrides::default(),
     )
     .unwrap();
-    match workflow.config.tracker.provider {
-        symphony::workflow::Provider::Linear(p) => p.api_key,
-        _ => unreachable!(),
-    }
+    let settings = workflow.config.tracker.provider.get::<LinearSettings>();
+    settings.expect("linear settings").api_key.clone()
 }
 
 fn board(count: usize) -> Board {
@@ -262,7 +261,7 @@ async fn a_hung_endpoint_times_out_as_a_request_error() {
         std::thread::park_timeout(std::time::Duration::from_secs(10));
         drop(connections);
     });
-    let provider = LinearProvider {
+    let provider = LinearSettings {
         endpoint,
         api_key: secret(KEY),
         project_slug: "proj-1".into(),

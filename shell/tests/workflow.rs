@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use symphony::tracker::linear::LinearSettings;
+use symphony::tracker::local::LocalSettings;
 use symphony::workflow::{
-    ErrorClass, MapEnv, Overrides, Position, Provider, Source, Workflow, WorkflowError, load, parse,
+    ErrorClass, MapEnv, Overrides, Position, Source, Workflow, WorkflowError, load, parse,
 };
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
 
@@ -168,9 +170,7 @@ fn var_indirection_resolves_secrets_and_paths() {
         "",
     );
     let w = ok(&text);
-    let Provider::Linear(linear) = &w.config.tracker.provider else {
-        panic!("linear provider expected");
-    };
+    let linear = (w.config.tracker.provider.get::<LinearSettings>()).expect("linear settings");
     assert_eq!(linear.api_key.expose(), "lin_api_secret_value");
     assert_eq!(
         w.sources["tracker.provider.api_key"],
@@ -212,9 +212,7 @@ fn home_and_relative_paths_resolve() {
     ));
     assert_eq!(w.config.workspace.root, PathBuf::from("/srv/ws/here"));
     let w = ok(&with_front_matter("tracker:\n  kind: local\n", ""));
-    let Provider::Local(local) = &w.config.tracker.provider else {
-        panic!("local provider expected");
-    };
+    let local = (w.config.tracker.provider.get::<LocalSettings>()).expect("local settings");
     assert_eq!(local.path, PathBuf::from("/srv/flows/issues"));
 }
 
@@ -348,9 +346,7 @@ fn flat_tracker_keys_still_work_with_a_deprecation_warning() {
         "tracker:\n  kind: linear\n  project_slug: flat-proj\n  api_key: $LINEAR_API_KEY\n  provider:\n    endpoint: http://127.0.0.1:9/graphql\n  endpoint: http://ignored\n",
         "",
     ));
-    let Provider::Linear(linear) = &w.config.tracker.provider else {
-        panic!("linear provider expected");
-    };
+    let linear = (w.config.tracker.provider.get::<LinearSettings>()).expect("linear settings");
     assert_eq!(linear.project_slug, "flat-proj");
     assert_eq!(linear.endpoint, "http://127.0.0.1:9/graphql");
     assert_eq!(

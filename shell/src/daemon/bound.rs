@@ -58,7 +58,7 @@ impl Bound {
             AgentKind::Codex => Arc::new(CodexAgent {
                 config: config.codex.clone(),
                 env_names: config.codex.env.clone(),
-                secret_names: tracker.secret_env_names(),
+                secret_names: config.tracker.kind.secret_vars,
                 approval: match config.codex.approval_decision.as_str() {
                     "accept" => ApprovalDecision::Accept,
                     "decline" => ApprovalDecision::Decline,

@@ -1,9 +1,10 @@
 //! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
-mod github;
-mod linear;
-mod local;
+pub mod github;
+pub mod kinds;
+pub mod linear;
+pub mod local;
 pub mod scope;
 
 use std::future::Future;
@@ -19,7 +20,7 @@ pub mod records {
 pub use linear::LinearTracker;
 pub use local::LocalTracker;
 
-use crate::workflow::{Provider, TrackerConfig};
+use crate::workflow::TrackerConfig;
 
 /// A boxed future, so trackers can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -50,10 +51,6 @@ pub trait Tracker: Send + Sync {
         &'a self,
         ids: &'a [IssueId],
     ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>>;
-
-    /// Environment variable names holding this adapter's secrets: never passed to agents or
-    /// hooks unless a workflow names them (SPEC 15.3).
-    fn secret_env_names(&self) -> &'static [&'static str];
 
     /// Moves an issue to `state` (used by agent tools and the demo agent).
     fn set_state<'a>(
@@ -172,15 +169,5 @@ pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) 
 
 /// The adapter for a tracker config.
 pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
-    match &config.provider {
-        Provider::Local(local) => Ok(Box::new(LocalTracker::new(
-            local.path.clone(),
-            config.terminal_states.clone(),
-        ))),
-        Provider::Linear(linear) => Ok(Box::new(LinearTracker::new(
-            linear,
-            &config.terminal_states,
-        )?)),
-        Provider::Github(github) => Ok(Box::new(GithubTracker::new(github)?)),
-    }
+    config.provider.build(config)
 }

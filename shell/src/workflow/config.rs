@@ -14,6 +14,7 @@ use symphony_core::issue::normalize;
 use super::env::{Env, var_reference};
 use super::error::{ErrorClass, Position, Warning, WorkflowError};
 use super::front_matter::key_positions;
+use crate::tracker::kinds::{self, Kind, ProviderSettings};
 
 /// A credential. Printed, logged and serialised as `****`; [`Secret::expose`] is the only way
 /// to the value.
@@ -71,139 +72,13 @@ impl fmt::Display for Source {
     }
 }
 
-/// The tracker adapters this build has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackerKind {
-    /// Markdown files in a directory: the embedded default, no account.
-    Local,
-    /// Linear's GraphQL API.
-    Linear,
-    /// GitHub issues over REST.
-    Github,
-}
-
-impl TrackerKind {
-    const ALL: [Self; 3] = [Self::Local, Self::Linear, Self::Github];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Linear => "linear",
-            Self::Github => "github",
-        }
-    }
-
-    /// Provider keys the adapter reads; also accepted, deprecated, directly under `tracker`.
-    fn provider_keys(self) -> &'static [&'static str] {
-        match self {
-            Self::Local => &["path"],
-            Self::Linear => &[
-                "endpoint",
-                "api_key",
-                "project_slug",
-                "assignee",
-                "timeout_ms",
-            ],
-            Self::Github => &[
-                "api_url",
-                "repo",
-                "token",
-                "state_label_prefix",
-                "skip_issues_with_open_pull_requests",
-                "timeout_ms",
-            ],
-        }
-    }
-
-    /// Older flat spellings that map to a provider key of another name.
-    fn legacy_alias(self, key: &str) -> Option<&'static str> {
-        match (self, key) {
-            (Self::Github, "api_key") => Some("token"),
-            (Self::Github, "endpoint") => Some("api_url"),
-            _ => None,
-        }
-    }
-
-    fn default_active_states(self) -> Vec<String> {
-        ["Todo", "In Progress"].map(String::from).to_vec()
-    }
-
-    fn default_terminal_states(self) -> Vec<String> {
-        match self {
-            Self::Local => ["Done", "Cancelled"].map(String::from).to_vec(),
-            Self::Linear => ["Closed", "Cancelled", "Canceled", "Duplicate", "Done"]
-                .map(String::from)
-                .to_vec(),
-            Self::Github => ["Done", "Closed"].map(String::from).to_vec(),
-        }
-    }
-}
-
-impl fmt::Display for TrackerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// `tracker.provider` for `kind: local`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LocalProvider {
-    /// Directory of issue files; absolute after resolution. Default `./issues`.
-    pub path: PathBuf,
-}
-
-/// `tracker.provider` for `kind: linear`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LinearProvider {
-    /// GraphQL endpoint.
-    pub endpoint: String,
-    /// API key, sent raw in `Authorization`. Fallback: `$LINEAR_API_KEY`.
-    pub api_key: Secret,
-    /// The project's slug id.
-    pub project_slug: String,
-    /// Only issues assigned to this user, when set.
-    pub assignee: Option<String>,
-    /// Per-request timeout.
-    pub timeout_ms: u64,
-}
-
-/// `tracker.provider` for `kind: github`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct GithubProvider {
-    /// REST API base.
-    pub api_url: String,
-    /// `owner/name`.
-    pub repo: String,
-    /// Token. Fallback: `$GITHUB_TOKEN`.
-    pub token: Secret,
-    /// Labels starting with this carry the issue's state.
-    pub state_label_prefix: String,
-    /// Skip issues that already have an open pull request linked.
-    pub skip_issues_with_open_pull_requests: bool,
-    /// Per-request timeout.
-    pub timeout_ms: u64,
-}
-
-/// The adapter-owned settings, validated by kind.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Provider {
-    /// `kind: local`.
-    Local(LocalProvider),
-    /// `kind: linear`.
-    Linear(LinearProvider),
-    /// `kind: github`.
-    Github(GithubProvider),
-}
-
 /// `tracker`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TrackerConfig {
-    /// The adapter.
-    pub kind: TrackerKind,
-    /// Its settings.
-    pub provider: Provider,
+    /// The adapter's row in the kinds table.
+    pub kind: &'static Kind,
+    /// Its settings, as its room defines them.
+    pub provider: ProviderSettings,
     /// Provider keys this build does not know, kept as written (SPEC 5.3.1), values masked
     /// when they look like secrets.
     pub provider_extra: BTreeMap<String, serde_json::Value>,
@@ -341,12 +216,9 @@ impl ServiceConfig {
     /// Every secret value in the config, so output surfaces can mask them wherever they
     /// appear (an agent message quoting a token, say).
     pub fn secret_values(&self) -> Vec<String> {
-        let mut secrets = Vec::new();
-        match &self.tracker.provider {
-            Provider::Linear(p) => secrets.push(p.api_key.expose().to_owned()),
-            Provider::Github(p) => secrets.push(p.token.expose().to_owned()),
-            Provider::Local(_) => {}
-        }
+        let mut secrets: Vec<String> = (self.tracker.provider.secrets().into_iter())
+            .map(|secret| secret.expose().to_owned())
+            .collect();
         if let Some(token) = &self.server.auth_token {
             secrets.push(token.expose().to_owned());
         }
@@ -757,19 +629,16 @@ impl Reader<'_> {
 
     fn tracker(&mut self, root: &Mapping) -> Result<TrackerConfig, WorkflowError> {
         let section = self.section(root, "tracker")?;
-        let kinds: Vec<&str> = TrackerKind::ALL.iter().map(|k| k.name()).collect();
+        let names = kinds::names();
         let Some(raw_kind) = self.string(&section, "tracker.kind")? else {
             return Err(self.error(
                 ErrorClass::MissingTrackerKind,
                 "tracker.kind",
-                format!("tracker.kind is required; one of: {}", kinds.join(", ")),
+                format!("tracker.kind is required; one of: {}", names.join(", ")),
             ));
         };
-        let Some(kind) = TrackerKind::ALL
-            .into_iter()
-            .find(|k| k.name() == normalize(&raw_kind))
-        else {
-            let hint = did_you_mean(&normalize(&raw_kind), &kinds)
+        let Some(kind) = kinds::find(&normalize(&raw_kind)) else {
+            let hint = did_you_mean(&normalize(&raw_kind), &names)
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
             return Err(self.error(
@@ -777,7 +646,7 @@ impl Reader<'_> {
                 "tracker.kind",
                 format!(
                     "tracker.kind: {raw_kind:?} is not supported{hint}; one of: {}",
-                    kinds.join(", ")
+                    names.join(", ")
                 ),
             ));
         };
@@ -793,13 +662,9 @@ impl Reader<'_> {
         let mut flat_keys: Vec<String> = Vec::new();
         for (key, value) in &section {
             let name = key_name(key);
-            let target = kind.legacy_alias(&name).or_else(|| {
-                kind.provider_keys()
-                    .iter()
-                    .copied()
-                    .find(|k| *k == name.as_str())
-            });
-            let Some(target) = target else { continue };
+            let Some(target) = kind.provider_key_for(&name) else {
+                continue;
+            };
             flat_keys.push(name.clone());
             let flat = format!("tracker.{name}");
             if provider.contains_key(target) {
@@ -823,22 +688,20 @@ impl Reader<'_> {
             .collect();
         self.check_keys(&section, "tracker", &known);
 
-        let mut p = ProviderReader {
+        let mut keys = ProviderKeys {
+            reader: self,
             map: provider,
             spelled,
         };
-        let provider = match kind {
-            TrackerKind::Local => Provider::Local(self.local(&mut p)?),
-            TrackerKind::Linear => Provider::Linear(self.linear(&mut p)?),
-            TrackerKind::Github => Provider::Github(self.github(&mut p)?),
-        };
+        let provider = (kind.read)(&mut keys)?;
+        let map = keys.map;
         let mut provider_extra = BTreeMap::new();
-        for (key, value) in &p.map {
+        for (key, value) in &map {
             let name = key_name(key);
-            if kind.provider_keys().contains(&name.as_str()) {
+            if kind.provider_keys.contains(&name.as_str()) {
                 continue;
             }
-            let hint = did_you_mean(&name, kind.provider_keys())
+            let hint = did_you_mean(&name, kind.provider_keys)
                 .map(|k| format!("; did you mean `{k}`?"))
                 .unwrap_or_default();
             self.warn(
@@ -875,12 +738,11 @@ impl Reader<'_> {
                 })
             })
         };
-        let active_states = states(self, "tracker.active_states", kind.default_active_states())?;
-        let terminal_states = states(
-            self,
-            "tracker.terminal_states",
-            kind.default_terminal_states(),
-        )?;
+        let default_active = ["Todo", "In Progress"].map(String::from).to_vec();
+        let active_states = states(self, "tracker.active_states", default_active)?;
+        let default_terminal = kind.default_terminal_states.iter();
+        let default_terminal = default_terminal.map(|s| (*s).to_owned()).collect();
+        let terminal_states = states(self, "tracker.terminal_states", default_terminal)?;
         if active_states.iter().all(|s| s.trim().is_empty()) {
             return Err(self.error(
                 ErrorClass::InvalidConfigValue,
@@ -907,193 +769,6 @@ impl Reader<'_> {
             required_labels,
             active_states,
             terminal_states,
-        })
-    }
-
-    /// A provider string: `$VAR` resolved, source recorded, `default` when absent.
-    fn provider_string(
-        &mut self,
-        p: &mut ProviderReader,
-        name: &str,
-        default: Option<&str>,
-    ) -> Result<Option<String>, WorkflowError> {
-        let key = format!("tracker.provider.{name}");
-        let written = p.spelled.get(name).cloned().unwrap_or_else(|| key.clone());
-        let value = match Self::get(&p.map, name) {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(other) => return Err(self.invalid(&written, "a string", other)),
-        };
-        let Some(value) = value else {
-            return Ok(default.map(|d| {
-                self.source(&key, Source::Default);
-                d.to_owned()
-            }));
-        };
-        match self.resolve_var(&key, &value) {
-            None => {
-                self.source(&key, Source::Workflow(written));
-                Ok(Some(value))
-            }
-            Some(Ok(resolved)) => Ok(Some(resolved)),
-            Some(Err(var)) => Err(self.error(
-                ErrorClass::InvalidConfigValue,
-                &written,
-                format!("{written}: ${var} is not set or empty"),
-            )),
-        }
-    }
-
-    /// A credential: written value or `$VAR`, else the adapter's fallback variable.
-    fn secret(
-        &mut self,
-        p: &mut ProviderReader,
-        name: &str,
-        fallback_var: &str,
-    ) -> Result<Secret, WorkflowError> {
-        let key = format!("tracker.provider.{name}");
-        let written = p.spelled.get(name).cloned().unwrap_or_else(|| key.clone());
-        if let Some(value) = Self::get(&p.map, name) {
-            let Value::String(text) = value else {
-                // Never echo it: a credential written as a number is still a credential.
-                return Err(self.error(
-                    ErrorClass::InvalidConfigValue,
-                    &written,
-                    format!("{written}: expected a string or $VAR (the value is not shown)"),
-                ));
-            };
-            return match self.resolve_var(&key, text) {
-                Some(Ok(resolved)) => Ok(Secret(resolved)),
-                Some(Err(var)) => Err(self.error(
-                    ErrorClass::MissingTrackerApiKey,
-                    &written,
-                    format!("{written}: ${var} is not set or empty"),
-                )),
-                None if text.trim().is_empty() => Err(self.error(
-                    ErrorClass::MissingTrackerApiKey,
-                    &written,
-                    format!("{written} is empty"),
-                )),
-                None => {
-                    self.source(&key, Source::Workflow(written));
-                    Ok(Secret(text.trim().to_owned()))
-                }
-            };
-        }
-        match self.env.var(fallback_var).filter(|v| !v.is_empty()) {
-            Some(value) => {
-                self.source(&key, Source::Env(fallback_var.to_owned()));
-                Ok(Secret(value))
-            }
-            None => Err(self.error(
-                ErrorClass::MissingTrackerApiKey,
-                "tracker.provider",
-                format!(
-                    "{key} is missing: export {fallback_var} (read when the workflow names \
-                     none), or write `{name}: $SOME_VAR` under tracker.provider to read \
-                     another variable"
-                ),
-            )),
-        }
-    }
-
-    fn local(&mut self, p: &mut ProviderReader) -> Result<LocalProvider, WorkflowError> {
-        let raw = self
-            .provider_string(p, "path", Some("./issues"))?
-            .unwrap_or_default();
-        let path = self.path("tracker.provider.path", &raw)?;
-        Ok(LocalProvider { path })
-    }
-
-    fn linear(&mut self, p: &mut ProviderReader) -> Result<LinearProvider, WorkflowError> {
-        let endpoint = self
-            .provider_string(p, "endpoint", Some("https://api.linear.app/graphql"))?
-            .unwrap_or_default();
-        let api_key = self.secret(p, "api_key", "LINEAR_API_KEY")?;
-        let Some(project_slug) = self
-            .provider_string(p, "project_slug", None)?
-            .filter(|s| !s.trim().is_empty())
-        else {
-            return Err(self.error(
-                ErrorClass::MissingTrackerProject,
-                "tracker.provider",
-                "tracker.provider.project_slug is required for kind linear \
-                 (the slug id from the project's URL)",
-            ));
-        };
-        let assignee = self.provider_string(p, "assignee", None)?;
-        let timeout_ms =
-            self.int(&p.map, "tracker.provider.timeout_ms", 30_000, 1..=600_000)? as u64;
-        Ok(LinearProvider {
-            endpoint,
-            api_key,
-            project_slug,
-            assignee,
-            timeout_ms,
-        })
-    }
-
-    fn github(&mut self, p: &mut ProviderReader) -> Result<GithubProvider, WorkflowError> {
-        let api_url = self
-            .provider_string(p, "api_url", Some("https://api.github.com"))?
-            .unwrap_or_default();
-        let Some(repo) = self.provider_string(p, "repo", None)? else {
-            return Err(self.error(
-                ErrorClass::MissingTrackerProject,
-                "tracker.provider",
-                "tracker.provider.repo is required for kind github, as `owner/name`",
-            ));
-        };
-        let valid = repo.split_once('/').is_some_and(|(owner, name)| {
-            let ok = |s: &str| {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            };
-            ok(owner) && ok(name)
-        });
-        if !valid {
-            let key = p
-                .spelled
-                .get("repo")
-                .cloned()
-                .unwrap_or_else(|| "tracker.provider.repo".to_owned());
-            return Err(self.invalid(&key, "`owner/name`", &Value::String(repo)));
-        }
-        let token = self.secret(p, "token", "GITHUB_TOKEN")?;
-        let state_label_prefix = self
-            .provider_string(p, "state_label_prefix", Some("state:"))?
-            .unwrap_or_default();
-        let skip = match Self::get(&p.map, "skip_issues_with_open_pull_requests") {
-            None => {
-                self.source(
-                    "tracker.provider.skip_issues_with_open_pull_requests",
-                    Source::Default,
-                );
-                false
-            }
-            Some(Value::Bool(b)) => {
-                self.written("tracker.provider.skip_issues_with_open_pull_requests");
-                *b
-            }
-            Some(other) => {
-                return Err(self.invalid(
-                    "tracker.provider.skip_issues_with_open_pull_requests",
-                    "true or false",
-                    other,
-                ));
-            }
-        };
-        let timeout_ms =
-            self.int(&p.map, "tracker.provider.timeout_ms", 30_000, 1..=600_000)? as u64;
-        Ok(GithubProvider {
-            api_url,
-            repo,
-            token,
-            state_label_prefix,
-            skip_issues_with_open_pull_requests: skip,
-            timeout_ms,
         })
     }
 
@@ -1482,10 +1157,155 @@ pub(crate) fn check_auth_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The provider map being read, and which flat key each folded-in value was written at.
-struct ProviderReader {
+/// The `tracker.provider` map of one kind while its room reads it (older flat spellings
+/// folded in). Every value is read through here, so sources, `$VAR` resolution, error
+/// positions and messages are the same for every kind.
+pub struct ProviderKeys<'r, 'a> {
+    reader: &'r mut Reader<'a>,
     map: Mapping,
+    /// Which flat key each folded-in value was written at.
     spelled: BTreeMap<String, String>,
+}
+
+impl ProviderKeys<'_, '_> {
+    /// `tracker.provider.<name>`.
+    fn key(name: &str) -> String {
+        format!("tracker.provider.{name}")
+    }
+
+    /// The key as the file spells it (a deprecated flat spelling when that was used).
+    fn written(&self, name: &str) -> String {
+        self.spelled
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Self::key(name))
+    }
+
+    /// A string: `$VAR` resolved, source recorded, `default` when absent.
+    pub fn string(
+        &mut self,
+        name: &str,
+        default: Option<&str>,
+    ) -> Result<Option<String>, WorkflowError> {
+        let key = Self::key(name);
+        let written = self.written(name);
+        let value = match Reader::get(&self.map, name) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => return Err(self.reader.invalid(&written, "a string", other)),
+        };
+        let Some(value) = value else {
+            return Ok(default.map(|d| {
+                self.reader.source(&key, Source::Default);
+                d.to_owned()
+            }));
+        };
+        match self.reader.resolve_var(&key, &value) {
+            None => {
+                self.reader.source(&key, Source::Workflow(written));
+                Ok(Some(value))
+            }
+            Some(Ok(resolved)) => Ok(Some(resolved)),
+            Some(Err(var)) => Err(self.reader.error(
+                ErrorClass::InvalidConfigValue,
+                &written,
+                format!("{written}: ${var} is not set or empty"),
+            )),
+        }
+    }
+
+    /// A credential: written value or `$VAR`, else the kind's fallback variable.
+    pub fn secret(&mut self, name: &str, fallback_var: &str) -> Result<Secret, WorkflowError> {
+        let key = Self::key(name);
+        let written = self.written(name);
+        let r = &mut *self.reader;
+        if let Some(value) = Reader::get(&self.map, name) {
+            let Value::String(text) = value else {
+                // Never echo it: a credential written as a number is still a credential.
+                return Err(r.error(
+                    ErrorClass::InvalidConfigValue,
+                    &written,
+                    format!("{written}: expected a string or $VAR (the value is not shown)"),
+                ));
+            };
+            return match r.resolve_var(&key, text) {
+                Some(Ok(resolved)) => Ok(Secret(resolved)),
+                Some(Err(var)) => Err(r.error(
+                    ErrorClass::MissingTrackerApiKey,
+                    &written,
+                    format!("{written}: ${var} is not set or empty"),
+                )),
+                None if text.trim().is_empty() => Err(r.error(
+                    ErrorClass::MissingTrackerApiKey,
+                    &written,
+                    format!("{written} is empty"),
+                )),
+                None => {
+                    r.source(&key, Source::Workflow(written));
+                    Ok(Secret(text.trim().to_owned()))
+                }
+            };
+        }
+        match r.env.var(fallback_var).filter(|v| !v.is_empty()) {
+            Some(value) => {
+                r.source(&key, Source::Env(fallback_var.to_owned()));
+                Ok(Secret(value))
+            }
+            None => Err(r.error(
+                ErrorClass::MissingTrackerApiKey,
+                "tracker.provider",
+                format!(
+                    "{key} is missing: export {fallback_var} (read when the workflow names \
+                     none), or write `{name}: $SOME_VAR` under tracker.provider to read \
+                     another variable"
+                ),
+            )),
+        }
+    }
+
+    /// A path (`~`, `$VAR`, relative to the workflow), `default` when absent.
+    pub fn path(&mut self, name: &str, default: &str) -> Result<PathBuf, WorkflowError> {
+        let raw = self.string(name, Some(default))?.unwrap_or_default();
+        self.reader.path(&Self::key(name), &raw)
+    }
+
+    /// An integer within `range`, `default` when absent.
+    pub fn int(
+        &mut self,
+        name: &str,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<i64, WorkflowError> {
+        self.reader.int(&self.map, &Self::key(name), default, range)
+    }
+
+    /// `true` or `false`, `default` when absent.
+    pub fn flag(&mut self, name: &str, default: bool) -> Result<bool, WorkflowError> {
+        let key = Self::key(name);
+        match Reader::get(&self.map, name) {
+            None => {
+                self.reader.source(&key, Source::Default);
+                Ok(default)
+            }
+            Some(Value::Bool(b)) => {
+                self.reader.written(&key);
+                Ok(*b)
+            }
+            Some(other) => Err(self.reader.invalid(&key, "true or false", other)),
+        }
+    }
+
+    /// A required setting is missing (`class` says which kind of setting).
+    pub fn missing(&self, class: ErrorClass, message: impl Into<String>) -> WorkflowError {
+        self.reader.error(class, "tracker.provider", message)
+    }
+
+    /// The value of `name` is not what the kind accepts.
+    pub fn invalid(&self, name: &str, expected: &str, found: &str) -> WorkflowError {
+        let found = Value::String(found.to_owned());
+        self.reader.invalid(&self.written(name), expected, &found)
+    }
 }
 
 /// Why `root` cannot hold workspaces: the file system root, a system directory or one inside

@@ -14,9 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    AgentConfig, AgentKind, CodexConfig, GithubProvider, HooksConfig, LinearProvider,
-    LocalProvider, Overrides, PollingConfig, Provider, Secret, ServerConfig, ServiceConfig, Source,
-    TrackerConfig, TrackerKind, WorkspaceConfig,
+    AgentConfig, AgentKind, CodexConfig, HooksConfig, Overrides, PollingConfig, ProviderKeys,
+    Secret, ServerConfig, ServiceConfig, Source, TrackerConfig, WorkspaceConfig,
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};

@@ -40,6 +40,11 @@ use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, Tracker
 
 use super::{BoxFuture, Probe, Tracker, error};
 
+mod config;
+
+pub(crate) use config::KIND;
+pub use config::LocalSettings;
+
 /// Largest issue file read.
 pub(crate) const MAX_ISSUE_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -486,10 +491,6 @@ impl Tracker for LocalTracker {
         let this = self.clone();
         let ids = ids.to_vec();
         blocking(move || this.by_ids(&ids))
-    }
-
-    fn secret_env_names(&self) -> &'static [&'static str] {
-        &[]
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {

@@ -18,7 +18,12 @@ use symphony_core::issue::{StateSet, todo_blockers_allow_dispatch};
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
 
 use super::{BoxFuture, Probe, Tracker, error};
-use crate::workflow::LinearProvider;
+mod config;
+mod tools;
+
+pub(crate) use config::KIND;
+pub use config::LinearSettings;
+use tools::tool_spec;
 
 const PAGE: u32 = 50;
 const MAX_PAGES: usize = 200;
@@ -55,7 +60,7 @@ fn ts(value: &Value) -> Option<Timestamp> {
 
 impl LinearTracker {
     /// A client for `provider`; `terminal_states` decide the Todo-blocker rule.
-    pub fn new(provider: &LinearProvider, terminal_states: &[String]) -> Result<Self, String> {
+    pub fn new(provider: &LinearSettings, terminal_states: &[String]) -> Result<Self, String> {
         let client = super::http_client(Duration::from_millis(provider.timeout_ms))?;
         Ok(Self {
             client,
@@ -90,9 +95,10 @@ impl LinearTracker {
                 TrackerErrorCategory::TrackerStatus
             };
             let hint = if status.as_u16() == 401 {
-                " (check the API key in tracker.provider.api_key / $LINEAR_API_KEY)"
+                let var = config::API_KEY_VAR;
+                format!(" (check the API key in tracker.provider.api_key / ${var})")
             } else {
-                ""
+                String::new()
             };
             return Err(error(
                 category,
@@ -366,59 +372,9 @@ impl LinearTracker {
     }
 }
 
-/// Whether a GraphQL document holds exactly one operation: one top-level `{ ... }` block.
-fn single_operation(document: &str) -> bool {
-    let mut depth = 0i32;
-    let mut blocks = 0;
-    let mut in_string = false;
-    let mut previous = ' ';
-    for c in document.chars() {
-        match c {
-            '"' if previous != '\\' => in_string = !in_string,
-            '{' if !in_string => {
-                if depth == 0 {
-                    blocks += 1;
-                }
-                depth += 1;
-            }
-            '}' if !in_string => depth -= 1,
-            _ => {}
-        }
-        previous = c;
-    }
-    blocks == 1 && depth == 0
-}
-
-impl LinearTracker {
-    async fn graphql_tool(&self, arguments: &Value) -> Result<String, String> {
-        let query = arguments["query"].as_str().ok_or("missing `query`")?;
-        if !single_operation(query) {
-            return Err("send exactly one GraphQL operation per call".to_owned());
-        }
-        let variables = arguments.get("variables").cloned().unwrap_or(json!({}));
-        self.graphql(query, variables)
-            .await
-            .map(|data| data.to_string())
-            .map_err(|e| e.message)
-    }
-}
-
 impl Tracker for LinearTracker {
     fn tool_specs(&self) -> Vec<Value> {
-        vec![json!({
-            "type": "function",
-            "name": "linear_graphql",
-            "description": "Run one GraphQL query or mutation against Linear with Symphony's credentials. Returns the `data` object as JSON; GraphQL errors fail the call.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "One GraphQL operation"},
-                    "variables": {"type": "object", "description": "Its variables"}
-                },
-                "required": ["query"],
-                "additionalProperties": false
-            }
-        })]
+        vec![tool_spec()]
     }
 
     fn call_tool<'a>(
@@ -443,10 +399,6 @@ impl Tracker for LinearTracker {
         ids: &'a [IssueId],
     ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
         Box::pin(self.by_ids(ids))
-    }
-
-    fn secret_env_names(&self) -> &'static [&'static str] {
-        &["LINEAR_API_KEY"]
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {

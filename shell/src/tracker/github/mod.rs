@@ -24,10 +24,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use symphony_core::issue::normalize;
-use symphony_core::{Issue, IssueId, Timestamp, TrackerError, TrackerErrorCategory};
+use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 
 use super::{BoxFuture, Probe, Tracker, error};
-use crate::workflow::GithubProvider;
+mod config;
+mod records;
+mod tools;
+
+pub use config::GithubSettings;
+pub(crate) use config::KIND;
+use records::state_in_label;
+pub use records::{claimed_by_open_pulls, closing_references, normalize_record};
 
 const PER_PAGE: u32 = 100;
 const MAX_PAGES: usize = 100;
@@ -81,7 +88,7 @@ fn next_link(link: &str) -> Option<String> {
 
 impl GithubTracker {
     /// A client for `provider`.
-    pub fn new(provider: &GithubProvider) -> Result<Self, String> {
+    pub fn new(provider: &GithubSettings) -> Result<Self, String> {
         Ok(Self {
             client: super::http_client(Duration::from_millis(provider.timeout_ms))?,
             api_url: provider.api_url.trim_end_matches('/').to_owned(),
@@ -123,11 +130,11 @@ impl GithubTracker {
             );
         }
         let hint = if status.as_u16() == 401 {
-            " (check tracker.provider.token / $GITHUB_TOKEN)"
+            format!(" (check tracker.provider.token / ${})", config::TOKEN_VAR)
         } else if status.as_u16() == 404 {
-            " (check tracker.provider.repo and the token's access)"
+            " (check tracker.provider.repo and the token's access)".to_owned()
         } else {
-            ""
+            String::new()
         };
         error(
             TrackerErrorCategory::TrackerStatus,
@@ -412,57 +419,9 @@ impl GithubTracker {
     }
 }
 
-impl GithubTracker {
-    /// `github_api`: one REST call under `/repos/<repo>` only.
-    async fn api_tool(&self, arguments: &Value) -> Result<String, String> {
-        let method = arguments["method"].as_str().unwrap_or("GET").to_uppercase();
-        let method = match method.as_str() {
-            "GET" => reqwest::Method::GET,
-            "POST" => reqwest::Method::POST,
-            "PATCH" => reqwest::Method::PATCH,
-            "PUT" => reqwest::Method::PUT,
-            "DELETE" => reqwest::Method::DELETE,
-            other => return Err(format!("method {other} is not allowed")),
-        };
-        let path = arguments["path"].as_str().ok_or("missing `path`")?;
-        let (owner, name) = self.repo.split_once('/').unwrap_or((&self.repo, ""));
-        let url = super::scope::scoped_url(&self.api_url, &["repos", owner, name], path)
-            .map_err(|e| e.to_string())?;
-        let mut request = self.request(method, url.as_str());
-        if let Some(body) = arguments.get("body") {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("GitHub request failed: {e}"))?;
-        if !response.status().is_success() {
-            return Err(Self::status_error(&response).message);
-        }
-        let body = super::body_capped(response, super::MAX_TOOL_RESPONSE_BYTES, "GitHub")
-            .await
-            .map_err(|e| e.message)?;
-        Ok(String::from_utf8_lossy(&body).into_owned())
-    }
-}
-
 impl Tracker for GithubTracker {
     fn tool_specs(&self) -> Vec<Value> {
-        vec![json!({
-            "type": "function",
-            "name": "github_api",
-            "description": format!("Call GitHub's REST API with Symphony's credentials, limited to paths under /repos/{}.", self.repo),
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "method": {"type": "string", "enum": ["GET", "POST", "PATCH", "PUT", "DELETE"]},
-                    "path": {"type": "string", "description": format!("e.g. /repos/{}/issues/1/comments", self.repo)},
-                    "body": {"type": "object"}
-                },
-                "required": ["method", "path"],
-                "additionalProperties": false
-            }
-        })]
+        vec![self.api_tool_spec()]
     }
 
     fn call_tool<'a>(
@@ -488,10 +447,6 @@ impl Tracker for GithubTracker {
         Box::pin(self.by_ids(ids))
     }
 
-    fn secret_env_names(&self) -> &'static [&'static str] {
-        &["GITHUB_TOKEN"]
-    }
-
     fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
         Box::pin(self.find_repository())
     }
@@ -513,142 +468,6 @@ impl Tracker for GithubTracker {
     }
 }
 
-/// SPEC 11.3 normalisation of one record of GitHub's issue listing, with `label_prefix`
-/// already normalised; `None` for a pull request or a record without its fields. Public for
-/// the `tracker_records` fuzz target.
-pub fn normalize_record(item: &Value, label_prefix: &str, repo: &str) -> Option<Issue> {
-    if item.get("pull_request").is_some() {
-        return None;
-    }
-    let number = item["number"].as_u64()?;
-    let labels: Vec<String> = item["labels"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let state = if item["state"] == "closed" {
-        "Closed".to_owned()
-    } else {
-        labels
-            .iter()
-            .find_map(|l| state_in_label(label_prefix, l))
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| "Open".to_owned(), str::to_owned)
-    };
-    let priority = labels.iter().find_map(|l| {
-        l.to_lowercase()
-            .strip_prefix("priority:")
-            .and_then(|p| p.trim().parse::<i64>().ok())
-            .filter(|p| (1..=4).contains(p))
-    });
-    let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
-    let mut native = serde_json::Map::new();
-    native.insert("number".into(), json!(number));
-    native.insert("repo".into(), json!(repo));
-    if let Some(node) = item["node_id"].as_str() {
-        native.insert("node_id".into(), json!(node));
-    }
-    Some(Issue {
-        id: IssueId(number.to_string()),
-        identifier: format!("GH-{number}"),
-        title: item["title"].as_str()?.to_owned(),
-        description: item["body"]
-            .as_str()
-            .map(str::to_owned)
-            .filter(|b| !b.is_empty()),
-        priority,
-        state,
-        url: item["html_url"].as_str().map(str::to_owned),
-        assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
-        labels: labels.iter().map(|l| normalize(l)).collect(),
-        created_at: ts(&item["created_at"]),
-        updated_at: ts(&item["updated_at"]),
-        dispatchable: true,
-        native_ref: Some(native),
-        ..Issue::default()
-    })
-}
-
-/// What follows `prefix` (normalised) in `label`, trimmed, when the label starts with it in
-/// any case. The prefix is compared on the label's own bytes, so a character whose lowercase
-/// has another length cannot shift the cut into the middle of a character.
-fn state_in_label<'l>(prefix: &str, label: &'l str) -> Option<&'l str> {
-    let head = label.get(..prefix.len())?;
-    (head.to_lowercase() == prefix).then(|| label[prefix.len()..].trim())
-}
-
-/// GitHub's closing keywords (case does not matter).
-const CLOSING_KEYWORDS: [&str; 9] = [
-    "close", "closes", "closed", "fix", "fixes", "fixed", "resolve", "resolves", "resolved",
-];
-
-/// Numbers of `repo`'s issues that `text` closes: a closing keyword (optionally followed by
-/// `:`), then `#N`, `owner/name#N` naming `repo`, or a URL ending `/owner/name/issues/N`.
-pub fn closing_references(text: &str, repo: &str) -> Vec<u64> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut numbers = Vec::new();
-    for pair in words.windows(2) {
-        let keyword = pair[0]
-            .trim_start_matches(['(', '[', '*', '_'])
-            .trim_end_matches(':')
-            .to_ascii_lowercase();
-        if !CLOSING_KEYWORDS.contains(&keyword.as_str()) {
-            continue;
-        }
-        let target = pair[1].trim_end_matches(['.', ',', ';', ':', ')', ']', '!', '?', '*', '_']);
-        let number = if let Some(n) = target.strip_prefix('#') {
-            n.parse().ok()
-        } else if let Some((name, n)) = target.split_once('#') {
-            name.eq_ignore_ascii_case(repo)
-                .then(|| n.parse().ok())
-                .flatten()
-        } else if target.starts_with("https://") || target.starts_with("http://") {
-            target
-                .rsplit_once("/issues/")
-                .filter(|(head, _)| {
-                    // `get` on both sides of the cut: a cut inside a multi-byte character
-                    // (`https://€€€/issues/1`) is no match, never a panic.
-                    let cut = head.len().saturating_sub(repo.len());
-                    cut > 0
-                        && head
-                            .get(cut..)
-                            .is_some_and(|r| r.eq_ignore_ascii_case(repo))
-                        && head.get(..cut).is_some_and(|h| h.ends_with('/'))
-                })
-                .and_then(|(_, n)| n.parse().ok())
-        } else {
-            None
-        };
-        if let Some(number) = number
-            && !numbers.contains(&number)
-        {
-            numbers.push(number);
-        }
-    }
-    numbers
-}
-
-/// Issue numbers claimed by the open pull requests among `items` (an issue listing, which
-/// carries pull requests too), from their titles and bodies.
-pub fn claimed_by_open_pulls(items: &[Value], repo: &str) -> Vec<u64> {
-    let mut claimed = Vec::new();
-    for pull in items
-        .iter()
-        .filter(|i| i.get("pull_request").is_some() && i["state"] == "open")
-    {
-        for field in ["title", "body"] {
-            if let Some(text) = pull[field].as_str() {
-                claimed.extend(closing_references(text, repo));
-            }
-        }
-    }
-    claimed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,58 +480,5 @@ mod tests {
             Some("https://api.github.com/repositories/1/issues?page=2")
         );
         assert_eq!(next_link("<https://x/?page=1>; rel=\"prev\""), None);
-    }
-
-    #[test]
-    fn state_labels_match_the_prefix_in_any_case_and_never_cut_a_character() {
-        assert_eq!(
-            state_in_label("state:", "State: In Progress"),
-            Some("In Progress")
-        );
-        assert_eq!(state_in_label("state:", "STATE:Todo"), Some("Todo"));
-        assert_eq!(state_in_label("state:", "state:"), Some(""));
-        assert_eq!(state_in_label("state:", "priority:1"), None);
-        assert_eq!(state_in_label("state:", "st"), None);
-        // The Kelvin sign lowercases to a one-byte `k`: matching on the lowercased text and
-        // cutting the original at the prefix's length would split it.
-        assert_eq!(state_in_label("k:", "\u{212A}:x"), None);
-    }
-
-    #[test]
-    fn closing_keywords_name_issues_of_this_repository_only() {
-        let repo = "acme/app";
-        assert_eq!(closing_references("Closes #12", repo), [12]);
-        assert_eq!(
-            closing_references("This fixes: #3, and RESOLVED acme/App#4.", repo),
-            [3, 4]
-        );
-        assert_eq!(
-            closing_references(
-                "(fix https://github.com/acme/app/issues/5) close https://github.com/other/acme/app2/issues/6",
-                repo
-            ),
-            [5]
-        );
-        assert!(closing_references("closes other/app#7 and mentions #8", repo).is_empty());
-        assert!(closing_references("see #9; enclose #10; closes", repo).is_empty());
-        assert!(closing_references("fixes #x12 closes #", repo).is_empty());
-        // A cut inside a multi-byte character is no match (this panicked once).
-        assert!(closing_references("fixes https://€€€€€/issues/1", repo).is_empty());
-        assert!(closing_references("fixes https://€€acme/app/issues/2", repo).is_empty());
-        assert_eq!(
-            closing_references("fixes https://€/acme/app/issues/3", repo),
-            [3]
-        );
-    }
-
-    #[test]
-    fn only_open_pull_requests_claim_issues() {
-        let items = vec![
-            json!({"number": 20, "state": "open", "title": "Fix #1", "body": null, "pull_request": {}}),
-            json!({"number": 21, "state": "closed", "title": "t", "body": "closes #2", "pull_request": {}}),
-            json!({"number": 22, "state": "open", "title": "closes #3", "body": "an issue, not a PR"}),
-            json!({"number": 23, "state": "open", "title": "t", "body": "Resolves #4\nfixes #1", "pull_request": {}}),
-        ];
-        assert_eq!(claimed_by_open_pulls(&items, "acme/app"), [1, 4, 1]);
     }
 }

@@ -1,0 +1,86 @@
+//! `tracker.provider` for `kind: linear`, and its row in the kinds table.
+
+use serde::Serialize;
+
+use super::LinearTracker;
+use crate::tracker::Tracker;
+use crate::tracker::kinds::{Kind, ProviderSettings, Settings};
+use crate::workflow::{ErrorClass, ProviderKeys, Secret, TrackerConfig, WorkflowError};
+
+/// The kinds-table row.
+pub(crate) static KIND: Kind = Kind {
+    name: "linear",
+    provider_keys: &[
+        "endpoint",
+        "api_key",
+        "project_slug",
+        "assignee",
+        "timeout_ms",
+    ],
+    legacy_aliases: &[],
+    default_terminal_states: &["Closed", "Cancelled", "Canceled", "Duplicate", "Done"],
+    secret_vars: &[API_KEY_VAR],
+    remote: true,
+    read,
+};
+
+/// Where the API key is read when the workflow names no variable.
+pub(crate) const API_KEY_VAR: &str = "LINEAR_API_KEY";
+
+/// `tracker.provider` for `kind: linear`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LinearSettings {
+    /// GraphQL endpoint.
+    pub endpoint: String,
+    /// API key, sent raw in `Authorization`. Fallback: `$LINEAR_API_KEY`.
+    pub api_key: Secret,
+    /// The project's slug id.
+    pub project_slug: String,
+    /// Only issues assigned to this user, when set.
+    pub assignee: Option<String>,
+    /// Per-request timeout.
+    pub timeout_ms: u64,
+}
+
+fn read(keys: &mut ProviderKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
+    let endpoint = keys
+        .string("endpoint", Some("https://api.linear.app/graphql"))?
+        .unwrap_or_default();
+    let api_key = keys.secret("api_key", API_KEY_VAR)?;
+    let Some(project_slug) = keys
+        .string("project_slug", None)?
+        .filter(|s| !s.trim().is_empty())
+    else {
+        return Err(keys.missing(
+            ErrorClass::MissingTrackerProject,
+            "tracker.provider.project_slug is required for kind linear \
+             (the slug id from the project's URL)",
+        ));
+    };
+    let assignee = keys.string("assignee", None)?;
+    let timeout_ms = keys.int("timeout_ms", 30_000, 1..=600_000)? as u64;
+    Ok(ProviderSettings::new(LinearSettings {
+        endpoint,
+        api_key,
+        project_slug,
+        assignee,
+        timeout_ms,
+    }))
+}
+
+impl Settings for LinearSettings {
+    fn target(&self) -> String {
+        format!("project {}", self.project_slug)
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.api_key]
+    }
+
+    fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
+        Ok(Box::new(LinearTracker::new(
+            self,
+            &tracker.terminal_states,
+        )?))
+    }
+}
