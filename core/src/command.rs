@@ -153,6 +153,15 @@ pub enum Command {
         /// Its human-readable key, from which the workspace path derives.
         identifier: String,
     },
+    /// `workspace.max_age_days`: remove the workspaces (made by the daemon) untouched for
+    /// more than `max_age_days`, except those of the issues in `keep` (identifiers of active
+    /// and claimed issues). Decided after a candidate fetch, at most every 6 h.
+    SweepWorkspaces {
+        /// The age limit in days.
+        max_age_days: u32,
+        /// Identifiers whose workspaces stay whatever their age, sorted.
+        keep: Vec<String>,
+    },
     /// The next poll tick is due at this time. Informational.
     SchedulePoll {
         /// When.

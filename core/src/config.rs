@@ -41,6 +41,10 @@ pub struct SchedulerConfig {
     /// encoding when `None`, so digests of logs written before it existed do not change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens_per_issue: Option<u64>,
+    /// `workspace.max_age_days`: sweep workspaces untouched this long (`crate::Command::
+    /// SweepWorkspaces`); `None`: never. Left out of the encoding when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_max_age_days: Option<u32>,
 }
 
 impl Default for SchedulerConfig {
@@ -58,6 +62,7 @@ impl Default for SchedulerConfig {
             max_turns: 20,
             stall_timeout_ms: 300_000,
             max_tokens_per_issue: None,
+            workspace_max_age_days: None,
         }
     }
 }

@@ -239,6 +239,13 @@ impl Display for Command {
                 issue_id,
                 identifier,
             } => write!(f, "clean-workspace {identifier} ({issue_id})"),
+            Self::SweepWorkspaces { max_age_days, keep } => {
+                write!(f, "sweep-workspaces older than {max_age_days} d")?;
+                if !keep.is_empty() {
+                    write!(f, ", keeping {}", keep.join(" "))?;
+                }
+                Ok(())
+            }
             Self::SchedulePoll { due_at } => write!(f, "schedule-poll at {due_at}"),
             Self::RefreshQueued { queued, coalesced } => {
                 write!(f, "refresh-queued queued={queued} coalesced={coalesced}")

@@ -172,9 +172,90 @@ pub enum TrackerErrorCategory {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigError {
     /// Error class, e.g. `workflow_parse_error`.
-    pub class: String,
+    pub class: ConfigErrorClass,
     /// Human-readable detail naming the file and field.
     pub message: String,
+}
+
+/// The error classes of SPEC 5.5, plus the validation classes of SPEC 6.3 and the ones this
+/// implementation adds. Encoded as the snake_case name, which is also what logs and the API
+/// show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigErrorClass {
+    /// The file cannot be read.
+    MissingWorkflowFile,
+    /// The front matter is not valid YAML, or is never closed.
+    WorkflowParseError,
+    /// The front matter is valid YAML but not a map.
+    WorkflowFrontMatterNotAMap,
+    /// The prompt body is not a valid template.
+    TemplateParseError,
+    /// Rendering failed: unknown variable or field, bad interpolation.
+    TemplateRenderError,
+    /// `tracker.kind` is absent.
+    MissingTrackerKind,
+    /// `tracker.kind` names no adapter this build has.
+    UnsupportedTrackerKind,
+    /// The adapter's credential is absent or empty after `$VAR` resolution.
+    MissingTrackerApiKey,
+    /// The adapter's project or repository selector is absent.
+    MissingTrackerProject,
+    /// `codex.command` is empty.
+    MissingCodexCommand,
+    /// A value has the wrong type or range.
+    InvalidConfigValue,
+    /// The config is valid but the parts it names cannot be set up (the workspace root
+    /// cannot be created, the tracker's HTTP client cannot be built).
+    ConfigSetupFailed,
+}
+
+impl ConfigErrorClass {
+    /// Every class, in declaration order (docs and tests list them).
+    pub const ALL: [Self; 12] = [
+        Self::MissingWorkflowFile,
+        Self::WorkflowParseError,
+        Self::WorkflowFrontMatterNotAMap,
+        Self::TemplateParseError,
+        Self::TemplateRenderError,
+        Self::MissingTrackerKind,
+        Self::UnsupportedTrackerKind,
+        Self::MissingTrackerApiKey,
+        Self::MissingTrackerProject,
+        Self::MissingCodexCommand,
+        Self::InvalidConfigValue,
+        Self::ConfigSetupFailed,
+    ];
+
+    /// The snake_case name used in messages, logs and the event log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingWorkflowFile => "missing_workflow_file",
+            Self::WorkflowParseError => "workflow_parse_error",
+            Self::WorkflowFrontMatterNotAMap => "workflow_front_matter_not_a_map",
+            Self::TemplateParseError => "template_parse_error",
+            Self::TemplateRenderError => "template_render_error",
+            Self::MissingTrackerKind => "missing_tracker_kind",
+            Self::UnsupportedTrackerKind => "unsupported_tracker_kind",
+            Self::MissingTrackerApiKey => "missing_tracker_api_key",
+            Self::MissingTrackerProject => "missing_tracker_project",
+            Self::MissingCodexCommand => "missing_codex_command",
+            Self::InvalidConfigValue => "invalid_config_value",
+            Self::ConfigSetupFailed => "config_setup_failed",
+        }
+    }
+
+    /// Whether this error blocks dispatch (file and config errors) rather than failing only
+    /// the run attempt that rendered the prompt (template errors, SPEC 5.5).
+    pub fn blocks_dispatch(self) -> bool {
+        !matches!(self, Self::TemplateRenderError)
+    }
+}
+
+impl std::fmt::Display for ConfigErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A coding-agent report, already decoded from the agent's protocol by the shell.
@@ -259,5 +340,29 @@ impl ExitOutcome {
             Self::Cancelled { reason } => format!("worker cancelled: {reason}"),
             Self::InputRequired { reason } => format!("input required: {reason}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod config_error_class_tests {
+    use super::ConfigErrorClass;
+
+    /// The event log and the API carry the class as its name: the encoding must be exactly
+    /// `as_str`, and read back to the same class.
+    #[test]
+    fn every_class_encodes_as_its_name_and_reads_back() {
+        for class in ConfigErrorClass::ALL {
+            let encoded = serde_json::to_string(&class).unwrap();
+            assert_eq!(encoded, format!("\"{}\"", class.as_str()));
+            let decoded: ConfigErrorClass = serde_json::from_str(&encoded).unwrap();
+            assert_eq!(decoded, class);
+        }
+        let blocking = ConfigErrorClass::ALL
+            .iter()
+            .filter(|c| !c.blocks_dispatch());
+        assert_eq!(
+            blocking.collect::<Vec<_>>(),
+            [&ConfigErrorClass::TemplateRenderError]
+        );
     }
 }

@@ -56,12 +56,16 @@ mod retry;
 mod select;
 pub mod snapshot;
 mod state;
+mod sweep;
 pub mod time;
 mod worker;
 
 pub use command::{Command, Reason, RequestId, RetryKind, RunId};
 pub use config::SchedulerConfig;
-pub use event::{AgentUpdate, ConfigError, Event, ExitOutcome, TrackerError, TrackerErrorCategory};
+pub use event::{
+    AgentUpdate, ConfigError, ConfigErrorClass, Event, ExitOutcome, TrackerError,
+    TrackerErrorCategory,
+};
 pub use issue::{BlockerRef, Issue, IssueId};
 pub use orchestrator::Orchestrator;
 pub use retry::failure_backoff_ms;

@@ -31,7 +31,7 @@ use crate::time::Timestamp;
 /// Value of [`LogHeader::format`].
 pub const LOG_FORMAT: &str = "symphony-event-log";
 /// The format version this build writes and reads.
-pub const LOG_VERSION: u32 = 2;
+pub const LOG_VERSION: u32 = 3;
 
 /// First line of a log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

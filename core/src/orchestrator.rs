@@ -63,6 +63,9 @@ pub struct Orchestrator {
     /// Waiting candidates beyond the listed ones, counted at the last fetch.
     #[serde(default)]
     pub(crate) waiting_unlisted: usize,
+    /// When the next workspace age sweep is due (`crate::sweep`); `None` before the first.
+    #[serde(default)]
+    pub(crate) next_sweep: Option<Timestamp>,
 }
 
 impl Serialize for Orchestrator {
@@ -145,6 +148,7 @@ impl Orchestrator {
             completed_runs: 0,
             waiting: BTreeMap::new(),
             waiting_unlisted: 0,
+            next_sweep: None,
         }
     }
 
@@ -337,6 +341,9 @@ impl Orchestrator {
         }
         if let Some(issues) = issues {
             self.dispatch_candidates(issues, out);
+            if self.lifecycle == Lifecycle::Running {
+                self.sweep_if_due(issues, out);
+            }
         }
         if self.tick == TickPhase::Fetching(request) {
             self.finish_tick(out);

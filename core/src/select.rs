@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
 use crate::command::Command;
+use crate::event::ConfigErrorClass;
 use crate::issue::{Issue, matches_normalized, normalize};
 use crate::orchestrator::{Lifecycle, Orchestrator};
 use crate::state::{Claim, RunningEntry, WaitingEntry};
@@ -22,7 +23,7 @@ pub(crate) struct Permit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Ineligible {
     ShuttingDown,
-    PreflightFailed(String),
+    PreflightFailed(ConfigErrorClass),
     MissingFields,
     Terminal,
     NotActive,
@@ -229,7 +230,7 @@ impl Orchestrator {
             return Err(Ineligible::ShuttingDown);
         }
         if let Some(error) = &self.preflight_error {
-            return Err(Ineligible::PreflightFailed(error.class.clone()));
+            return Err(Ineligible::PreflightFailed(error.class));
         }
         if let Some(reason) = &self.disk_low {
             return Err(Ineligible::Paused(reason.clone()));

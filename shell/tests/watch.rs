@@ -144,7 +144,7 @@ fn an_invalid_reload_keeps_the_last_good_config_in_the_core() {
         .dispatch
         .preflight_error
         .expect("dispatch is paused");
-    assert_eq!(error.class, "unsupported_tracker_kind");
+    assert_eq!(error.class, ErrorClass::UnsupportedTrackerKind);
     assert!(
         error.message.contains("WORKFLOW.md:3:3"),
         "{}",

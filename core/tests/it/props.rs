@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use symphony_core::log::{LogHeader, read_log, replay};
-use symphony_core::{AgentUpdate, Command, Event, ExitOutcome, IssueId, RunId, SchedulerConfig};
+use symphony_core::{
+    AgentUpdate, Command, ConfigErrorClass, Event, ExitOutcome, IssueId, RunId, SchedulerConfig,
+};
 
 use crate::sim::{Sim, id, issue};
 
@@ -94,6 +96,7 @@ struct Knobs {
     max_retry_backoff_ms: u64,
     poll_interval_ms: u64,
     token_budget: Option<u64>,
+    max_age_days: Option<u32>,
 }
 
 impl Knobs {
@@ -113,6 +116,7 @@ impl Knobs {
             max_turns: self.max_turns,
             stall_timeout_ms: self.stall_timeout_ms,
             max_tokens_per_issue: self.token_budget,
+            workspace_max_age_days: self.max_age_days,
         }
     }
 }
@@ -133,9 +137,20 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop_oneof![Just(5_000u64), 10_000u64..=400_000],
         1_000u64..=60_000,
         prop::option::weighted(0.3, 2_000u64..=20_000),
+        prop::option::weighted(0.3, 1u32..=30),
     )
         .prop_map(
-            |(max_agents, by_state, require_label, max_turns, stall, backoff, poll, budget)| {
+            |(
+                max_agents,
+                by_state,
+                require_label,
+                max_turns,
+                stall,
+                backoff,
+                poll,
+                budget,
+                age,
+            )| {
                 Knobs {
                     max_agents,
                     by_state,
@@ -145,6 +160,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                     max_retry_backoff_ms: backoff,
                     poll_interval_ms: poll,
                     token_budget: budget,
+                    max_age_days: age,
                 }
             },
         )
@@ -358,7 +374,7 @@ fn apply(sim: &mut Sim, action: &Action) {
             sim.reload(knobs.config());
         }
         Action::Invalid => {
-            sim.invalid("workflow_parse_error");
+            sim.invalid(ConfigErrorClass::WorkflowParseError);
         }
         Action::DiskLow => {
             sim.feed(Event::DiskSpaceLow {

@@ -3,7 +3,8 @@
 //! read the scheduler's decisions; each also asserts its key facts directly.
 
 use symphony_core::{
-    AgentUpdate, Command, Event, ExitOutcome, Issue, Reason, SchedulerConfig, Timestamp,
+    AgentUpdate, Command, ConfigErrorClass, Event, ExitOutcome, Issue, Reason, SchedulerConfig,
+    Timestamp,
 };
 
 use crate::sim::{Sim, T0, id, issue};
@@ -535,7 +536,7 @@ fn invalid_workflow_pauses_dispatch_but_not_reconciliation() {
     let mut sim = Sim::new(base());
     sim.put(issue(1, "Todo"));
     sim.boot();
-    sim.invalid("workflow_parse_error");
+    sim.invalid(ConfigErrorClass::WorkflowParseError);
     sim.put(issue(1, "Done"));
     sim.put(issue(2, "Todo"));
     poll(&mut sim);
@@ -1022,4 +1023,55 @@ fn missing_or_unroutable_running_issues_are_stopped() {
     sim.finish_stops();
     assert!(sim.cleaned.is_empty());
     insta::assert_snapshot!(sim.transcript);
+}
+
+/// The sweeps decided so far: (max age in days, identifiers kept).
+fn sweeps(sim: &Sim) -> Vec<(u32, Vec<String>)> {
+    sim.records
+        .iter()
+        .flat_map(|r| &r.commands)
+        .filter_map(|c| match c {
+            Command::SweepWorkspaces { max_age_days, keep } => Some((*max_age_days, keep.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `workspace.max_age_days` (extension): the age sweep is decided here, after the first
+/// candidate fetch and then at the first fetch 6 h or more after the last sweep. It keeps the
+/// workspaces of active issues and of every claimed one; unset, it never runs.
+#[test]
+fn the_workspace_age_sweep_runs_after_the_first_fetch_then_every_six_hours() {
+    let hour = 3_600_000;
+    let mut sim = Sim::new(SchedulerConfig {
+        workspace_max_age_days: Some(7),
+        max_concurrent_agents: 1,
+        poll_interval_ms: hour,
+        stall_timeout_ms: 0,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    let keep_both = vec!["MT-1".to_owned(), "MT-2".to_owned()];
+    assert_eq!(sweeps(&sim), [(7, keep_both.clone())]);
+    // Hourly polls: no second sweep within 6 h.
+    sim.put(issue(2, "Backlog"));
+    for _ in 0..5 {
+        sim.advance(hour);
+        poll(&mut sim);
+    }
+    assert_eq!(sweeps(&sim).len(), 1);
+    // Six hours on: MT-2 is no longer active, MT-1 still runs.
+    sim.advance(hour);
+    poll(&mut sim);
+    assert_eq!(sweeps(&sim), [(7, keep_both), (7, vec!["MT-1".to_owned()])]);
+    insta::assert_snapshot!(sim.transcript);
+
+    let mut off = Sim::new(base());
+    off.put(issue(1, "Todo"));
+    off.boot();
+    off.advance(7 * hour);
+    poll(&mut off);
+    assert!(sweeps(&off).is_empty());
 }

@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 
 use symphony_core::log::{LogHeader, LogRecord};
 use symphony_core::{
-    AgentUpdate, Command, ConfigError, Event, ExitOutcome, Issue, IssueId, Orchestrator, RequestId,
-    RetryKind, RunId, SchedulerConfig, Timestamp, TrackerError, TrackerErrorCategory,
-    failure_backoff_ms,
+    AgentUpdate, Command, ConfigError, ConfigErrorClass, Event, ExitOutcome, Issue, IssueId,
+    Orchestrator, RequestId, RetryKind, RunId, SchedulerConfig, Timestamp, TrackerError,
+    TrackerErrorCategory, failure_backoff_ms,
 };
 
 /// 2026-01-01T00:00:00Z: scenarios start here so times read naturally.
@@ -441,10 +441,10 @@ impl Sim {
         self.feed(Event::WorkflowReloaded { config })
     }
 
-    pub(crate) fn invalid(&mut self, class: &str) -> Vec<Command> {
+    pub(crate) fn invalid(&mut self, class: ConfigErrorClass) -> Vec<Command> {
         self.feed(Event::WorkflowInvalid {
             error: ConfigError {
-                class: class.into(),
+                class,
                 message: "WORKFLOW.md:3:1: bad".into(),
             },
         })

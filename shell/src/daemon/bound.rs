@@ -17,8 +17,6 @@ pub(crate) struct Bound {
     pub(crate) agent: Arc<dyn Agent>,
     pub(crate) prompt: PromptTemplate,
     pub(crate) done_state: String,
-    /// `workspace.max_age_days`, for the age sweep.
-    pub(crate) max_age_days: Option<u32>,
 }
 
 impl Bound {
@@ -78,7 +76,6 @@ impl Bound {
             agent,
             prompt: workflow.prompt,
             done_state,
-            max_age_days: config.workspace.max_age_days,
         })
     }
 }

@@ -21,7 +21,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::http::{self, Answer, HttpServer, Query};
 use crate::workflow::{
-    self, DEFAULT_INTERVAL, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
+    self, DEFAULT_INTERVAL, ErrorClass, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
 };
 use crate::workspace::{DiskGuard, IssueRef, free_space_mb};
 use bound::Bound;
@@ -124,8 +124,6 @@ struct Daemon {
     _registration: Option<registry::Registration>,
     /// Registered at start, listened to from `run`.
     signals: Option<Signals>,
-    /// When the age sweep last ran (it runs after the first candidate fetch, then every 6 h).
-    last_sweep: Option<std::time::Instant>,
     /// The startup orphan report, until it has run.
     orphan_report: Option<OrphanReport>,
 }
@@ -202,7 +200,6 @@ impl Daemon {
             _http: http,
             _registration: registration,
             signals: Some(signals),
-            last_sweep: None,
             orphan_report: Some(OrphanReport {
                 // No terminal states: the core lists nothing, and nothing is missing.
                 terminal: scheduler_terminal_empty.then(Vec::new),
@@ -248,9 +245,6 @@ impl Daemon {
                 input = self.rx.recv() => match input {
                     Some(Input::Event(event)) => {
                         self.log_worker_event(&event);
-                        if let Event::CandidatesFetched { issues, .. } = &event {
-                            self.sweep_old_workspaces(issues);
-                        }
                         self.note_for_orphans(&event);
                         if let Event::WorkerExited { run, .. } = &event {
                             self.workers.remove(run);
@@ -290,20 +284,13 @@ impl Daemon {
         ExitCode::SUCCESS
     }
 
-    /// `workspace.max_age_days`: removes workspaces untouched that long whose issue is neither
-    /// active (in `active`) nor running. Runs after the first fetch, then at most every 6 h.
-    fn sweep_old_workspaces(&mut self, active: &[symphony_core::Issue]) {
-        const EVERY: Duration = Duration::from_secs(6 * 3600);
-        let Some(days) = self.bound.max_age_days else {
-            return;
-        };
-        if self.last_sweep.is_some_and(|at| at.elapsed() < EVERY) {
-            return;
-        }
-        self.last_sweep = Some(std::time::Instant::now());
-        let mut keep: Vec<String> = active.iter().map(|i| i.identifier.clone()).collect();
-        keep.extend(self.workers.values().map(|w| w.identifier.clone()));
+    /// [`Command::SweepWorkspaces`]: removes the daemon's workspaces untouched for more than
+    /// `days` except those of `keep` and any a live run uses. The core decided when and what
+    /// to keep; the age is read from the disk here.
+    fn sweep_old_workspaces(&self, days: u32, keep: &[String]) {
         let bound = Arc::clone(&self.bound);
+        let mut keep = keep.to_vec();
+        keep.extend(self.workers.values().map(|w| w.identifier.clone()));
         tokio::task::spawn_blocking(move || {
             let max_age = Duration::from_secs(u64::from(days) * 86_400);
             let expired = match bound.workspace.expired(
@@ -632,6 +619,9 @@ impl Daemon {
                     worker.stop(*cleanup_workspace);
                 }
             }
+            Command::SweepWorkspaces { max_age_days, keep } => {
+                self.sweep_old_workspaces(*max_age_days, keep);
+            }
             Command::CleanWorkspace {
                 issue_id,
                 identifier,
@@ -724,7 +714,7 @@ impl Daemon {
                         tracing::error!("{message}; keeping the last good workflow");
                         self.feed(Event::WorkflowInvalid {
                             error: ConfigError {
-                                class: "invalid_config_value".into(),
+                                class: ErrorClass::ConfigSetupFailed,
                                 message,
                             },
                         });

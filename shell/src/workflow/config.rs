@@ -242,6 +242,7 @@ impl ServiceConfig {
             max_retry_backoff_ms: self.agent.max_retry_backoff_ms,
             max_turns: self.agent.max_turns,
             max_tokens_per_issue: self.agent.max_tokens_per_issue,
+            workspace_max_age_days: self.workspace.max_age_days,
             stall_timeout_ms: self.codex.stall_timeout_ms,
         }
     }

@@ -5,64 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// The error classes of SPEC 5.5, plus the validation classes of SPEC 6.3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// The file cannot be read.
-    MissingWorkflowFile,
-    /// The front matter is not valid YAML, or is never closed.
-    WorkflowParseError,
-    /// The front matter is valid YAML but not a map.
-    WorkflowFrontMatterNotAMap,
-    /// The prompt body is not a valid template.
-    TemplateParseError,
-    /// Rendering failed: unknown variable or field, bad interpolation.
-    TemplateRenderError,
-    /// `tracker.kind` is absent.
-    MissingTrackerKind,
-    /// `tracker.kind` names no adapter this build has.
-    UnsupportedTrackerKind,
-    /// The adapter's credential is absent or empty after `$VAR` resolution.
-    MissingTrackerApiKey,
-    /// The adapter's project or repository selector is absent.
-    MissingTrackerProject,
-    /// `codex.command` is empty.
-    MissingCodexCommand,
-    /// A value has the wrong type or range.
-    InvalidConfigValue,
-}
-
-impl ErrorClass {
-    /// The snake_case name used in messages and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MissingWorkflowFile => "missing_workflow_file",
-            Self::WorkflowParseError => "workflow_parse_error",
-            Self::WorkflowFrontMatterNotAMap => "workflow_front_matter_not_a_map",
-            Self::TemplateParseError => "template_parse_error",
-            Self::TemplateRenderError => "template_render_error",
-            Self::MissingTrackerKind => "missing_tracker_kind",
-            Self::UnsupportedTrackerKind => "unsupported_tracker_kind",
-            Self::MissingTrackerApiKey => "missing_tracker_api_key",
-            Self::MissingTrackerProject => "missing_tracker_project",
-            Self::MissingCodexCommand => "missing_codex_command",
-            Self::InvalidConfigValue => "invalid_config_value",
-        }
-    }
-
-    /// Whether this error blocks dispatch (file and config errors) rather than failing only
-    /// the run attempt that rendered the prompt (template errors, SPEC 5.5).
-    pub fn blocks_dispatch(self) -> bool {
-        !matches!(self, Self::TemplateRenderError)
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The config error classes (SPEC 5.5, 6.3), shared with the core's `WorkflowInvalid` event.
+pub use symphony_core::ConfigErrorClass as ErrorClass;
 
 /// A 1-based line and column in the workflow file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -116,7 +60,7 @@ impl WorkflowError {
             message = rest.to_owned();
         }
         symphony_core::ConfigError {
-            class: self.class.as_str().to_owned(),
+            class: self.class,
             message,
         }
     }
