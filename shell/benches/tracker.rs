@@ -2,7 +2,9 @@
 //! <= 200 ms end to end) and the normalisation rate (target >= 100,000 issues/s). Figures in
 //! `docs/performance.md`.
 
-#[path = "../tests/support/mod.rs"]
+// The bench serves its fake from the tests' HTTP helper and uses nothing else there.
+#[allow(dead_code)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::hint::black_box;

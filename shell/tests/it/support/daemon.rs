@@ -2,8 +2,6 @@
 //! lines (bounded, never sleeping), signal it, talk to its HTTP API. Declared by the tests that
 //! use it with `#[path = "support/daemon.rs"] mod daemon_harness;`.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -145,11 +143,6 @@ impl Daemon {
             .unwrap()
             .trim_end_matches('/')
             .to_owned()
-    }
-
-    /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 

@@ -1,7 +1,5 @@
 //! Helpers shared by the integration tests.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::path::PathBuf;
 
 /// The pinned version of `@openai/codex` that `.ci/test` installs.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-mod support;
+use crate::support;
 
 use support::process_is_gone;
 use symphony::workflow::HooksConfig;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
+use crate::support;
 use serde_json::{Value, json};
-mod support;
 
 use support::process_is_gone;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};

@@ -1,6 +1,6 @@
 //! `symphony status --once` against a fixture state served on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::path::Path;

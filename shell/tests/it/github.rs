@@ -1,9 +1,8 @@
 //! The GitHub adapter against a loopback fake of GitHub's REST API (`fakes/github.rs`), whose
 //! every body validates against GitHub's published contract.
 
-#[path = "fakes/github.rs"]
-mod github_fake;
-mod support;
+use crate::github_fake;
+use crate::support;
 
 use github_fake::{Repo, TOKEN, fake, gh_issue, schemas};
 use serde_json::{Value, json};

@@ -13,8 +13,8 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support;
 use serde_json::{Value, json};
-mod support;
 
 use support::codex_binary;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};

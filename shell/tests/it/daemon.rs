@@ -1,9 +1,8 @@
 //! The daemon as a user runs it: the built binary, the local tracker, the demo agent, signals.
 //! Waits are bounded reads of the daemon's log lines, never sleeps.
 
-#[path = "support/daemon.rs"]
-mod daemon_harness;
-mod support;
+use crate::daemon_harness;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,8 +1,6 @@
 //! The Linear adapter against a loopback fake of Linear's GraphQL API (`fakes/linear.rs`).
 
-#[path = "fakes/linear.rs"]
-mod linear_fake;
-mod support;
+use crate::linear_fake;
 
 use std::net::TcpListener;
 

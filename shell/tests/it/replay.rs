@@ -3,7 +3,7 @@
 //! `fixtures/logs/basic.ndjson` is produced by the script below through `symphony_core::log::
 //! Recorder`, the same encoder the daemon uses. The first test fails when the encoding or a
 //! decision changes; if the change is intended, regenerate with
-//! `SYMPHONY_BLESS=1 cargo test -p symphony --test replay` and review the diff.
+//! `SYMPHONY_BLESS=1 cargo test -p symphony --test it replay` and review the diff.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output};

@@ -3,8 +3,6 @@
 //! operations the adapter sends, and can be told to fail in the ways a real network does.
 //! Included by the tests that need it with `#[path]`; expects `mod support;` beside it.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 

@@ -1,11 +1,8 @@
 //! `symphony check`, `config`, `doctor` and friends through the real binary, in temp
 //! directories.
 
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/linear.rs"]
-mod linear_fake;
-mod support;
+use crate::github_fake;
+use crate::linear_fake;
 
 use std::path::Path;
 use std::process::{Command, Output};

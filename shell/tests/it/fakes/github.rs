@@ -4,8 +4,6 @@
 //! real shapes. Included by the tests that need it with `#[path]`; expects `mod support;`
 //! beside it.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 

@@ -4,13 +4,10 @@
 //! asserted from outside: the HTTP API, the fake tracker's records, the file system and the
 //! process table. Waits are bounded reads of the daemon's log lines, never sleeps.
 
-#[path = "support/daemon.rs"]
-mod daemon_harness;
-#[path = "fakes/github.rs"]
-mod github_fake;
-#[path = "fakes/linear.rs"]
-mod linear_fake;
-mod support;
+use crate::daemon_harness;
+use crate::github_fake;
+use crate::linear_fake;
+use crate::support;
 
 use std::path::Path;
 

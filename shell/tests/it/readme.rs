@@ -2,8 +2,7 @@
 //! here), `symphony status` finding the demo without flags, and the demo starting fresh on
 //! every run. Waits are bounded reads of log lines and of the HTTP API.
 
-#[path = "support/daemon.rs"]
-mod daemon_harness;
+use crate::daemon_harness;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,29 @@
+//! The shell's integration tests, one binary: one link, one place for the helpers
+//! (`support`, `daemon_harness`) and the fakes of external APIs (`github_fake`,
+//! `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
+
+#[path = "support/daemon.rs"]
+mod daemon_harness;
+#[path = "fakes/github.rs"]
+mod github_fake;
+#[path = "fakes/linear.rs"]
+mod linear_fake;
+mod support;
+
+mod check_cli;
+mod codex_fake;
+mod codex_real;
+mod daemon;
+mod daemon_trackers;
+mod dashboard_browser;
+mod examples;
+mod github;
+mod http;
+mod linear;
+mod local_tracker;
+mod readme;
+mod replay;
+mod status;
+mod watch;
+mod workflow;
+mod workspace;
