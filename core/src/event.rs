@@ -158,8 +158,10 @@ pub enum TrackerErrorCategory {
     MissingTrackerSecret,
     /// Transport failure: connect, TLS, timeout.
     TrackerRequest,
-    /// The provider answered with a non-success status.
+    /// The provider answered with a non-success status (other than the two below).
     TrackerStatus,
+    /// The provider refused the credential: HTTP 401, or 403 that is not a rate limit.
+    TrackerAuth,
     /// The payload was malformed or semantically invalid.
     TrackerResponse,
     /// Pagination lost its integrity (cursor loop, missing page).

@@ -162,7 +162,7 @@ async fn failures_are_typed_with_hints() {
         .fetch_by_states(&states(&["Todo"]))
         .await
         .unwrap_err();
-    assert_eq!(err.category, TrackerErrorCategory::TrackerStatus);
+    assert_eq!(err.category, TrackerErrorCategory::TrackerAuth);
     assert!(
         err.message.contains("401") && err.message.contains("GITHUB_TOKEN"),
         "{}",
@@ -355,7 +355,7 @@ fn canned(response: &'static str) -> String {
 
 #[tokio::test]
 async fn every_failure_is_a_typed_error_and_none_panics() {
-    let cases: [(&str, &'static str, TrackerErrorCategory, &str); 5] = [
+    let cases: [(&str, &'static str, TrackerErrorCategory, &str); 7] = [
         (
             "500",
             "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
@@ -385,6 +385,18 @@ async fn every_failure_is_a_typed_error_and_none_panics() {
             "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
             TrackerErrorCategory::TrackerRateLimited,
             "retry after 30 s",
+        ),
+        (
+            "403 with the rate limit used up",
+            "HTTP/1.1 403 Forbidden\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: 1767225600\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            TrackerErrorCategory::TrackerRateLimited,
+            "resets at epoch 1767225600",
+        ),
+        (
+            "403 for a token without access",
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            TrackerErrorCategory::TrackerAuth,
+            "HTTP 403",
         ),
     ];
     for (what, response, category, text) in cases {

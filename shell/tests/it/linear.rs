@@ -184,7 +184,7 @@ async fn every_failure_is_a_typed_error() {
         .fetch_by_states(&states())
         .await
         .unwrap_err();
-    assert_eq!(err.category, TrackerErrorCategory::TrackerStatus);
+    assert_eq!(err.category, TrackerErrorCategory::TrackerAuth);
     assert!(
         err.message.contains("401") && err.message.contains("LINEAR_API_KEY"),
         "{}",

@@ -136,10 +136,11 @@ impl GithubTracker {
         } else {
             String::new()
         };
-        error(
-            TrackerErrorCategory::TrackerStatus,
-            format!("GitHub answered HTTP {status}{hint}"),
-        )
+        let category = match status.as_u16() {
+            401 | 403 => TrackerErrorCategory::TrackerAuth,
+            _ => TrackerErrorCategory::TrackerStatus,
+        };
+        error(category, format!("GitHub answered HTTP {status}{hint}"))
     }
 
     /// A GET with conditional caching: the body, and the next page's URL.

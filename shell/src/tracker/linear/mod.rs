@@ -89,10 +89,10 @@ impl LinearTracker {
             })?;
         let status = response.status();
         if !status.is_success() {
-            let category = if status.as_u16() == 429 {
-                TrackerErrorCategory::TrackerRateLimited
-            } else {
-                TrackerErrorCategory::TrackerStatus
+            let category = match status.as_u16() {
+                429 => TrackerErrorCategory::TrackerRateLimited,
+                401 | 403 => TrackerErrorCategory::TrackerAuth,
+                _ => TrackerErrorCategory::TrackerStatus,
             };
             let hint = if status.as_u16() == 401 {
                 let var = config::API_KEY_VAR;
