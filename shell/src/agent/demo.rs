@@ -6,12 +6,13 @@
 //! orchestrator then sees the terminal state, stops the run and cleans the workspace.
 
 use std::fmt::Write as _;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
 use symphony_core::{AgentUpdate, ExitOutcome};
 
-use super::{Agent, Control, SessionContext};
+use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 
 /// What each scripted turn does.
 const STEPS: [&str; 3] = [
@@ -27,79 +28,110 @@ pub struct DemoAgent {
     pub turn_time: Duration,
 }
 
-impl Agent for DemoAgent {
-    fn run(
+impl Runner for DemoAgent {
+    fn start(
         &self,
-        context: SessionContext,
-        control: Receiver<Control>,
-        update: &mut dyn FnMut(AgentUpdate),
-    ) -> ExitOutcome {
-        let identifier = context.issue.identifier.clone();
-        update(AgentUpdate::SessionStarted {
-            thread_id: format!("demo-{}", context.run.0),
+        _tools: &[Value],
+        io: &mut SessionIo<'_>,
+    ) -> Result<Box<dyn RunnerSession>, ExitOutcome> {
+        let context = io.context();
+        let thread_id = format!("demo-{}", context.run.0);
+        std::fs::write(context.workspace.join("PROMPT.md"), &context.prompt).map_err(|e| {
+            ExitOutcome::Failed {
+                reason: format!("cannot write PROMPT.md: {e}"),
+            }
+        })?;
+        io.report(AgentUpdate::SessionStarted {
+            thread_id,
             pid: None,
         });
-        if let Err(e) = std::fs::write(context.workspace.join("PROMPT.md"), &context.prompt) {
-            return ExitOutcome::Failed {
-                reason: format!("cannot write PROMPT.md: {e}"),
-            };
-        }
-        let mut turn: u32 = 1;
-        let mut tokens = 0u64;
-        loop {
-            let turn_id = format!("turn-{turn}");
-            update(AgentUpdate::TurnStarted {
-                turn_id: turn_id.clone(),
-            });
-            // The "work": a pause the orchestrator can interrupt.
-            match control.recv_timeout(self.turn_time) {
-                Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    return super::stopped_by_orchestrator();
-                }
-                Ok(Control::Turn { .. }) | Err(RecvTimeoutError::Timeout) => {}
-            }
-            let step = STEPS[(turn as usize - 1).min(STEPS.len() - 1)];
-            let mut line = String::new();
-            let _ = writeln!(line, "- {identifier} turn {turn}: {step}");
-            let log = context.workspace.join("DEMO_LOG.md");
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-            if let Err(e) = written {
-                return ExitOutcome::Failed {
-                    reason: format!("cannot write {}: {e}", log.display()),
-                };
-            }
-            tokens += 1_200 + u64::from(turn) * 300;
-            update(AgentUpdate::TokenUsage {
-                input_tokens: tokens,
-                output_tokens: tokens / 4,
-                total_tokens: tokens + tokens / 4,
-            });
-            update(AgentUpdate::Message {
-                event: "demo/step".into(),
-                message: Some(step.into()),
-            });
-            if turn as usize >= STEPS.len() {
-                let moved = context
-                    .runtime
-                    .block_on(context.tracker.set_state(&identifier, &context.done_state));
-                let message = match moved {
-                    Ok(()) => format!("moved {identifier} to {}", context.done_state),
-                    Err(e) => format!("could not move {identifier}: {}", e.message),
-                };
-                update(AgentUpdate::Message {
-                    event: "demo/tracker".into(),
-                    message: Some(message),
-                });
-            }
-            update(AgentUpdate::TurnCompleted { turn_id });
-            match control.recv() {
-                Ok(Control::Turn { turn: next, .. }) => turn = next,
-                Ok(Control::Stop) | Err(_) => return super::stopped_by_orchestrator(),
-            }
-        }
+        let (wake, woken) = channel();
+        Ok(Box::new(DemoSession {
+            turn_time: self.turn_time,
+            turn: 0,
+            tokens: 0,
+            wake,
+            woken,
+        }))
     }
+}
+
+/// One scripted session.
+struct DemoSession {
+    turn_time: Duration,
+    turn: u32,
+    tokens: u64,
+    wake: Sender<()>,
+    woken: Receiver<()>,
+}
+
+impl RunnerSession for DemoSession {
+    fn waker(&self) -> Waker {
+        let wake = self.wake.clone();
+        Box::new(move || {
+            let _ = wake.send(());
+        })
+    }
+
+    fn turn(&mut self, _text: &str, io: &mut SessionIo<'_>) -> Result<TurnEnd, ExitOutcome> {
+        self.turn += 1;
+        let turn = self.turn;
+        let turn_id = format!("turn-{turn}");
+        io.report(AgentUpdate::TurnStarted {
+            turn_id: turn_id.clone(),
+        });
+        // The "work": a pause the orchestrator can interrupt.
+        let done_at = Instant::now() + self.turn_time;
+        loop {
+            let left = done_at.saturating_duration_since(Instant::now());
+            match self.woken.recv_timeout(left) {
+                Err(RecvTimeoutError::Timeout) => break,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) if io.stop_requested() => {
+                    return Err(stopped_by_orchestrator());
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        let context = io.context();
+        let identifier = context.issue.identifier.clone();
+        let step = STEPS[(turn as usize - 1).min(STEPS.len() - 1)];
+        let mut line = String::new();
+        let _ = writeln!(line, "- {identifier} turn {turn}: {step}");
+        let log = context.workspace.join("DEMO_LOG.md");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        if let Err(e) = written {
+            return Err(ExitOutcome::Failed {
+                reason: format!("cannot write {}: {e}", log.display()),
+            });
+        }
+        self.tokens += 1_200 + u64::from(turn) * 300;
+        let tokens = self.tokens;
+        io.report(AgentUpdate::TokenUsage {
+            input_tokens: tokens,
+            output_tokens: tokens / 4,
+            total_tokens: tokens + tokens / 4,
+        });
+        io.report(AgentUpdate::Message {
+            event: "demo/step".into(),
+            message: Some(step.into()),
+        });
+        if turn as usize >= STEPS.len() {
+            // Through the same host tool a real agent calls.
+            let done = json!({"state": io.context().done_state});
+            io.call_tool("update_issue_state", &done);
+        }
+        Ok(TurnEnd::Completed { turn_id })
+    }
+
+    fn idle(&mut self, _io: &mut SessionIo<'_>) -> Result<(), ExitOutcome> {
+        // Nothing to serve between turns: wait to be woken.
+        let _ = self.woken.recv();
+        Ok(())
+    }
+
+    fn stop(&mut self) {}
 }

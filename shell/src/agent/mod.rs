@@ -1,16 +1,19 @@
 //! Coding agents. A session runs in a worker thread: the first turn with the rendered prompt,
-//! then one turn per [`Control::Turn`] the core asks for, until [`Control::Stop`].
+//! then one turn per [`Control::Turn`] the core asks for, until [`Control::Stop`]. The turn
+//! loop, the continuation prompt and the host-side tools are runner-independent
+//! ([`session`]); a runner (`codex`, the demo agent) implements [`Runner`] only.
 
 pub mod codex;
 mod demo;
+pub mod session;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
 
-use symphony_core::{AgentUpdate, ExitOutcome, Issue, RunId};
+use symphony_core::{Issue, RunId};
 
 pub use demo::DemoAgent;
+pub use session::{Runner, RunnerSession, SessionIo, ToolResult, TurnEnd, Waker, run};
 
 use crate::tracker::Tracker;
 
@@ -46,22 +49,4 @@ pub struct SessionContext {
     pub done_state: String,
     /// For host-side tool calls from the worker thread.
     pub runtime: tokio::runtime::Handle,
-}
-
-/// How a session ends when the orchestrator stops it.
-pub(crate) fn stopped_by_orchestrator() -> ExitOutcome {
-    ExitOutcome::Cancelled {
-        reason: "stopped by orchestrator".into(),
-    }
-}
-
-/// A coding agent.
-pub trait Agent: Send + Sync {
-    /// Runs a session to its end and says how it ended. `update` reports progress.
-    fn run(
-        &self,
-        context: SessionContext,
-        control: Receiver<Control>,
-        update: &mut dyn FnMut(AgentUpdate),
-    ) -> ExitOutcome;
 }

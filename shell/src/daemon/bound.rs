@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agent::codex::{ApprovalDecision, CodexAgent};
-use crate::agent::{Agent, DemoAgent};
+use crate::agent::codex::CodexAgent;
+use crate::agent::{DemoAgent, Runner};
 use crate::tracker::{self, Tracker};
 use crate::workflow::{AgentKind, PromptTemplate, Workflow};
 use crate::workspace::{IssueRef, WorkspaceManager};
@@ -14,7 +14,7 @@ use crate::workspace::{IssueRef, WorkspaceManager};
 pub(crate) struct Bound {
     pub(crate) workspace: WorkspaceManager,
     pub(crate) tracker: Arc<dyn Tracker>,
-    pub(crate) agent: Arc<dyn Agent>,
+    pub(crate) agent: Arc<dyn Runner>,
     pub(crate) prompt: PromptTemplate,
     pub(crate) done_state: String,
 }
@@ -49,7 +49,7 @@ impl Bound {
             WorkspaceManager::new(&config.workspace.root, config.hooks.clone())
         }
         .map_err(|e| e.to_string())?;
-        let agent: Arc<dyn Agent> = match config.agent.kind {
+        let agent: Arc<dyn Runner> = match config.agent.kind {
             AgentKind::Demo => Arc::new(DemoAgent {
                 turn_time: Duration::from_millis(config.agent.demo_turn_ms),
             }),
@@ -57,11 +57,6 @@ impl Bound {
                 config: config.codex.clone(),
                 env_names: config.codex.env.clone(),
                 secret_names: config.tracker.kind.secret_vars,
-                approval: match config.codex.approval_decision.as_str() {
-                    "accept" => ApprovalDecision::Accept,
-                    "decline" => ApprovalDecision::Decline,
-                    _ => ApprovalDecision::AcceptForSession,
-                },
             }),
         };
         let done_state = config

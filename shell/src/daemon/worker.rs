@@ -146,7 +146,7 @@ fn run_worker(
                         update,
                     });
                 };
-                bound.agent.run(context, control, &mut update)
+                crate::agent::run(bound.agent.as_ref(), &context, control, &mut update)
             }
         },
     };

@@ -144,6 +144,9 @@ pub enum AgentKind {
 pub struct AgentConfig {
     /// `codex` (default) or `demo`.
     pub kind: AgentKind,
+    /// Inactivity before a run counts as stalled; `<= 0` disables. Written
+    /// `agent.stall_timeout_ms`, or `codex.stall_timeout_ms` as SPEC 5.3 spells it.
+    pub stall_timeout_ms: i64,
     /// Demo agent only: how long each scripted turn takes.
     pub demo_turn_ms: u64,
     /// Global limit; `0` pauses new dispatch.
@@ -156,6 +159,18 @@ pub struct AgentConfig {
     pub max_concurrent_agents_by_state: BTreeMap<String, u32>,
     /// Tokens one issue may use across the runs of a claim; `None`: no limit.
     pub max_tokens_per_issue: Option<u64>,
+}
+
+/// How approval requests are answered (`codex.approval_decision`), parsed once at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    /// Approve, and do not ask again this session (SPEC 10.5's high-trust example).
+    AcceptForSession,
+    /// Approve this one request.
+    Accept,
+    /// Refuse.
+    Decline,
 }
 
 /// `codex`. Policy values pass through to the app-server unchanged.
@@ -173,13 +188,11 @@ pub struct CodexConfig {
     pub turn_timeout_ms: u64,
     /// Wait for a response to a request.
     pub read_timeout_ms: u64,
-    /// Inactivity before a run counts as stalled; `<= 0` disables.
-    pub stall_timeout_ms: i64,
     /// Host environment variables passed to the agent by name, beyond the built-in allowlist.
     pub env: Vec<String>,
     /// How approval requests are answered: `accept_for_session` (default), `accept` or
     /// `decline`.
-    pub approval_decision: String,
+    pub approval_decision: ApprovalDecision,
 }
 
 /// `server` (HTTP extension, SPEC 13.7).
@@ -243,7 +256,7 @@ impl ServiceConfig {
             max_turns: self.agent.max_turns,
             max_tokens_per_issue: self.agent.max_tokens_per_issue,
             workspace_max_age_days: self.workspace.max_age_days,
-            stall_timeout_ms: self.codex.stall_timeout_ms,
+            stall_timeout_ms: self.agent.stall_timeout_ms,
         }
     }
 }
@@ -863,8 +876,10 @@ impl Reader<'_> {
                 "kind",
                 "demo_turn_ms",
                 "max_tokens_per_issue",
+                "stall_timeout_ms",
             ],
         );
+        let stall_timeout_ms = self.stall_timeout(root, &section)?;
         let kind = match self.string(&section, "agent.kind")? {
             None => {
                 self.source("agent.kind", Source::Default);
@@ -942,6 +957,7 @@ impl Reader<'_> {
         }
         Ok(AgentConfig {
             kind,
+            stall_timeout_ms,
             demo_turn_ms,
             max_concurrent_agents,
             max_turns,
@@ -949,6 +965,33 @@ impl Reader<'_> {
             max_concurrent_agents_by_state: by_state,
             max_tokens_per_issue,
         })
+    }
+
+    /// `agent.stall_timeout_ms`, a scheduler setting for every runner; SPEC 5.3's spelling
+    /// `codex.stall_timeout_ms` is read when the agent section does not set it.
+    fn stall_timeout(&mut self, root: &Mapping, agent: &Mapping) -> Result<i64, WorkflowError> {
+        const KEY: &str = "agent.stall_timeout_ms";
+        const CODEX_KEY: &str = "codex.stall_timeout_ms";
+        const DEFAULT: i64 = 300_000;
+        let codex = self.section(root, "codex")?;
+        let in_codex = Self::get(&codex, "stall_timeout_ms").is_some();
+        if Self::get(agent, "stall_timeout_ms").is_some() {
+            if in_codex {
+                self.warn(
+                    CODEX_KEY,
+                    format!("ignored: {KEY} is also set and takes precedence"),
+                );
+            }
+            return self.int(agent, KEY, DEFAULT, -MAX_MS..=MAX_MS);
+        }
+        if !in_codex {
+            self.source(KEY, Source::Default);
+            return Ok(DEFAULT);
+        }
+        let value = self.int(&codex, CODEX_KEY, DEFAULT, -MAX_MS..=MAX_MS)?;
+        self.sources.remove(CODEX_KEY);
+        self.source(KEY, Source::Workflow(CODEX_KEY.to_owned()));
+        Ok(value)
     }
 
     fn codex(&mut self, root: &Mapping) -> Result<CodexConfig, WorkflowError> {
@@ -972,19 +1015,23 @@ impl Reader<'_> {
         let approval_decision = match self.string(&section, "codex.approval_decision")? {
             None => {
                 self.source("codex.approval_decision", Source::Default);
-                "accept_for_session".to_owned()
+                ApprovalDecision::AcceptForSession
             }
             Some(raw) => {
-                let value = normalize(&raw);
-                if !["accept_for_session", "accept", "decline"].contains(&value.as_str()) {
-                    return Err(self.invalid(
-                        "codex.approval_decision",
-                        "`accept_for_session`, `accept` or `decline`",
-                        &Value::String(raw),
-                    ));
-                }
+                let decision = match normalize(&raw).as_str() {
+                    "accept_for_session" => ApprovalDecision::AcceptForSession,
+                    "accept" => ApprovalDecision::Accept,
+                    "decline" => ApprovalDecision::Decline,
+                    _ => {
+                        return Err(self.invalid(
+                            "codex.approval_decision",
+                            "`accept_for_session`, `accept` or `decline`",
+                            &Value::String(raw),
+                        ));
+                    }
+                };
                 self.written("codex.approval_decision");
-                value
+                decision
             }
         };
         let command = match self.string(&section, "codex.command")? {
@@ -1030,12 +1077,6 @@ impl Reader<'_> {
             turn_timeout_ms: self.int(&section, "codex.turn_timeout_ms", 3_600_000, 1..=MAX_MS)?
                 as u64,
             read_timeout_ms: self.int(&section, "codex.read_timeout_ms", 5_000, 1..=MAX_MS)? as u64,
-            stall_timeout_ms: self.int(
-                &section,
-                "codex.stall_timeout_ms",
-                300_000,
-                -MAX_MS..=MAX_MS,
-            )?,
             env,
             approval_decision,
         })

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use support::process_is_gone;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};
-use symphony::agent::{Agent, Control, SessionContext};
+use symphony::agent::{Control, SessionContext};
 use symphony::tracker::{LocalTracker, Tracker};
 use symphony::workflow::CodexConfig;
 use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
@@ -65,15 +65,13 @@ fn run(
         turn_sandbox_policy: Some(json!({"type": "workspaceWrite"})),
         turn_timeout_ms: 30_000,
         read_timeout_ms: 5_000,
-        stall_timeout_ms: 300_000,
         env: Vec::new(),
-        approval_decision: "accept_for_session".into(),
+        approval_decision: ApprovalDecision::AcceptForSession,
     };
     let mut agent = CodexAgent {
         config,
         env_names: Vec::new(),
         secret_names: &[],
-        approval: ApprovalDecision::AcceptForSession,
     };
     tweak(&mut agent);
     let tracker: Arc<dyn Tracker> =
@@ -105,7 +103,7 @@ fn run(
         let mut update = |u: AgentUpdate| {
             let _ = updates_tx.send(u);
         };
-        agent.run(context, control_rx, &mut update)
+        symphony::agent::run(&agent, &context, control_rx, &mut update)
     });
     let mut updates = Vec::new();
     loop {
@@ -339,7 +337,7 @@ fn approvals_are_answered_by_policy_and_unknown_requests_refused() {
 fn a_declining_policy_declines_every_approval() {
     let run = run(
         "approvals",
-        |a| a.approval = ApprovalDecision::Decline,
+        |a| a.config.approval_decision = ApprovalDecision::Decline,
         stop_after_turn,
     );
     let answers: Vec<&Value> = run

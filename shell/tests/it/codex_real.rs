@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use support::codex_binary;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};
-use symphony::agent::{Agent, Control, SessionContext};
+use symphony::agent::{Control, SessionContext};
 use symphony::tracker::{LocalTracker, Tracker};
 use symphony::workflow::CodexConfig;
 use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
@@ -162,13 +162,11 @@ fn one_attempt_through_the_real_codex_app_server() {
             turn_sandbox_policy: None,
             turn_timeout_ms: 120_000,
             read_timeout_ms: 5_000,
-            stall_timeout_ms: 300_000,
             env: Vec::new(),
-            approval_decision: "accept_for_session".into(),
+            approval_decision: ApprovalDecision::AcceptForSession,
         },
         env_names: Vec::new(),
         secret_names: &[],
-        approval: ApprovalDecision::AcceptForSession,
     };
     let issue = Issue {
         id: IssueId("CX-1".into()),
@@ -194,7 +192,7 @@ fn one_attempt_through_the_real_codex_app_server() {
         let mut update = |u: AgentUpdate| {
             let _ = updates_tx.send(u);
         };
-        agent.run(context, control_rx, &mut update)
+        symphony::agent::run(&agent, &context, control_rx, &mut update)
     });
 
     // Collect updates until the first turn completes, then stop the session.

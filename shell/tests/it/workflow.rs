@@ -81,7 +81,7 @@ fn defaults_apply_when_optional_values_are_missing() {
     assert_eq!(c.codex.command, "codex app-server");
     assert_eq!(c.codex.turn_timeout_ms, 3_600_000);
     assert_eq!(c.codex.read_timeout_ms, 5_000);
-    assert_eq!(c.codex.stall_timeout_ms, 300_000);
+    assert_eq!(c.agent.stall_timeout_ms, 300_000);
     assert_eq!(c.tracker.active_states, ["Todo", "In Progress"]);
     assert_eq!(
         c.tracker.terminal_states,
@@ -740,4 +740,37 @@ fn yaml_bombs_fail_cleanly() {
     let e = err(&format!("---\n{block}---\n"));
     assert_eq!(e.class, ErrorClass::WorkflowParseError);
     assert!(e.message.contains("recursion limit exceeded"), "{e}");
+}
+
+#[test]
+fn the_stall_timeout_is_an_agent_setting_and_the_spec_spelling_still_works() {
+    // SPEC 5.3 spells it under `codex`: read, and shown as where it came from.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}codex:\n  stall_timeout_ms: 1234\n"),
+        "",
+    ));
+    assert_eq!(w.config.agent.stall_timeout_ms, 1234);
+    assert_eq!(w.config.scheduler().stall_timeout_ms, 1234);
+    assert_eq!(
+        w.sources["agent.stall_timeout_ms"],
+        Source::Workflow("codex.stall_timeout_ms".into())
+    );
+    assert!(w.warnings.is_empty(), "{:?}", w.warnings);
+    // Under `agent` it wins, and the other is said to be ignored.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  stall_timeout_ms: 0\ncodex:\n  stall_timeout_ms: 1234\n"),
+        "",
+    ));
+    assert_eq!(w.config.scheduler().stall_timeout_ms, 0);
+    let warnings: Vec<String> = w.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("codex.stall_timeout_ms") && w.contains("ignored")),
+        "{warnings:?}"
+    );
+    // Neither: the default.
+    let w = ok(&with_front_matter(LINEAR, ""));
+    assert_eq!(w.config.agent.stall_timeout_ms, 300_000);
+    assert_eq!(w.sources["agent.stall_timeout_ms"], Source::Default);
 }

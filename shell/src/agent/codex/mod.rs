@@ -8,15 +8,15 @@
 mod process;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use symphony_core::{AgentUpdate, ExitOutcome, Issue};
+use symphony_core::{AgentUpdate, ExitOutcome};
 
 pub use process::{AgentProcess, Line, MAX_LINE, agent_env};
 
-use super::{Agent, Control, SessionContext};
+use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
+pub use crate::workflow::ApprovalDecision;
 use crate::workflow::CodexConfig;
 
 /// Startup requests (`initialize`, `thread/start`) may take this long at least: a cold start
@@ -24,17 +24,6 @@ use crate::workflow::CodexConfig;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping app-server gets after stdin closes, then after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// How approval requests are answered (`codex.approval_decision`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApprovalDecision {
-    /// Approve, and do not ask again this session (SPEC 10.5's high-trust example).
-    AcceptForSession,
-    /// Approve this one request.
-    Accept,
-    /// Refuse.
-    Decline,
-}
 
 /// The Codex app-server agent.
 #[derive(Clone, Debug)]
@@ -45,14 +34,13 @@ pub struct CodexAgent {
     pub env_names: Vec<String>,
     /// The tracker adapter's secret variable names: never passed unless named.
     pub secret_names: &'static [&'static str],
-    /// The approval policy.
-    pub approval: ApprovalDecision,
 }
 
-/// What the session thread waits on: lines from the agent and the orchestrator's controls.
+/// What the session thread waits on: lines from the agent, and wake-ups when the
+/// orchestrator sent a control.
 enum Incoming {
     Line(Line),
-    Control(Control),
+    Wake,
 }
 
 impl From<Line> for Incoming {
@@ -70,60 +58,15 @@ fn failed(category: &str, detail: impl std::fmt::Display) -> End {
     })
 }
 
-/// How a turn ended.
-enum TurnEnd {
-    Completed(String),
-    Failed(String),
-    Interrupted,
-}
-
-struct Session<'a> {
+/// One app-server session: the process, its lines, the thread it opened.
+struct Session {
     process: AgentProcess,
     rx: Receiver<Incoming>,
+    tx: Sender<Incoming>,
     next_id: u64,
-    update: &'a mut dyn FnMut(AgentUpdate),
-    context: &'a SessionContext,
-    agent: &'a CodexAgent,
+    config: CodexConfig,
+    approval: ApprovalDecision,
     thread_id: String,
-}
-
-/// The host-side tools advertised to the agent: they act on this session's issue only, with
-/// the adapter's credentials, in the host process (SPEC 10.5, 15.3).
-fn tool_specs() -> Value {
-    json!([
-        {
-            "type": "function",
-            "name": "update_issue_state",
-            "description": "Move the issue you are working on to another tracker state (for example the done state when the work is finished).",
-            "inputSchema": {
-                "type": "object",
-                "properties": {"state": {"type": "string", "description": "Target state name"}},
-                "required": ["state"],
-                "additionalProperties": false
-            }
-        },
-        {
-            "type": "function",
-            "name": "comment_on_issue",
-            "description": "Add a comment to the issue you are working on.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {"body": {"type": "string", "description": "Comment text (Markdown)"}},
-                "required": ["body"],
-                "additionalProperties": false
-            }
-        }
-    ])
-}
-
-/// The text of a continuation turn: guidance, not the whole prompt again (SPEC 7.1).
-fn continuation(issue: &Issue, turn: u32) -> String {
-    format!(
-        "Continue working on {} ({}). The issue is still in state {:?}. This is turn {turn} on \
-         the same thread: pick up where you left off; the original instructions still apply. \
-         When the work is done, move the issue out of its active state.",
-        issue.identifier, issue.title, issue.state
-    )
 }
 
 /// A short one-line summary of an item for the status surfaces.
@@ -186,7 +129,7 @@ pub fn decode_line(line: &str) -> Option<(Value, Option<AgentUpdate>)> {
     Some((value, update))
 }
 
-impl Session<'_> {
+impl Session {
     fn send(&mut self, message: &Value) -> Result<(), End> {
         self.process
             .send(&message.to_string())
@@ -201,11 +144,17 @@ impl Session<'_> {
     }
 
     /// Waits for the response to `id`, handling everything else that arrives meanwhile.
-    fn response(&mut self, id: u64, method: &str, timeout: Duration) -> Result<Value, End> {
+    fn response(
+        &mut self,
+        io: &mut SessionIo<'_>,
+        id: u64,
+        method: &str,
+        timeout: Duration,
+    ) -> Result<Value, End> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let message = self.next(left).map_err(|e| match e {
+            let message = self.next(io, left).map_err(|e| match e {
                 Wait::Timeout => End(ExitOutcome::TimedOut {
                     reason: format!(
                         "response_timeout: {method} got no answer within {} ms",
@@ -223,12 +172,12 @@ impl Session<'_> {
                 }
                 return Ok(message["result"].clone());
             }
-            self.handle(&message)?;
+            self.handle(io, &message)?;
         }
     }
 
     /// Next message that is not handled on the spot, within `timeout`.
-    fn next(&mut self, timeout: Duration) -> Result<Value, Wait> {
+    fn next(&mut self, io: &SessionIo<'_>, timeout: Duration) -> Result<Value, Wait> {
         loop {
             let incoming = match self.rx.recv_timeout(timeout) {
                 Ok(incoming) => incoming,
@@ -241,10 +190,11 @@ impl Session<'_> {
                 }
             };
             match incoming {
-                Incoming::Control(Control::Stop) => {
-                    return Err(Wait::End(End(super::stopped_by_orchestrator())));
+                // A next turn is only taken between turns; a stop ends this wait.
+                Incoming::Wake if io.stop_requested() => {
+                    return Err(Wait::End(End(stopped_by_orchestrator())));
                 }
-                Incoming::Control(Control::Turn { .. }) => {} // only valid between turns
+                Incoming::Wake => {}
                 Incoming::Line(Line::Eof) => {
                     return Err(Wait::End(failed("port_exit", "the app-server exited")));
                 }
@@ -255,12 +205,12 @@ impl Session<'_> {
                     )));
                 }
                 Incoming::Line(Line::NotUtf8) => {
-                    tracing::warn!(issue_identifier = %self.context.issue.identifier, "agent wrote a line that is not UTF-8; ignored");
+                    tracing::warn!(issue_identifier = %io.context().issue.identifier, "agent wrote a line that is not UTF-8; ignored");
                 }
                 Incoming::Line(Line::Text(text)) => match serde_json::from_str::<Value>(&text) {
                     Ok(value) if value.is_object() => return Ok(value),
                     _ => tracing::warn!(
-                        issue_identifier = %self.context.issue.identifier,
+                        issue_identifier = %io.context().issue.identifier,
                         "agent wrote a line that is not a JSON object; ignored: {}",
                         text.chars().take(200).collect::<String>()
                     ),
@@ -270,23 +220,19 @@ impl Session<'_> {
     }
 
     /// Notifications become updates; server requests are answered (SPEC 10.5).
-    fn handle(&mut self, message: &Value) -> Result<(), End> {
+    fn handle(&mut self, io: &mut SessionIo<'_>, message: &Value) -> Result<(), End> {
         let Some(method) = message["method"].as_str() else {
             return Ok(()); // a response nobody waits for
         };
         let params = &message["params"];
         match message.get("id") {
-            Some(id) => self.server_request(id.clone(), method, params),
+            Some(id) => self.server_request(io, id.clone(), method, params),
             None => {
-                self.notification(method, params);
+                if let Some(update) = notification_update(method, params) {
+                    io.report(update);
+                }
                 Ok(())
             }
-        }
-    }
-
-    fn notification(&mut self, method: &str, params: &Value) {
-        if let Some(update) = notification_update(method, params) {
-            (self.update)(update);
         }
     }
 
@@ -298,15 +244,21 @@ impl Session<'_> {
         self.send(&json!({"id": id, "error": {"code": code, "message": message}}))
     }
 
-    fn server_request(&mut self, id: Value, method: &str, params: &Value) -> Result<(), End> {
-        let (v2, legacy) = match self.agent.approval {
+    fn server_request(
+        &mut self,
+        io: &mut SessionIo<'_>,
+        id: Value,
+        method: &str,
+        params: &Value,
+    ) -> Result<(), End> {
+        let (v2, legacy) = match self.approval {
             ApprovalDecision::AcceptForSession => ("acceptForSession", "approved_for_session"),
             ApprovalDecision::Accept => ("accept", "approved"),
             ApprovalDecision::Decline => ("decline", "denied"),
         };
         match method {
             "item/commandExecution/requestApproval" | "item/fileChange/requestApproval" => {
-                (self.update)(AgentUpdate::Message {
+                io.report(AgentUpdate::Message {
                     event: "approval".into(),
                     message: Some(format!("{method}: {v2}")),
                 });
@@ -316,8 +268,10 @@ impl Session<'_> {
                 self.answer(id, json!({"decision": legacy}))
             }
             "item/tool/call" => {
-                let result = self.tool_call(params);
-                self.answer(id, result)
+                let tool = params["tool"].as_str().unwrap_or("");
+                let result = io.call_tool(tool, &params["arguments"]);
+                let text = json!([{"type": "inputText", "text": result.text}]);
+                self.answer(id, json!({"success": result.success, "contentItems": text}))
             }
             "item/tool/requestUserInput"
             | "mcpServer/elicitation/request"
@@ -346,51 +300,8 @@ impl Session<'_> {
         }
     }
 
-    /// Runs a dynamic tool host-side; unknown tools fail and the turn goes on.
-    fn tool_call(&mut self, params: &Value) -> Value {
-        let tool = params["tool"].as_str().unwrap_or("");
-        let arguments = &params["arguments"];
-        let identifier = self.context.issue.identifier.clone();
-        let outcome = match tool {
-            "update_issue_state" => match arguments["state"].as_str() {
-                Some(state) => self
-                    .context
-                    .runtime
-                    .block_on(self.context.tracker.set_state(&identifier, state))
-                    .map(|()| format!("{identifier} moved to {state}"))
-                    .map_err(|e| e.message),
-                None => Err("missing `state`".to_owned()),
-            },
-            "comment_on_issue" => match arguments["body"].as_str() {
-                Some(body) => self
-                    .context
-                    .runtime
-                    .block_on(self.context.tracker.add_comment(&identifier, body))
-                    .map(|()| format!("comment added to {identifier}"))
-                    .map_err(|e| e.message),
-                None => Err("missing `body`".to_owned()),
-            },
-            other => match self.context.tracker.call_tool(other, arguments) {
-                Some(call) => self.context.runtime.block_on(call),
-                None => Err(format!("unknown tool {other:?}")),
-            },
-        };
-        (self.update)(AgentUpdate::Message {
-            event: "tool_call".into(),
-            message: Some(match &outcome {
-                Ok(text) => format!("{tool}: {text}"),
-                Err(e) => format!("{tool} failed: {e}"),
-            }),
-        });
-        let (success, text) = match outcome {
-            Ok(text) => (true, text),
-            Err(e) => (false, e),
-        };
-        json!({"success": success, "contentItems": [{"type": "inputText", "text": text}]})
-    }
-
-    fn start(&mut self) -> Result<(), End> {
-        let startup = STARTUP_TIMEOUT.max(Duration::from_millis(self.agent.config.read_timeout_ms));
+    fn start(&mut self, tools: &[Value], io: &mut SessionIo<'_>) -> Result<(), End> {
+        let startup = STARTUP_TIMEOUT.max(Duration::from_millis(self.config.read_timeout_ms));
         let id = self.request(
             "initialize",
             json!({
@@ -398,71 +309,68 @@ impl Session<'_> {
                 "capabilities": {"experimentalApi": true}
             }),
         )?;
-        self.response(id, "initialize", startup).map_err(|end| {
-            // bash exits 127 when the command is not found.
-            match self.process.exit_code() {
-                Some(127) => failed(
-                    "codex_not_found",
-                    format!("`{}` was not found (exit 127)", self.agent.config.command),
-                ),
-                _ => end,
-            }
-        })?;
+        self.response(io, id, "initialize", startup)
+            .map_err(|end| {
+                // bash exits 127 when the command is not found.
+                match self.process.exit_code() {
+                    Some(127) => failed(
+                        "codex_not_found",
+                        format!("`{}` was not found (exit 127)", self.config.command),
+                    ),
+                    _ => end,
+                }
+            })?;
         self.send(&json!({"method": "initialized"}))?;
-        let cwd = self.context.workspace.display().to_string();
-        let mut tools = tool_specs();
-        if let Some(list) = tools.as_array_mut() {
-            list.extend(self.context.tracker.tool_specs());
-        }
+        let cwd = io.context().workspace.display().to_string();
         let id = self.request(
             "thread/start",
             json!({
                 "cwd": cwd,
-                "approvalPolicy": self.agent.config.approval_policy,
-                "sandbox": self.agent.config.thread_sandbox,
+                "approvalPolicy": self.config.approval_policy,
+                "sandbox": self.config.thread_sandbox,
                 "dynamicTools": tools,
             }),
         )?;
-        let result = self.response(id, "thread/start", startup)?;
+        let result = self.response(io, id, "thread/start", startup)?;
         self.thread_id = result["thread"]["id"]
             .as_str()
             .ok_or_else(|| failed("response_error", "thread/start returned no thread id"))?
             .to_owned();
-        (self.update)(AgentUpdate::SessionStarted {
+        io.report(AgentUpdate::SessionStarted {
             thread_id: self.thread_id.clone(),
             pid: Some(self.process.pid()),
         });
         Ok(())
     }
 
-    fn turn(&mut self, text: &str) -> Result<TurnEnd, End> {
+    fn run_turn(&mut self, text: &str, io: &mut SessionIo<'_>) -> Result<TurnEnd, End> {
         let mut params = json!({
             "threadId": self.thread_id,
             "input": [{"type": "text", "text": text}],
-            "cwd": self.context.workspace.display().to_string(),
-            "approvalPolicy": self.agent.config.approval_policy,
+            "cwd": io.context().workspace.display().to_string(),
+            "approvalPolicy": self.config.approval_policy,
         });
-        if let Some(policy) = &self.agent.config.turn_sandbox_policy {
+        if let Some(policy) = &self.config.turn_sandbox_policy {
             params["sandboxPolicy"] = policy.clone();
         }
-        let read = Duration::from_millis(self.agent.config.read_timeout_ms);
+        let read = Duration::from_millis(self.config.read_timeout_ms);
         let id = self.request("turn/start", params)?;
-        let result = self.response(id, "turn/start", read)?;
+        let result = self.response(io, id, "turn/start", read)?;
         let turn_id = result["turn"]["id"].as_str().unwrap_or_default().to_owned();
-        (self.update)(AgentUpdate::TurnStarted {
+        io.report(AgentUpdate::TurnStarted {
             turn_id: turn_id.clone(),
         });
         // `turn_timeout_ms` is a silence interval: every message restarts it.
-        let silence = Duration::from_millis(self.agent.config.turn_timeout_ms);
+        let silence = Duration::from_millis(self.config.turn_timeout_ms);
         loop {
-            let message = match self.next(silence) {
+            let message = match self.next(io, silence) {
                 Ok(message) => message,
                 Err(Wait::Timeout) => {
                     self.interrupt(&turn_id);
                     return Err(End(ExitOutcome::TimedOut {
                         reason: format!(
                             "turn_timeout: no output for {} ms",
-                            self.agent.config.turn_timeout_ms
+                            self.config.turn_timeout_ms
                         ),
                     }));
                 }
@@ -476,7 +384,7 @@ impl Session<'_> {
             if message["method"] == "turn/completed" && message.get("id").is_none() {
                 let turn = &message["params"]["turn"];
                 return Ok(match turn["status"].as_str() {
-                    Some("completed") => TurnEnd::Completed(turn_id),
+                    Some("completed") => TurnEnd::Completed { turn_id },
                     Some("interrupted") => TurnEnd::Interrupted,
                     _ => TurnEnd::Failed(
                         turn["error"]["message"]
@@ -486,7 +394,7 @@ impl Session<'_> {
                     ),
                 });
             }
-            if let Err(end) = self.handle(&message) {
+            if let Err(end) = self.handle(io, &message) {
                 if matches!(end.0, ExitOutcome::InputRequired { .. }) {
                     self.interrupt(&turn_id);
                 }
@@ -503,51 +411,43 @@ impl Session<'_> {
         }
     }
 
-    /// Between turns: the core's next instruction.
-    fn next_control(&mut self) -> Result<Control, End> {
+    /// Between turns: serves the app-server until woken.
+    fn wait(&mut self, io: &mut SessionIo<'_>) -> Result<(), End> {
         loop {
             match self.rx.recv() {
-                Ok(Incoming::Control(control)) => return Ok(control),
+                Ok(Incoming::Wake) => return Ok(()),
                 Ok(Incoming::Line(Line::Eof)) | Err(_) => {
                     return Err(failed("port_exit", "the app-server exited between turns"));
                 }
                 Ok(Incoming::Line(Line::Text(text))) => {
                     if let Ok(value) = serde_json::from_str::<Value>(&text) {
-                        self.handle(&value)?;
+                        self.handle(io, &value)?;
                     }
                 }
                 Ok(Incoming::Line(_)) => {}
             }
         }
     }
+}
 
-    fn run(&mut self) -> ExitOutcome {
-        let outcome = self.drive();
-        match outcome {
-            Ok(outcome) | Err(End(outcome)) => outcome,
-        }
+impl RunnerSession for Session {
+    fn waker(&self) -> Waker {
+        let tx = self.tx.clone();
+        Box::new(move || {
+            let _ = tx.send(Incoming::Wake);
+        })
     }
 
-    fn drive(&mut self) -> Result<ExitOutcome, End> {
-        self.start()?;
-        let mut text = self.context.prompt.clone();
-        loop {
-            match self.turn(&text)? {
-                TurnEnd::Completed(turn_id) => {
-                    (self.update)(AgentUpdate::TurnCompleted { turn_id });
-                }
-                TurnEnd::Failed(message) => return Err(failed("turn_failed", message)),
-                TurnEnd::Interrupted => {
-                    return Ok(ExitOutcome::Cancelled {
-                        reason: "turn_cancelled: the turn was interrupted".into(),
-                    });
-                }
-            }
-            match self.next_control()? {
-                Control::Turn { turn, issue } => text = continuation(&issue, turn),
-                Control::Stop => return Ok(super::stopped_by_orchestrator()),
-            }
-        }
+    fn turn(&mut self, text: &str, io: &mut SessionIo<'_>) -> Result<TurnEnd, ExitOutcome> {
+        self.run_turn(text, io).map_err(|End(outcome)| outcome)
+    }
+
+    fn idle(&mut self, io: &mut SessionIo<'_>) -> Result<(), ExitOutcome> {
+        self.wait(io).map_err(|End(outcome)| outcome)
+    }
+
+    fn stop(&mut self) {
+        self.process.stop(STOP_GRACE);
     }
 }
 
@@ -557,49 +457,38 @@ enum Wait {
     End(End),
 }
 
-impl Agent for CodexAgent {
-    fn run(
+impl Runner for CodexAgent {
+    fn start(
         &self,
-        context: SessionContext,
-        control: Receiver<Control>,
-        update: &mut dyn FnMut(AgentUpdate),
-    ) -> ExitOutcome {
+        tools: &[Value],
+        io: &mut SessionIo<'_>,
+    ) -> Result<Box<dyn RunnerSession>, ExitOutcome> {
         let (tx, rx): (Sender<Incoming>, Receiver<Incoming>) = channel();
         let env = agent_env(std::env::vars_os(), &self.env_names, self.secret_names);
-        let identifier = context.issue.identifier.clone();
-        let process = match AgentProcess::spawn(
+        let context = io.context();
+        let process = AgentProcess::spawn(
             &self.config.command,
             &context.workspace,
             env,
             tx.clone(),
-            &identifier,
-        ) {
-            Ok(process) => process,
-            Err(e) => return failed("codex_not_found", format!("cannot start bash: {e}")).0,
-        };
-        let forward = thread::Builder::new()
-            .name(format!("agent-ctl-{identifier}"))
-            .spawn(move || {
-                for c in control {
-                    if tx.send(Incoming::Control(c)).is_err() {
-                        break;
-                    }
-                }
-            });
-        if let Err(e) = forward {
-            return failed("port_exit", format!("cannot start a control thread: {e}")).0;
-        }
+            &context.issue.identifier,
+        )
+        .map_err(|e| failed("codex_not_found", format!("cannot start bash: {e}")).0)?;
         let mut session = Session {
             process,
             rx,
+            tx,
             next_id: 0,
-            update,
-            context: &context,
-            agent: self,
+            config: self.config.clone(),
+            approval: self.config.approval_decision,
             thread_id: String::new(),
         };
-        let outcome = session.run();
-        session.process.stop(STOP_GRACE);
-        outcome
+        match session.start(tools, io) {
+            Ok(()) => Ok(Box::new(session)),
+            Err(End(outcome)) => {
+                session.process.stop(STOP_GRACE);
+                Err(outcome)
+            }
+        }
     }
 }
