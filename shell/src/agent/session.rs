@@ -291,3 +291,202 @@ fn turns(session: &mut dyn RunnerSession, io: &mut SessionIo<'_>) -> ExitOutcome
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Sender, channel};
+
+    use symphony_core::RunId;
+
+    use super::*;
+    use crate::tracker::LocalTracker;
+
+    /// What the scripted runner saw.
+    #[derive(Default)]
+    struct Seen {
+        texts: Vec<String>,
+        stopped: bool,
+    }
+
+    /// A runner that announces each turn on `started`; its turns complete at once, or, with
+    /// `block`, wait until woken by a stop.
+    struct Scripted {
+        seen: Arc<Mutex<Seen>>,
+        started: Sender<()>,
+        block: bool,
+    }
+
+    struct ScriptedSession {
+        seen: Arc<Mutex<Seen>>,
+        started: Sender<()>,
+        block: bool,
+        wake: Sender<()>,
+        woken: Receiver<()>,
+    }
+
+    impl Runner for Scripted {
+        fn start(
+            &self,
+            tools: &[Value],
+            io: &mut SessionIo<'_>,
+        ) -> Result<Box<dyn RunnerSession>, ExitOutcome> {
+            assert_eq!(tools[0]["name"], "update_issue_state");
+            io.report(AgentUpdate::SessionStarted {
+                thread_id: "t".into(),
+                pid: None,
+            });
+            let (wake, woken) = channel();
+            Ok(Box::new(ScriptedSession {
+                seen: Arc::clone(&self.seen),
+                started: self.started.clone(),
+                block: self.block,
+                wake,
+                woken,
+            }))
+        }
+    }
+
+    impl RunnerSession for ScriptedSession {
+        fn waker(&self) -> Waker {
+            let wake = self.wake.clone();
+            Box::new(move || {
+                let _ = wake.send(());
+            })
+        }
+
+        fn turn(&mut self, text: &str, io: &mut SessionIo<'_>) -> Result<TurnEnd, ExitOutcome> {
+            self.seen.lock().unwrap().texts.push(text.to_owned());
+            let _ = self.started.send(());
+            if self.block {
+                while self.woken.recv().is_ok() {
+                    if io.stop_requested() {
+                        return Err(stopped_by_orchestrator());
+                    }
+                }
+            }
+            Ok(TurnEnd::Completed {
+                turn_id: format!("turn-{}", self.seen.lock().unwrap().texts.len()),
+            })
+        }
+
+        fn idle(&mut self, _io: &mut SessionIo<'_>) -> Result<(), ExitOutcome> {
+            let _ = self.woken.recv();
+            Ok(())
+        }
+
+        fn stop(&mut self) {
+            self.seen.lock().unwrap().stopped = true;
+        }
+    }
+
+    fn context(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> SessionContext {
+        SessionContext {
+            issue: crate::workflow::sample_issue(),
+            run: RunId(1),
+            attempt: None,
+            workspace: dir.to_owned(),
+            prompt: "the prompt".into(),
+            tracker: Arc::new(LocalTracker::new(dir.to_owned(), vec!["Done".into()])),
+            done_state: "Done".into(),
+            runtime: runtime.handle().clone(),
+        }
+    }
+
+    fn turns_completed(updates: &[AgentUpdate]) -> usize {
+        let completed = |u: &&AgentUpdate| matches!(u, AgentUpdate::TurnCompleted { .. });
+        updates.iter().filter(completed).count()
+    }
+
+    #[test]
+    fn turns_follow_the_controls_with_the_continuation_prompt_and_end_on_stop() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(&runtime, dir.path());
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (started, turn_started) = channel();
+        let runner = Scripted {
+            seen: Arc::clone(&seen),
+            started,
+            block: false,
+        };
+        let (control, controls) = channel();
+        let mut issue = context.issue.clone();
+        issue.state = "In Progress".into();
+        let next = issue.clone();
+        // The core's part: a second turn after the first, a stop after the second.
+        let core = std::thread::spawn(move || {
+            turn_started.recv().unwrap();
+            let turn = Control::Turn {
+                turn: 2,
+                issue: Box::new(next),
+            };
+            control.send(turn).unwrap();
+            turn_started.recv().unwrap();
+            control.send(Control::Stop).unwrap();
+        });
+        let mut updates = Vec::new();
+        let outcome = run(&runner, &context, controls, &mut |u| updates.push(u));
+        core.join().unwrap();
+        assert_eq!(outcome, stopped_by_orchestrator());
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.texts,
+            ["the prompt".to_owned(), continuation(&issue, 2)]
+        );
+        assert!(seen.stopped, "the session is stopped at the end");
+        assert_eq!(turns_completed(&updates), 2);
+    }
+
+    #[test]
+    fn a_stop_reaches_a_turn_in_progress_and_a_closed_channel_counts_as_one() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(&runtime, dir.path());
+        for close in [false, true] {
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let (started, turn_started) = channel();
+            let runner = Scripted {
+                seen: Arc::clone(&seen),
+                started,
+                block: true,
+            };
+            let (control, controls) = channel();
+            let stopper = std::thread::spawn(move || {
+                turn_started.recv().unwrap();
+                if close {
+                    drop(control);
+                } else {
+                    control.send(Control::Stop).unwrap();
+                }
+            });
+            let mut updates = Vec::new();
+            let outcome = run(&runner, &context, controls, &mut |u| updates.push(u));
+            stopper.join().unwrap();
+            assert_eq!(outcome, stopped_by_orchestrator(), "close={close}");
+            assert_eq!(turns_completed(&updates), 0);
+            assert!(seen.lock().unwrap().stopped);
+        }
+    }
+
+    #[test]
+    fn host_tools_act_on_the_sessions_issue_and_unknown_tools_fail() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let context = context(&runtime, dir.path());
+        let inbox = Arc::new(Mutex::new(Inbox::default()));
+        let mut updates = Vec::new();
+        let mut update = |u| updates.push(u);
+        let mut io = SessionIo {
+            context: &context,
+            update: &mut update,
+            inbox,
+        };
+        let result = io.call_tool("no_such_tool", &json!({}));
+        assert!(!result.success);
+        assert!(result.text.contains("unknown tool"), "{}", result.text);
+        let result = io.call_tool("update_issue_state", &json!({}));
+        assert_eq!(result.text, "missing `state`");
+        drop(io);
+        assert_eq!(updates.len(), 2, "every call is reported");
+    }
+}
