@@ -3,12 +3,11 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use symphony::host::{Host, Launch, LocalHost};
 use symphony::tracker::Probe;
 use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Source, Workflow};
-use symphony::workspace::free_space_mb;
 use symphony_core::issue::normalize;
 
 use crate::Outcome;
@@ -49,13 +48,17 @@ fn on_path(program: &str) -> bool {
 
 /// The first line of `program --version`, within a few seconds.
 fn version(program: &str) -> Option<String> {
-    let mut child = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let cwd = std::env::current_dir().ok()?;
+    let mut child = LocalHost
+        .launch(&Launch {
+            program,
+            args: &["--version"],
+            cwd: &cwd,
+            env: std::env::vars_os().collect(),
+            stdin: false,
+        })
         .ok()?;
+    drop(child.stderr.take()); // not read: closed, so it cannot fill and block
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take()?;
     std::thread::spawn(move || {
@@ -233,10 +236,11 @@ fn check_agent(workflow: &Workflow, report: &mut Report) {
 
 fn check_workspace(workflow: &Workflow, report: &mut Report) {
     let root = &workflow.config.workspace.root;
-    let writable = std::fs::create_dir_all(root).and_then(|()| {
+    let host = LocalHost;
+    let writable = host.create_dir_all(root).and_then(|()| {
         let probe = root.join(format!(".symphony-doctor-{}", std::process::id()));
-        std::fs::write(&probe, b"ok")?;
-        std::fs::remove_file(&probe)
+        host.write_file(&probe, b"ok", false)?;
+        host.remove_file(&probe)
     });
     if let Err(e) = writable {
         return report.line(
@@ -246,7 +250,7 @@ fn check_workspace(workflow: &Workflow, report: &mut Report) {
         );
     }
     let min = workflow.config.workspace.min_free_disk_mb;
-    match free_space_mb(root) {
+    match host.free_space_mb(root) {
         Ok(free) if min > 0 && free < min => report.line(
             Level::Warn,
             "workspace",

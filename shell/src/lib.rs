@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`workflow`] | 5, 6, 12 | WORKFLOW.md: front matter, typed config, prompt template, reload |
 //! | [`workspace`] | 9, 15.2, 15.4 | per-issue directories, hooks, cleanup, disk guard |
+//! | [`host`] | 9, 10, 15 | the execution seam: processes and workspace files (`LocalHost`) |
 //! | [`tracker`] | 11 | the kinds table; one room per adapter: local files, Linear, GitHub |
 //! | [`agent`] | 10 | coding agents: the built-in demo agent, the Codex app-server runner |
 //! | [`daemon`] | 16 | the event loop around the core, workers, signals, reload |
@@ -19,6 +20,7 @@
 pub mod agent;
 mod child;
 pub mod daemon;
+pub mod host;
 pub mod http;
 pub mod redact;
 pub mod tracker;

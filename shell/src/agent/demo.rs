@@ -36,10 +36,12 @@ impl Runner for DemoAgent {
     ) -> Result<Box<dyn RunnerSession>, ExitOutcome> {
         let context = io.context();
         let thread_id = format!("demo-{}", context.run.0);
-        std::fs::write(context.workspace.join("PROMPT.md"), &context.prompt).map_err(|e| {
-            ExitOutcome::Failed {
-                reason: format!("cannot write PROMPT.md: {e}"),
-            }
+        let prompt = context.workspace.join("PROMPT.md");
+        (context
+            .host
+            .write_file(&prompt, context.prompt.as_bytes(), false))
+        .map_err(|e| ExitOutcome::Failed {
+            reason: format!("cannot write PROMPT.md: {e}"),
         })?;
         io.report(AgentUpdate::SessionStarted {
             thread_id,
@@ -98,11 +100,7 @@ impl RunnerSession for DemoSession {
         let mut line = String::new();
         let _ = writeln!(line, "- {identifier} turn {turn}: {step}");
         let log = context.workspace.join("DEMO_LOG.md");
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        let written = context.host.write_file(&log, line.as_bytes(), true);
         if let Err(e) = written {
             return Err(ExitOutcome::Failed {
                 reason: format!("cannot write {}: {e}", log.display()),

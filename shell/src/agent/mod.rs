@@ -15,6 +15,7 @@ use symphony_core::{Issue, RunId};
 pub use demo::DemoAgent;
 pub use session::{Runner, RunnerSession, SessionIo, ToolResult, TurnEnd, Waker, run};
 
+use crate::host::Host;
 use crate::tracker::Tracker;
 
 /// What the orchestrator tells a live session.
@@ -49,4 +50,6 @@ pub struct SessionContext {
     pub done_state: String,
     /// For host-side tool calls from the worker thread.
     pub runtime: tokio::runtime::Handle,
+    /// Where the agent process runs and the workspace lives.
+    pub host: Arc<dyn Host>,
 }

@@ -389,6 +389,7 @@ mod tests {
             tracker: Arc::new(LocalTracker::new(dir.to_owned(), vec!["Done".into()])),
             done_state: "Done".into(),
             runtime: runtime.handle().clone(),
+            host: Arc::new(crate::host::LocalHost),
         }
     }
 

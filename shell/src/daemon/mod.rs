@@ -23,7 +23,7 @@ use crate::http::{self, Answer, HttpServer, Query};
 use crate::workflow::{
     self, DEFAULT_INTERVAL, ErrorClass, Overrides, ProcessEnv, WatchEvent, Watcher, Workflow,
 };
-use crate::workspace::{DiskGuard, IssueRef, free_space_mb};
+use crate::workspace::{DiskGuard, IssueRef};
 use bound::Bound;
 use event_log::EventLog;
 pub use event_log::Rotation;
@@ -779,7 +779,7 @@ impl Daemon {
     }
 
     fn check_disk(&mut self) {
-        match free_space_mb(self.bound.workspace.root()) {
+        match self.bound.workspace.free_space_mb() {
             Ok(free) => {
                 if let Some(event) = self.disk.observe(free) {
                     tracing::warn!("{event}");

@@ -137,6 +137,7 @@ fn run_worker(
                     tracker: Arc::clone(&bound.tracker),
                     done_state: bound.done_state.clone(),
                     runtime,
+                    host: Arc::clone(bound.workspace.host()),
                 };
                 let issue_id = issue.id.clone();
                 let mut update = |update| {

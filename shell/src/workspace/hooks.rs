@@ -4,10 +4,9 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::os::unix::process::CommandExt as _;
+use crate::host::{Host, Launch};
 
 /// Output kept per hook run; the rest is counted and dropped.
 pub const OUTPUT_LIMIT: usize = 64 * 1024;
@@ -165,8 +164,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// too, so no hook outlives its run; output is read until both pipes close or for
 /// [`OUTPUT_GRACE`] after the exit, whichever is first. When the daemon stops
 /// ([`crate::child::stop_all_groups`]) the group gets TERM, then KILL after two seconds.
-/// One thread does it all: it waits on the pipes and a pidfd together.
+/// One thread does it all: it waits on the pipes and a pidfd together. The process starts on
+/// `host`.
 pub fn run_hook(
+    host: &dyn Host,
     kind: HookKind,
     script: &str,
     context: &HookContext<'_>,
@@ -181,17 +182,13 @@ pub fn run_hook(
         dropped_bytes: capture.dropped,
         elapsed: started.elapsed(),
     };
-    let spawned = Command::new("sh")
-        .arg("-lc")
-        .arg(script)
-        .current_dir(context.workspace)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn();
+    let spawned = host.launch(&Launch {
+        program: "sh",
+        args: &["-lc", script],
+        cwd: context.workspace,
+        env,
+        stdin: false,
+    });
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return outcome(HookStatus::SpawnFailed(e.to_string()), &Capture::default()),

@@ -20,12 +20,14 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-pub use disk::{DiskGuard, free_space_mb};
+pub use disk::DiskGuard;
 pub use hooks::{HookContext, HookKind, HookOutcome, HookStatus, OUTPUT_LIMIT, hook_env, run_hook};
 pub use key::workspace_key;
 
+use crate::host::{EntryKind, Host, LocalHost};
 use crate::workflow::HooksConfig;
 
 /// Why a workspace could not be used.
@@ -145,11 +147,12 @@ pub struct IssueRef<'a> {
     pub identifier: &'a str,
 }
 
-/// Workspaces under one root, with the hooks of one workflow version.
+/// Workspaces under one root on one host, with the hooks of one workflow version.
 #[derive(Clone, Debug)]
 pub struct WorkspaceManager {
     root: PathBuf,
     hooks: HooksConfig,
+    host: Arc<dyn Host>,
 }
 
 fn io_error<'p>(
@@ -168,65 +171,80 @@ const MARKS_DIR: &str = ".symphony";
 
 impl WorkspaceManager {
     /// Creates the root if needed and resolves it once (symlinks in it are followed here, and
-    /// only here).
+    /// only here), on this machine.
     pub fn new(root: &Path, hooks: HooksConfig) -> Result<Self, WorkspaceError> {
+        Self::on(Arc::new(LocalHost), root, hooks)
+    }
+
+    /// [`Self::new`] on `host`.
+    pub fn on(
+        host: Arc<dyn Host>,
+        root: &Path,
+        hooks: HooksConfig,
+    ) -> Result<Self, WorkspaceError> {
         let fail = |source| WorkspaceError::Root {
             path: root.to_owned(),
             source,
         };
-        std::fs::create_dir_all(root).map_err(fail)?;
-        let root = std::fs::canonicalize(root).map_err(fail)?;
-        Ok(Self { root, hooks })
+        host.create_dir_all(root).map_err(fail)?;
+        let root = host.canonicalize(root).map_err(fail)?;
+        Ok(Self { root, hooks, host })
     }
 
     /// [`Self::new`] for a root in a directory other users can write to (the default, under
     /// `$TMPDIR`): the last component is created with mode 0700, and refused when it is a
     /// symlink, not a directory, or owned by another user (someone could have planted it).
     pub fn new_private(root: &Path, hooks: HooksConfig) -> Result<Self, WorkspaceError> {
-        use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
-        let refuse = |why: String| WorkspaceError::Root {
-            path: root.to_owned(),
-            source: io::Error::new(io::ErrorKind::PermissionDenied, why),
-        };
-        if let Some(parent) = root.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Root {
-                path: root.to_owned(),
-                source,
-            })?;
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(root) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(WorkspaceError::Root {
-                    path: root.to_owned(),
-                    source,
-                });
-            }
-        }
-        let meta = std::fs::symlink_metadata(root).map_err(|source| WorkspaceError::Root {
+        Self::private_on(Arc::new(LocalHost), root, hooks)
+    }
+
+    /// [`Self::new_private`] on `host`.
+    pub fn private_on(
+        host: Arc<dyn Host>,
+        root: &Path,
+        hooks: HooksConfig,
+    ) -> Result<Self, WorkspaceError> {
+        let fail = |source| WorkspaceError::Root {
             path: root.to_owned(),
             source,
-        })?;
-        if meta.file_type().is_symlink() {
+        };
+        let refuse = |why: String| fail(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        if let Some(parent) = root.parent() {
+            host.create_dir_all(parent).map_err(fail)?;
+        }
+        match host.create_dir(root, true) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(fail(source)),
+        }
+        let entry = host
+            .entry(root)
+            .map_err(fail)?
+            .ok_or_else(|| fail(io::ErrorKind::NotFound.into()))?;
+        if entry.kind == EntryKind::Symlink {
             return Err(refuse(
                 "the default workspace root is a symlink; remove it or set workspace.root".into(),
             ));
         }
-        if !meta.is_dir() {
+        if entry.kind != EntryKind::Dir {
             return Err(refuse(
                 "the default workspace root is not a directory".into(),
             ));
         }
         let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me {
+        if entry.uid != me {
             return Err(refuse(format!(
                 "the default workspace root belongs to uid {}, not to this user (uid {me}); \
                  remove it or set workspace.root",
-                meta.uid()
+                entry.uid
             )));
         }
-        Self::new(root, hooks)
+        Self::on(host, root, hooks)
+    }
+
+    /// The host the workspaces live on.
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
     }
 
     /// Where the mark of the workspace with `key` lives.
@@ -237,14 +255,19 @@ impl WorkspaceManager {
     fn set_mark(&self, key: &str, identifier: &str) -> Result<(), WorkspaceError> {
         let mark = self.mark(key);
         if let Some(dir) = mark.parent() {
-            std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+            self.host
+                .create_dir_all(dir)
+                .map_err(io_error("create", dir))?;
         }
-        std::fs::write(&mark, identifier).map_err(io_error("mark", &mark))
+        let host = &self.host;
+        host.write_file(&mark, identifier.as_bytes(), false)
+            .map_err(io_error("mark", &mark))
     }
 
     /// Whether the daemon created the workspace with `key` (a regular file, not a symlink).
     fn is_ours(&self, key: &str) -> bool {
-        std::fs::symlink_metadata(self.mark(key)).is_ok_and(|m| m.is_file())
+        let entry = self.host.entry(&self.mark(key));
+        entry.is_ok_and(|e| e.is_some_and(|e| e.kind == EntryKind::File))
     }
 
     fn check_ours(&self, path: &Path) -> Result<(), WorkspaceError> {
@@ -277,6 +300,11 @@ impl WorkspaceManager {
         self.root.join(workspace_key(identifier))
     }
 
+    /// Free space on the filesystem holding the root, in MiB (the disk guard's reading).
+    pub fn free_space_mb(&self) -> io::Result<u64> {
+        self.host.free_space_mb(&self.root)
+    }
+
     /// Checks that `path` is a direct child of the root and a real directory (not a symlink).
     /// Called before an agent is launched there (SPEC 9.5 invariants 1 and 2).
     pub fn verify(&self, path: &Path) -> Result<(), WorkspaceError> {
@@ -289,18 +317,17 @@ impl WorkspaceManager {
                 path: path.to_owned(),
             });
         }
-        let meta = std::fs::symlink_metadata(path).map_err(io_error("inspect", path))?;
-        if meta.file_type().is_symlink() {
-            return Err(WorkspaceError::Symlink {
+        let entry = self.host.entry(path).map_err(io_error("inspect", path))?;
+        match entry.map(|e| e.kind) {
+            None => Err(io_error("inspect", path)(io::ErrorKind::NotFound.into())),
+            Some(EntryKind::Symlink) => Err(WorkspaceError::Symlink {
                 path: path.to_owned(),
-            });
-        }
-        if !meta.is_dir() {
-            return Err(WorkspaceError::NotADirectory {
+            }),
+            Some(EntryKind::Dir) => Ok(()),
+            Some(_) => Err(WorkspaceError::NotADirectory {
                 path: path.to_owned(),
-            });
+            }),
         }
-        Ok(())
     }
 
     fn hook_env(&self, context: &HookContext<'_>) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
@@ -321,6 +348,7 @@ impl WorkspaceManager {
             "hook started"
         );
         let outcome = run_hook(
+            self.host.as_ref(),
             kind,
             script,
             context,
@@ -359,24 +387,23 @@ impl WorkspaceManager {
         attempt: Option<u32>,
     ) -> Result<Prepared, WorkspaceError> {
         let path = self.path_for(issue.identifier);
-        let created_now = match std::fs::symlink_metadata(&path) {
-            Ok(_) => {
-                self.verify(&path)?;
-                self.check_ours(&path)?;
-                false
+        let existing = self.host.entry(&path).map_err(io_error("inspect", &path))?;
+        let created_now = if existing.is_some() {
+            self.verify(&path)?;
+            self.check_ours(&path)?;
+            false
+        } else {
+            // `create_dir`, not `create_dir_all`: the parent is the root, which exists.
+            let host = &self.host;
+            host.create_dir(&path, false)
+                .map_err(io_error("create", &path))?;
+            self.verify(&path)?;
+            let key = workspace_key(issue.identifier);
+            if let Err(e) = self.set_mark(&key, issue.identifier) {
+                let _ = self.host.remove_dir(&path);
+                return Err(e);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // `create_dir`, not `create_dir_all`: the parent is the root, which exists.
-                std::fs::create_dir(&path).map_err(io_error("create", &path))?;
-                self.verify(&path)?;
-                let key = workspace_key(issue.identifier);
-                if let Err(e) = self.set_mark(&key, issue.identifier) {
-                    let _ = std::fs::remove_dir(&path);
-                    return Err(e);
-                }
-                true
-            }
-            Err(e) => return Err(io_error("inspect", &path)(e)),
+            true
         };
         let context = HookContext {
             issue_id: issue.id,
@@ -388,9 +415,10 @@ impl WorkspaceManager {
             && let Some(outcome) = self.run(HookKind::AfterCreate, &context)
             && !outcome.succeeded()
         {
-            match std::fs::remove_dir_all(&path) {
+            match self.host.remove_dir_all(&path) {
                 Ok(()) => {
-                    let _ = std::fs::remove_file(self.mark(&workspace_key(issue.identifier)));
+                    let mark = self.mark(&workspace_key(issue.identifier));
+                    let _ = self.host.remove_file(&mark);
                 }
                 Err(e) => tracing::warn!(
                     issue_identifier = issue.identifier,
@@ -425,9 +453,9 @@ impl WorkspaceManager {
     /// symlink at the path is unlinked without being followed.
     pub fn remove(&self, issue: IssueRef<'_>) -> Result<Removal, WorkspaceError> {
         let path = self.path_for(issue.identifier);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let entry = match self.host.entry(&path) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
                 return Ok(Removal {
                     path,
                     existed: false,
@@ -445,11 +473,12 @@ impl WorkspaceManager {
                 path,
             });
         }
-        if !meta.is_dir() {
+        if entry.kind != EntryKind::Dir {
             // A symlink or a file where our workspace was: remove the entry itself, never
             // what it points at.
-            std::fs::remove_file(&path).map_err(io_error("remove", &path))?;
-            let _ = std::fs::remove_file(self.mark(&key));
+            let host = &self.host;
+            host.remove_file(&path).map_err(io_error("remove", &path))?;
+            let _ = self.host.remove_file(&self.mark(&key));
             return Ok(Removal {
                 path,
                 existed: true,
@@ -463,8 +492,10 @@ impl WorkspaceManager {
             attempt: None,
         };
         let hook = self.run(HookKind::BeforeRemove, &context);
-        std::fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
-        let _ = std::fs::remove_file(self.mark(&key));
+        let host = &self.host;
+        host.remove_dir_all(&path)
+            .map_err(io_error("remove", &path))?;
+        let _ = self.host.remove_file(&self.mark(&key));
         Ok(Removal {
             path,
             existed: true,
@@ -504,9 +535,10 @@ impl WorkspaceManager {
             if keep.contains(&name) || !self.is_ours(&name) {
                 continue;
             }
-            let modified = std::fs::symlink_metadata(&path)
-                .and_then(|m| m.modified())
-                .map_err(io_error("inspect", &path))?;
+            let entry = self.host.entry(&path).map_err(io_error("inspect", &path))?;
+            let Some(modified) = entry.map(|e| e.modified) else {
+                continue; // gone meanwhile
+            };
             if now.duration_since(modified).is_ok_and(|age| age > max_age) {
                 expired.push(path);
             }
@@ -517,17 +549,15 @@ impl WorkspaceManager {
 
     /// Directory entries of the root: (name, path), directories only, no symlinks.
     fn entries(&self) -> Result<Vec<(String, PathBuf)>, WorkspaceError> {
-        let read = std::fs::read_dir(&self.root).map_err(io_error("list", &self.root))?;
-        let mut out = Vec::new();
-        for entry in read {
-            let entry = entry.map_err(io_error("list", &self.root))?;
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str())
-                && name != MARKS_DIR
-            {
-                out.push((name.to_owned(), entry.path()));
-            }
-        }
-        Ok(out)
+        let names = self.host.list_dirs(&self.root);
+        let names = names.map_err(io_error("list", &self.root))?;
+        Ok(names
+            .into_iter()
+            .filter(|name| name != MARKS_DIR)
+            .map(|name| {
+                let path = self.root.join(&name);
+                (name, path)
+            })
+            .collect())
     }
 }

@@ -96,6 +96,7 @@ fn run(
         tracker,
         done_state: "Done".into(),
         runtime: runtime.handle().clone(),
+        host: Arc::new(symphony::host::LocalHost),
     };
     let (control, control_rx) = channel();
     let (updates_tx, updates_rx) = channel();

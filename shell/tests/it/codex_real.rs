@@ -185,6 +185,7 @@ fn one_attempt_through_the_real_codex_app_server() {
         tracker,
         done_state: "Done".into(),
         runtime: runtime.handle().clone(),
+        host: Arc::new(symphony::host::LocalHost),
     };
     let (control, control_rx) = channel();
     let (updates_tx, updates) = channel::<AgentUpdate>();

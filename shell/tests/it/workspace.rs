@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::support;
 
 use support::process_is_gone;
+use symphony::host::LocalHost;
 use symphony::workflow::HooksConfig;
 use symphony::workspace::{
     HookContext, HookKind, HookStatus, IssueRef, OUTPUT_LIMIT, WorkspaceError, WorkspaceManager,
@@ -282,6 +283,7 @@ fn path_env() -> Vec<(OsString, OsString)> {
 fn a_timed_out_hook_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run_hook(
+        &LocalHost,
         HookKind::BeforeRun,
         "sleep 1000 & echo $! > bg.pid; echo $$ > sh.pid; sleep 1000",
         &context(dir.path()),
@@ -307,6 +309,7 @@ fn a_timed_out_hook_leaves_no_process_behind() {
 fn a_hook_that_exits_does_not_leave_its_background_children_running() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run_hook(
+        &LocalHost,
         HookKind::AfterCreate,
         "sleep 1000 & echo $! > bg.pid; exit 0",
         &context(dir.path()),
@@ -343,6 +346,7 @@ fn kill_detached(dir: &Path) {
 fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run_hook(
+        &LocalHost,
         HookKind::AfterCreate,
         "setsid sh -c 'echo $$ > detached.pid; exec sleep 40' & echo started; sleep 0.2",
         &context(dir.path()),
@@ -361,6 +365,7 @@ fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
     // Still running at the timeout, with a detached child: back by the timeout plus the
     // output grace, not when the child ends.
     let outcome = run_hook(
+        &LocalHost,
         HookKind::BeforeRun,
         "setsid sh -c 'echo $$ > detached.pid; exec sleep 40' & sleep 30",
         &context(dir.path()),
@@ -380,6 +385,7 @@ fn a_detached_child_holding_the_pipes_cannot_hold_the_hook() {
 fn hook_output_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run_hook(
+        &LocalHost,
         HookKind::AfterRun,
         "head -c 100000000 /dev/zero | tr '\\0' x; echo done >&2",
         &context(dir.path()),
@@ -417,6 +423,7 @@ fn hooks_see_only_the_allowlist_named_variables_and_the_issue() {
     let dir = tempfile::tempdir().unwrap();
     let env = hook_env(host, &["NPM_TOKEN".to_owned()], &context(dir.path()));
     let outcome = run_hook(
+        &LocalHost,
         HookKind::BeforeRun,
         "env | sort",
         &context(dir.path()),
@@ -593,4 +600,101 @@ fn a_directory_symphony_did_not_create_is_neither_used_nor_removed() {
     assert!(prepared.created_now);
     assert!(manager.remove(issue("MT-1")).unwrap().existed);
     assert!(!prepared.path.exists());
+}
+
+/// A host that does what [`LocalHost`] does and writes down each call: the seam SSH and
+/// sandbox hosts plug into.
+#[derive(Debug, Default)]
+struct Recording {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recording {
+    fn note(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+impl symphony::host::Host for Recording {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn launch(&self, launch: &symphony::host::Launch<'_>) -> std::io::Result<std::process::Child> {
+        self.note(format!("launch {} {}", launch.program, launch.args[0]));
+        LocalHost.launch(launch)
+    }
+    fn entry(&self, path: &Path) -> std::io::Result<Option<symphony::host::Entry>> {
+        LocalHost.entry(path)
+    }
+    fn create_dir(&self, path: &Path, private: bool) -> std::io::Result<()> {
+        self.note(format!(
+            "create_dir {}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        LocalHost.create_dir(path, private)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        LocalHost.create_dir_all(path)
+    }
+    fn canonicalize(&self, path: &Path) -> std::io::Result<PathBuf> {
+        LocalHost.canonicalize(path)
+    }
+    fn write_file(&self, path: &Path, bytes: &[u8], append: bool) -> std::io::Result<()> {
+        self.note(format!(
+            "write {}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        LocalHost.write_file(path, bytes, append)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        LocalHost.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        LocalHost.remove_dir(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.note(format!(
+            "remove_dir_all {}",
+            path.file_name().unwrap().to_string_lossy()
+        ));
+        LocalHost.remove_dir_all(path)
+    }
+    fn list_dirs(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.note("list_dirs".into());
+        LocalHost.list_dirs(path)
+    }
+    fn free_space_mb(&self, path: &Path) -> std::io::Result<u64> {
+        self.note("free_space_mb".into());
+        LocalHost.free_space_mb(path)
+    }
+}
+
+#[test]
+fn every_workspace_operation_and_hook_goes_through_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = std::sync::Arc::new(Recording::default());
+    let hooks = HooksConfig {
+        after_create: Some("true".into()),
+        before_remove: Some("true".into()),
+        ..hooks()
+    };
+    let manager = WorkspaceManager::on(host.clone(), dir.path(), hooks).unwrap();
+    assert_eq!(manager.host().name(), "recording");
+    manager.prepare(issue("SEAM-1"), None).unwrap();
+    assert!(manager.free_space_mb().unwrap() > 0);
+    manager.orphans(["SEAM-1"]).unwrap();
+    manager.remove(issue("SEAM-1")).unwrap();
+    assert_eq!(
+        *host.calls.lock().unwrap(),
+        [
+            "create_dir SEAM-1",
+            "write SEAM-1", // the mark
+            "launch sh -lc",
+            "free_space_mb",
+            "list_dirs",
+            "launch sh -lc",
+            "remove_dir_all SEAM-1",
+        ]
+    );
+    assert!(!dir.path().join("SEAM-1").exists());
 }

@@ -467,6 +467,7 @@ impl Runner for CodexAgent {
         let env = agent_env(std::env::vars_os(), &self.env_names, self.secret_names);
         let context = io.context();
         let process = AgentProcess::spawn(
+            context.host.as_ref(),
             &self.config.command,
             &context.workspace,
             env,

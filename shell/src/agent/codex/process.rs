@@ -4,12 +4,12 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::Duration;
 
-use std::os::unix::process::CommandExt as _;
+use crate::host::{Host, Launch};
 
 /// Longest protocol line accepted; a longer one is a protocol error that ends the attempt.
 pub const MAX_LINE: usize = 10 * 1024 * 1024;
@@ -60,26 +60,23 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts `bash -lc <command>` in `cwd`. stdout lines go to `lines` (ending with
-    /// [`Line::Eof`]); stderr is drained and logged, never parsed.
+    /// Starts `bash -lc <command>` in `cwd` on `host`. stdout lines go to `lines` (ending
+    /// with [`Line::Eof`]); stderr is drained and logged, never parsed.
     pub fn spawn<T: From<Line> + Send + 'static>(
+        host: &dyn Host,
         command: &str,
         cwd: &Path,
         env: Vec<(OsString, OsString)>,
         lines: Sender<T>,
         identifier: &str,
     ) -> std::io::Result<Self> {
-        let mut child = Command::new("bash")
-            .arg("-lc")
-            .arg(command)
-            .current_dir(cwd)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
+        let mut child = host.launch(&Launch {
+            program: "bash",
+            args: &["-lc", command],
+            cwd,
+            env,
+            stdin: true,
+        })?;
         let pgid = child.id();
         let stdin = child.stdin.take();
         if let Some(stdout) = child.stdout.take() {
