@@ -173,9 +173,17 @@ impl ProviderSettings {
         self.0.secrets()
     }
 
-    /// See [`Settings::build`].
+    /// See [`Settings::build`]; the adapter comes wrapped so that its credentials never
+    /// appear in what it returns ([`super::Scrubbed`]).
     pub fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
-        self.0.build(tracker)
+        let secrets = self.secrets().into_iter();
+        let secrets = secrets
+            .map(|s| s.expose().to_owned())
+            .filter(|s| !s.is_empty());
+        Ok(Box::new(super::Scrubbed {
+            inner: self.0.build(tracker)?,
+            secrets: secrets.collect(),
+        }))
     }
 }
 

@@ -167,7 +167,93 @@ pub(crate) fn error(category: TrackerErrorCategory, message: impl Into<String>) 
     }
 }
 
-/// The adapter for a tracker config.
+/// The adapter for a tracker config, its credentials scrubbed from whatever it returns.
 pub fn build(config: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
     config.provider.build(config)
+}
+
+/// An adapter whose errors and tool results never carry its credentials: a server may echo
+/// the header it was sent (in an error message, say), and nothing an adapter returns may
+/// hand a credential to a log line or to an agent. Every kind gets this from
+/// [`kinds::ProviderSettings::build`].
+pub(crate) struct Scrubbed {
+    pub(crate) inner: Box<dyn Tracker>,
+    /// The credential values (never empty strings).
+    pub(crate) secrets: Vec<String>,
+}
+
+impl Scrubbed {
+    fn text(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "****");
+            }
+        }
+        text
+    }
+
+    fn error(&self, error: TrackerError) -> TrackerError {
+        TrackerError {
+            category: error.category,
+            message: self.text(error.message),
+        }
+    }
+
+    fn result<T>(&self, result: Result<T, TrackerError>) -> Result<T, TrackerError> {
+        result.map_err(|e| self.error(e))
+    }
+}
+
+impl Tracker for Scrubbed {
+    fn fetch_by_states<'a>(
+        &'a self,
+        states: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(async move { self.result(self.inner.fetch_by_states(states).await) })
+    }
+
+    fn fetch_by_ids<'a>(
+        &'a self,
+        ids: &'a [IssueId],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(async move { self.result(self.inner.fetch_by_ids(ids).await) })
+    }
+
+    fn set_state<'a>(
+        &'a self,
+        identifier: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(async move { self.result(self.inner.set_state(identifier, state).await) })
+    }
+
+    fn add_comment<'a>(
+        &'a self,
+        identifier: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(async move { self.result(self.inner.add_comment(identifier, body).await) })
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
+        Box::pin(async move { self.result(self.inner.probe().await) })
+    }
+
+    fn tool_specs(&self) -> Vec<serde_json::Value> {
+        self.inner.tool_specs()
+    }
+
+    fn call_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a serde_json::Value,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        let call = self.inner.call_tool(name, arguments)?;
+        Some(Box::pin(async move {
+            match call.await {
+                Ok(text) => Ok(self.text(text)),
+                Err(text) => Err(self.text(text)),
+            }
+        }))
+    }
 }

@@ -13,6 +13,7 @@ mod support;
 mod check_cli;
 mod codex_fake;
 mod codex_real;
+mod contract;
 mod daemon;
 mod daemon_trackers;
 mod dashboard_browser;

@@ -214,10 +214,15 @@ impl GithubTracker {
     async fn pages(&self, first: String, what: &str) -> Result<Vec<Value>, TrackerError> {
         let mut url = Some(first);
         let mut items = Vec::new();
-        let mut pages = 0;
+        let mut seen = std::collections::BTreeSet::new();
         while let Some(current) = url {
-            pages += 1;
-            if pages > MAX_PAGES {
+            if !seen.insert(current.clone()) {
+                return Err(error(
+                    TrackerErrorCategory::TrackerPagination,
+                    format!("GitHub's next page link leads back to a page already read ({what}s)"),
+                ));
+            }
+            if seen.len() > MAX_PAGES {
                 return Err(error(
                     TrackerErrorCategory::TrackerPagination,
                     format!("more than {MAX_PAGES} pages of {what}s"),
@@ -231,12 +236,6 @@ impl GithubTracker {
                 ));
             };
             items.extend(batch.iter().cloned());
-            if next.as_deref() == Some(current.as_str()) {
-                return Err(error(
-                    TrackerErrorCategory::TrackerPagination,
-                    "GitHub's next page link points at the same page",
-                ));
-            }
             url = next;
         }
         Ok(items)

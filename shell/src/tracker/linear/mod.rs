@@ -94,11 +94,21 @@ impl LinearTracker {
                 401 | 403 => TrackerErrorCategory::TrackerAuth,
                 _ => TrackerErrorCategory::TrackerStatus,
             };
-            let hint = if status.as_u16() == 401 {
-                let var = config::API_KEY_VAR;
-                format!(" (check the API key in tracker.provider.api_key / ${var})")
-            } else {
-                String::new()
+            let header = |name: &str| {
+                let value = response.headers().get(name)?;
+                value.to_str().ok().map(str::to_owned)
+            };
+            let hint = match status.as_u16() {
+                401 => {
+                    let var = config::API_KEY_VAR;
+                    format!(" (check the API key in tracker.provider.api_key / ${var})")
+                }
+                429 => match (header("retry-after"), header("x-ratelimit-requests-reset")) {
+                    (Some(seconds), _) => format!(": retry after {seconds} s"),
+                    (None, Some(at)) => format!(": the limit resets at epoch ms {at}"),
+                    (None, None) => ": retry later".to_owned(),
+                },
+                _ => String::new(),
             };
             return Err(error(
                 category,
