@@ -2,12 +2,11 @@
 //! daemon. One line per check, `ok` / `warn` / `fail` with a hint; exit 1 when any check fails.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::time::Duration;
 
-use symphony::host::{Host, Launch, LocalHost};
+use symphony::agent::kinds::{Preflight, on_path};
+use symphony::host::{Host, LocalHost};
 use symphony::tracker::Probe;
-use symphony::workflow::{self, AgentKind, Overrides, ProcessEnv, Source, Workflow};
+use symphony::workflow::{self, Overrides, ProcessEnv, Source, Workflow};
 use symphony_core::issue::normalize;
 
 use crate::Outcome;
@@ -35,41 +34,6 @@ impl Report {
         self.failed |= level == Level::Fail;
         let _ = writeln!(self.text, "{tag}  {check:<10} {}", message.as_ref());
     }
-}
-
-/// Whether `program` is an executable on `$PATH` (or a path that exists).
-fn on_path(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).exists();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// The first line of `program --version`, within a few seconds.
-fn version(program: &str) -> Option<String> {
-    let cwd = std::env::current_dir().ok()?;
-    let mut child = LocalHost
-        .launch(&Launch {
-            program,
-            args: &["--version"],
-            cwd: &cwd,
-            env: std::env::vars_os().collect(),
-            stdin: false,
-        })
-        .ok()?;
-    drop(child.stderr.take()); // not read: closed, so it cannot fill and block
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take()?;
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
-        let _ = tx.send(text);
-    });
-    let text = rx.recv_timeout(Duration::from_secs(10)).ok();
-    let _ = child.kill();
-    let _ = child.wait();
-    text.and_then(|t| t.lines().next().map(str::to_owned))
 }
 
 fn check_tracker(workflow: &Workflow, report: &mut Report) {
@@ -209,28 +173,9 @@ fn check_states(workflow: &Workflow, probe: &Probe, report: &mut Report) {
 
 fn check_agent(workflow: &Workflow, report: &mut Report) {
     let config = &workflow.config;
-    match config.agent.kind {
-        AgentKind::Demo => report.line(Level::Ok, "agent", "built-in demo agent"),
-        AgentKind::Codex => {
-            // The command runs through `bash -lc`; its first word that is not an `env`
-            // assignment is the program.
-            let program = config
-                .codex
-                .command
-                .split_whitespace()
-                .find(|w| *w != "env" && !w.contains('='))
-                .unwrap_or("codex");
-            if !on_path(program) {
-                report.line(
-                    Level::Fail,
-                    "agent",
-                    format!("`{program}` is not on PATH (hint: npm install -g @openai/codex)"),
-                );
-            } else {
-                let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
-                report.line(Level::Ok, "agent", format!("{program}: {found}"));
-            }
-        }
+    match (config.agent.kind.preflight)(config) {
+        Preflight::Ready(found) => report.line(Level::Ok, "agent", found),
+        Preflight::Missing(why) => report.line(Level::Fail, "agent", why),
     }
 }
 

@@ -6,12 +6,14 @@
 //! orchestrator then sees the terminal state, stops the run and cleans the workspace.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use symphony_core::{AgentUpdate, ExitOutcome};
 
+use super::kinds::{Preflight, RunnerKind};
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 
 /// What each scripted turn does.
@@ -20,6 +22,17 @@ const STEPS: [&str; 3] = [
     "made the change and ran the checks",
     "wrote the summary and moved the issue to done",
 ];
+
+/// The kinds-table row.
+pub(crate) static KIND: RunnerKind = RunnerKind {
+    name: "demo",
+    build: |config| {
+        Arc::new(DemoAgent {
+            turn_time: Duration::from_millis(config.agent.demo_turn_ms),
+        })
+    },
+    preflight: |_| Preflight::Ready("built-in demo agent".to_owned()),
+};
 
 /// The built-in demo agent.
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 
 pub mod codex;
 mod demo;
+pub mod kinds;
 pub mod session;
 
 use std::path::PathBuf;

@@ -2,12 +2,10 @@
 //! a new [`Bound`] for future runs; running workers keep theirs (SPEC 6.2, 10.5).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::agent::codex::CodexAgent;
-use crate::agent::{DemoAgent, Runner};
+use crate::agent::Runner;
 use crate::tracker::{self, Tracker};
-use crate::workflow::{AgentKind, PromptTemplate, Workflow};
+use crate::workflow::{PromptTemplate, Workflow};
 use crate::workspace::{IssueRef, WorkspaceManager};
 
 /// One workflow version's working parts.
@@ -49,16 +47,7 @@ impl Bound {
             WorkspaceManager::new(&config.workspace.root, config.hooks.clone())
         }
         .map_err(|e| e.to_string())?;
-        let agent: Arc<dyn Runner> = match config.agent.kind {
-            AgentKind::Demo => Arc::new(DemoAgent {
-                turn_time: Duration::from_millis(config.agent.demo_turn_ms),
-            }),
-            AgentKind::Codex => Arc::new(CodexAgent {
-                config: config.codex.clone(),
-                env_names: config.codex.env.clone(),
-                secret_names: config.tracker.kind.secret_vars,
-            }),
-        };
+        let agent = (config.agent.kind.build)(config);
         let done_state = config
             .tracker
             .terminal_states

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Tracker;
-use crate::workflow::{ProviderKeys, Secret, TrackerConfig, WorkflowError};
+use crate::workflow::{Secret, SectionKeys, TrackerConfig, WorkflowError};
 
 /// One tracker kind: its row in [`KINDS`].
 pub struct Kind {
@@ -33,7 +33,7 @@ pub struct Kind {
     /// Whether answering at all proves a credential was accepted (`doctor`'s wording).
     pub remote: bool,
     /// Reads and validates the provider keys.
-    pub read: fn(&mut ProviderKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError>,
+    pub read: fn(&mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError>,
 }
 
 /// Every tracker kind this build has. Add a row here and a room under `tracker/`.

@@ -14,6 +14,8 @@ use symphony_core::issue::normalize;
 use super::env::{Env, var_reference};
 use super::error::{ErrorClass, Position, Warning, WorkflowError};
 use super::front_matter::key_positions;
+pub use crate::agent::codex::{ApprovalDecision, CodexConfig};
+use crate::agent::kinds::{self as runners, RunnerKind};
 use crate::tracker::kinds::{self, Kind, ProviderSettings};
 
 /// A credential. Printed, logged and serialised as `****`; [`Secret::expose`] is the only way
@@ -129,21 +131,11 @@ pub struct HooksConfig {
     pub env: Vec<String>,
 }
 
-/// Which coding agent runs the turns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    /// The Codex app-server (`codex.*` settings).
-    Codex,
-    /// The built-in deterministic demo agent: scripted work, no model, no network.
-    Demo,
-}
-
 /// `agent`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentConfig {
-    /// `codex` (default) or `demo`.
-    pub kind: AgentKind,
+    /// The runner's row in the kinds table: `codex` (default) or `demo`.
+    pub kind: &'static RunnerKind,
     /// Inactivity before a run counts as stalled; `<= 0` disables. Written
     /// `agent.stall_timeout_ms`, or `codex.stall_timeout_ms` as SPEC 5.3 spells it.
     pub stall_timeout_ms: i64,
@@ -159,40 +151,6 @@ pub struct AgentConfig {
     pub max_concurrent_agents_by_state: BTreeMap<String, u32>,
     /// Tokens one issue may use across the runs of a claim; `None`: no limit.
     pub max_tokens_per_issue: Option<u64>,
-}
-
-/// How approval requests are answered (`codex.approval_decision`), parsed once at load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApprovalDecision {
-    /// Approve, and do not ask again this session (SPEC 10.5's high-trust example).
-    AcceptForSession,
-    /// Approve this one request.
-    Accept,
-    /// Refuse.
-    Decline,
-}
-
-/// `codex`. Policy values pass through to the app-server unchanged.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CodexConfig {
-    /// Launched with `bash -lc` in the workspace.
-    pub command: String,
-    /// `AskForApproval`.
-    pub approval_policy: serde_json::Value,
-    /// `SandboxMode` for `thread/start`.
-    pub thread_sandbox: serde_json::Value,
-    /// `SandboxPolicy` for `turn/start`; omitted when `None`.
-    pub turn_sandbox_policy: Option<serde_json::Value>,
-    /// Silence allowed within a turn.
-    pub turn_timeout_ms: u64,
-    /// Wait for a response to a request.
-    pub read_timeout_ms: u64,
-    /// Host environment variables passed to the agent by name, beyond the built-in allowlist.
-    pub env: Vec<String>,
-    /// How approval requests are answered: `accept_for_session` (default), `accept` or
-    /// `decline`.
-    pub approval_decision: ApprovalDecision,
 }
 
 /// `server` (HTTP extension, SPEC 13.7).
@@ -329,7 +287,16 @@ pub(crate) fn resolve(
     let workspace = r.workspace(root)?;
     let hooks = r.hooks(root)?;
     let agent = r.agent(root)?;
-    let codex = r.codex(root)?;
+    let codex = {
+        let section = r.section(root, "codex")?;
+        let mut keys = SectionKeys {
+            reader: &mut r,
+            map: section,
+            prefix: "codex",
+            spelled: BTreeMap::new(),
+        };
+        crate::agent::codex::read_config(&mut keys)?
+    };
     let server = r.server(root, overrides)?;
     // In file order, so a reader can walk down the file; position-less ones last.
     r.warnings
@@ -702,9 +669,10 @@ impl Reader<'_> {
             .collect();
         self.check_keys(&section, "tracker", &known);
 
-        let mut keys = ProviderKeys {
+        let mut keys = SectionKeys {
             reader: self,
             map: provider,
+            prefix: "tracker.provider",
             spelled,
         };
         let provider = (kind.read)(&mut keys)?;
@@ -883,19 +851,16 @@ impl Reader<'_> {
         let kind = match self.string(&section, "agent.kind")? {
             None => {
                 self.source("agent.kind", Source::Default);
-                AgentKind::Codex
+                runners::default_kind()
             }
             Some(raw) => {
-                let kind = match normalize(&raw).as_str() {
-                    "codex" => AgentKind::Codex,
-                    "demo" => AgentKind::Demo,
-                    _ => {
-                        return Err(self.invalid(
-                            "agent.kind",
-                            "`codex` or `demo`",
-                            &Value::String(raw),
-                        ));
-                    }
+                let Some(kind) = runners::find(&normalize(&raw)) else {
+                    let names = runners::names().join(", ");
+                    return Err(self.invalid(
+                        "agent.kind",
+                        &format!("one of: {names}"),
+                        &Value::String(raw),
+                    ));
                 };
                 self.written("agent.kind");
                 kind
@@ -992,94 +957,6 @@ impl Reader<'_> {
         self.sources.remove(CODEX_KEY);
         self.source(KEY, Source::Workflow(CODEX_KEY.to_owned()));
         Ok(value)
-    }
-
-    fn codex(&mut self, root: &Mapping) -> Result<CodexConfig, WorkflowError> {
-        let section = self.section(root, "codex")?;
-        self.check_keys(
-            &section,
-            "codex",
-            &[
-                "command",
-                "approval_policy",
-                "thread_sandbox",
-                "turn_sandbox_policy",
-                "turn_timeout_ms",
-                "read_timeout_ms",
-                "stall_timeout_ms",
-                "env",
-                "approval_decision",
-            ],
-        );
-        let env = self.var_names(&section, "codex.env")?;
-        let approval_decision = match self.string(&section, "codex.approval_decision")? {
-            None => {
-                self.source("codex.approval_decision", Source::Default);
-                ApprovalDecision::AcceptForSession
-            }
-            Some(raw) => {
-                let decision = match normalize(&raw).as_str() {
-                    "accept_for_session" => ApprovalDecision::AcceptForSession,
-                    "accept" => ApprovalDecision::Accept,
-                    "decline" => ApprovalDecision::Decline,
-                    _ => {
-                        return Err(self.invalid(
-                            "codex.approval_decision",
-                            "`accept_for_session`, `accept` or `decline`",
-                            &Value::String(raw),
-                        ));
-                    }
-                };
-                self.written("codex.approval_decision");
-                decision
-            }
-        };
-        let command = match self.string(&section, "codex.command")? {
-            Some(c) if c.trim().is_empty() => {
-                return Err(self.error(
-                    ErrorClass::MissingCodexCommand,
-                    "codex.command",
-                    "codex.command is empty; remove it for the default `codex app-server`",
-                ));
-            }
-            Some(c) => {
-                self.written("codex.command");
-                c
-            }
-            None => {
-                self.source("codex.command", Source::Default);
-                "codex app-server".to_owned()
-            }
-        };
-        let pass_through = |r: &mut Self, name: &str, default: Option<serde_json::Value>| {
-            let key = format!("codex.{name}");
-            match Self::get(&section, name) {
-                Some(value) => {
-                    r.written(&key);
-                    serde_json::to_value(value).ok()
-                }
-                None => {
-                    r.source(&key, Source::Default);
-                    default
-                }
-            }
-        };
-        let approval_policy = pass_through(self, "approval_policy", Some("never".into()))
-            .unwrap_or(serde_json::Value::Null);
-        let thread_sandbox = pass_through(self, "thread_sandbox", Some("workspace-write".into()))
-            .unwrap_or(serde_json::Value::Null);
-        let turn_sandbox_policy = pass_through(self, "turn_sandbox_policy", None);
-        Ok(CodexConfig {
-            command,
-            approval_policy,
-            thread_sandbox,
-            turn_sandbox_policy,
-            turn_timeout_ms: self.int(&section, "codex.turn_timeout_ms", 3_600_000, 1..=MAX_MS)?
-                as u64,
-            read_timeout_ms: self.int(&section, "codex.read_timeout_ms", 5_000, 1..=MAX_MS)? as u64,
-            env,
-            approval_decision,
-        })
     }
 
     fn server(
@@ -1199,20 +1076,23 @@ pub(crate) fn check_auth_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The `tracker.provider` map of one kind while its room reads it (older flat spellings
-/// folded in). Every value is read through here, so sources, `$VAR` resolution, error
-/// positions and messages are the same for every kind.
-pub struct ProviderKeys<'r, 'a> {
+/// One section of the front matter while a room reads it: `tracker.provider` for a tracker
+/// kind (older flat spellings folded in), `codex` for the Codex runner. Every value is read
+/// through here, so sources, `$VAR` resolution, error positions and messages are the same for
+/// every room.
+pub struct SectionKeys<'r, 'a> {
     reader: &'r mut Reader<'a>,
     map: Mapping,
+    /// The section's dotted path: `tracker.provider`, `codex`.
+    prefix: &'static str,
     /// Which flat key each folded-in value was written at.
     spelled: BTreeMap<String, String>,
 }
 
-impl ProviderKeys<'_, '_> {
-    /// `tracker.provider.<name>`.
-    fn key(name: &str) -> String {
-        format!("tracker.provider.{name}")
+impl SectionKeys<'_, '_> {
+    /// `<prefix>.<name>`.
+    fn key(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
     }
 
     /// The key as the file spells it (a deprecated flat spelling when that was used).
@@ -1220,7 +1100,67 @@ impl ProviderKeys<'_, '_> {
         self.spelled
             .get(name)
             .cloned()
-            .unwrap_or_else(|| Self::key(name))
+            .unwrap_or_else(|| self.key(name))
+    }
+
+    /// Warns about keys outside `known`, with a suggestion when one is close.
+    pub fn check_keys(&mut self, known: &[&str]) {
+        let map = self.map.clone();
+        self.reader.check_keys(&map, self.prefix, known);
+    }
+
+    /// A list of environment variable names, each checked for shape; empty when absent.
+    pub fn var_names(&mut self, name: &str) -> Result<Vec<String>, WorkflowError> {
+        let key = self.key(name);
+        self.reader.var_names(&self.map, &key)
+    }
+
+    /// The value as written, for settings passed through to an agent unchanged; `default`
+    /// when absent.
+    pub fn raw(
+        &mut self,
+        name: &str,
+        default: Option<serde_json::Value>,
+    ) -> Option<serde_json::Value> {
+        let key = self.key(name);
+        match Reader::get(&self.map, name) {
+            Some(value) => {
+                self.reader.written(&key);
+                serde_json::to_value(value).ok()
+            }
+            None => {
+                self.reader.source(&key, Source::Default);
+                default
+            }
+        }
+    }
+
+    /// A string as written (numbers and booleans as text), no `$VAR` resolution: for values
+    /// that a shell or an agent reads itself. `None` when absent (no source recorded).
+    pub fn verbatim(&mut self, name: &str) -> Result<Option<String>, WorkflowError> {
+        let key = self.key(name);
+        let value = self.reader.string(&self.map, &key)?;
+        if value.is_some() {
+            self.reader.written(&key);
+        }
+        Ok(value)
+    }
+
+    /// Records that `name` took its default (for a value read with [`Self::string`] and
+    /// `None` as default, then defaulted by the room).
+    pub fn defaulted(&mut self, name: &str) {
+        let key = self.key(name);
+        self.reader.source(&key, Source::Default);
+    }
+
+    /// An error of `class` about `name`.
+    pub fn error(
+        &self,
+        class: ErrorClass,
+        name: &str,
+        message: impl Into<String>,
+    ) -> WorkflowError {
+        self.reader.error(class, &self.written(name), message)
     }
 
     /// A string: `$VAR` resolved, source recorded, `default` when absent.
@@ -1229,7 +1169,7 @@ impl ProviderKeys<'_, '_> {
         name: &str,
         default: Option<&str>,
     ) -> Result<Option<String>, WorkflowError> {
-        let key = Self::key(name);
+        let key = self.key(name);
         let written = self.written(name);
         let value = match Reader::get(&self.map, name) {
             None => None,
@@ -1259,7 +1199,7 @@ impl ProviderKeys<'_, '_> {
 
     /// A credential: written value or `$VAR`, else the kind's fallback variable.
     pub fn secret(&mut self, name: &str, fallback_var: &str) -> Result<Secret, WorkflowError> {
-        let key = Self::key(name);
+        let key = self.key(name);
         let written = self.written(name);
         let r = &mut *self.reader;
         if let Some(value) = Reader::get(&self.map, name) {
@@ -1296,7 +1236,7 @@ impl ProviderKeys<'_, '_> {
             }
             None => Err(r.error(
                 ErrorClass::MissingTrackerApiKey,
-                "tracker.provider",
+                self.prefix,
                 format!(
                     "{key} is missing: export {fallback_var} (read when the workflow names \
                      none), or write `{name}: $SOME_VAR` under tracker.provider to read \
@@ -1309,7 +1249,8 @@ impl ProviderKeys<'_, '_> {
     /// A path (`~`, `$VAR`, relative to the workflow), `default` when absent.
     pub fn path(&mut self, name: &str, default: &str) -> Result<PathBuf, WorkflowError> {
         let raw = self.string(name, Some(default))?.unwrap_or_default();
-        self.reader.path(&Self::key(name), &raw)
+        let key = self.key(name);
+        self.reader.path(&key, &raw)
     }
 
     /// An integer within `range`, `default` when absent.
@@ -1319,12 +1260,13 @@ impl ProviderKeys<'_, '_> {
         default: i64,
         range: std::ops::RangeInclusive<i64>,
     ) -> Result<i64, WorkflowError> {
-        self.reader.int(&self.map, &Self::key(name), default, range)
+        let key = self.key(name);
+        self.reader.int(&self.map, &key, default, range)
     }
 
     /// `true` or `false`, `default` when absent.
     pub fn flag(&mut self, name: &str, default: bool) -> Result<bool, WorkflowError> {
-        let key = Self::key(name);
+        let key = self.key(name);
         match Reader::get(&self.map, name) {
             None => {
                 self.reader.source(&key, Source::Default);
@@ -1340,7 +1282,7 @@ impl ProviderKeys<'_, '_> {
 
     /// A required setting is missing (`class` says which kind of setting).
     pub fn missing(&self, class: ErrorClass, message: impl Into<String>) -> WorkflowError {
-        self.reader.error(class, "tracker.provider", message)
+        self.reader.error(class, self.prefix, message)
     }
 
     /// The value of `name` is not what the kind accepts.

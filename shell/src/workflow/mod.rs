@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    AgentConfig, AgentKind, ApprovalDecision, CodexConfig, HooksConfig, Overrides, PollingConfig,
-    ProviderKeys, Secret, ServerConfig, ServiceConfig, Source, TrackerConfig, WorkspaceConfig,
+    AgentConfig, ApprovalDecision, CodexConfig, HooksConfig, Overrides, PollingConfig, Secret,
+    SectionKeys, ServerConfig, ServiceConfig, Source, TrackerConfig, WorkspaceConfig,
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};

@@ -5,6 +5,7 @@
 //! and `real-agents-offline.md`: no `jsonrpc` member, request ids from 0, many messages per
 //! read, unknown notifications ignored.
 
+mod config;
 mod process;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -16,8 +17,42 @@ use symphony_core::{AgentUpdate, ExitOutcome};
 pub use process::{AgentProcess, Line, MAX_LINE, agent_env};
 
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
-pub use crate::workflow::ApprovalDecision;
-use crate::workflow::CodexConfig;
+pub use config::{ApprovalDecision, CodexConfig, read_config};
+
+use std::sync::Arc;
+
+use super::kinds::{Preflight, RunnerKind, on_path, version};
+use crate::workflow::ServiceConfig;
+
+/// The kinds-table row.
+pub(crate) static KIND: RunnerKind = RunnerKind {
+    name: "codex",
+    build,
+    preflight,
+};
+
+fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
+    Arc::new(CodexAgent {
+        config: config.codex.clone(),
+        env_names: config.codex.env.clone(),
+        secret_names: config.tracker.kind.secret_vars,
+    })
+}
+
+/// The program `codex.command` starts: its first word that is not an `env` assignment (the
+/// command runs through `bash -lc`).
+fn preflight(config: &ServiceConfig) -> Preflight {
+    let program = (config.codex.command.split_whitespace())
+        .find(|w| *w != "env" && !w.contains('='))
+        .unwrap_or("codex");
+    if !on_path(program) {
+        return Preflight::Missing(format!(
+            "`{program}` is not on PATH (hint: npm install -g @openai/codex)"
+        ));
+    }
+    let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
+    Preflight::Ready(format!("{program}: {found}"))
+}
 
 /// Startup requests (`initialize`, `thread/start`) may take this long at least: a cold start
 /// with MCP servers has needed far more than the 5 s default read timeout in the field.

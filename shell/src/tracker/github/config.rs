@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::GithubTracker;
 use crate::tracker::Tracker;
 use crate::tracker::kinds::{Kind, ProviderSettings, Settings};
-use crate::workflow::{ErrorClass, ProviderKeys, Secret, TrackerConfig, WorkflowError};
+use crate::workflow::{ErrorClass, Secret, SectionKeys, TrackerConfig, WorkflowError};
 
 /// The kinds-table row.
 pub(crate) static KIND: Kind = Kind {
@@ -45,7 +45,7 @@ pub struct GithubSettings {
     pub timeout_ms: u64,
 }
 
-fn read(keys: &mut ProviderKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
+fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
     let api_url = keys
         .string("api_url", Some("https://api.github.com"))?
         .unwrap_or_default();

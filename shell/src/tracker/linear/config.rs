@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::LinearTracker;
 use crate::tracker::Tracker;
 use crate::tracker::kinds::{Kind, ProviderSettings, Settings};
-use crate::workflow::{ErrorClass, ProviderKeys, Secret, TrackerConfig, WorkflowError};
+use crate::workflow::{ErrorClass, Secret, SectionKeys, TrackerConfig, WorkflowError};
 
 /// The kinds-table row.
 pub(crate) static KIND: Kind = Kind {
@@ -42,7 +42,7 @@ pub struct LinearSettings {
     pub timeout_ms: u64,
 }
 
-fn read(keys: &mut ProviderKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
+fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
     let endpoint = keys
         .string("endpoint", Some("https://api.linear.app/graphql"))?
         .unwrap_or_default();

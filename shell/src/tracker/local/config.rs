@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::LocalTracker;
 use crate::tracker::Tracker;
 use crate::tracker::kinds::{Kind, ProviderSettings, Settings};
-use crate::workflow::{ProviderKeys, TrackerConfig, WorkflowError};
+use crate::workflow::{SectionKeys, TrackerConfig, WorkflowError};
 
 /// The kinds-table row.
 pub(crate) static KIND: Kind = Kind {
@@ -27,7 +27,7 @@ pub struct LocalSettings {
     pub path: PathBuf,
 }
 
-fn read(keys: &mut ProviderKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
+fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowError> {
     let path = keys.path("path", "./issues")?;
     Ok(ProviderSettings::new(LocalSettings { path }))
 }

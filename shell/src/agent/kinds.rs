@@ -1,0 +1,133 @@
+//! The one table of runner kinds (`agent.kind`). A runner is registered here and nowhere
+//! else: the config reader, `doctor` and the daemon read [`KINDS`].
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Runner;
+use crate::host::{Host as _, Launch, LocalHost};
+use crate::workflow::ServiceConfig;
+
+/// What `doctor` found about a runner on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preflight {
+    /// Ready: what was found.
+    Ready(String),
+    /// Not runnable here, and what to do.
+    Missing(String),
+}
+
+/// One runner kind: its row in [`KINDS`].
+pub struct RunnerKind {
+    /// `agent.kind` value (lowercase).
+    pub name: &'static str,
+    /// The runner for a config (its own section is already read and validated).
+    pub build: fn(&ServiceConfig) -> Arc<dyn Runner>,
+    /// `doctor`'s check that the runner can start here.
+    pub preflight: fn(&ServiceConfig) -> Preflight,
+}
+
+/// Every runner this build has; the first is the default.
+pub static KINDS: [&RunnerKind; 2] = [&super::codex::KIND, &super::demo::KIND];
+
+/// The kind named `name` (already normalised).
+pub fn find(name: &str) -> Option<&'static RunnerKind> {
+    KINDS.iter().copied().find(|kind| kind.name == name)
+}
+
+/// The kind used when `agent.kind` is not written.
+pub fn default_kind() -> &'static RunnerKind {
+    KINDS[0]
+}
+
+/// The kind names, in table order.
+pub fn names() -> Vec<&'static str> {
+    KINDS.iter().map(|kind| kind.name).collect()
+}
+
+impl fmt::Debug for RunnerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RunnerKind({})", self.name)
+    }
+}
+
+impl fmt::Display for RunnerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for RunnerKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RunnerKind {}
+
+impl Serialize for RunnerKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name)
+    }
+}
+
+// Preflight helpers for the rooms.
+
+/// Whether `program` is an executable on `$PATH` (or a path that exists).
+pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The first line of `program --version`, within a few seconds.
+pub fn version(program: &str) -> Option<String> {
+    let cwd = std::env::current_dir().ok()?;
+    let mut child = LocalHost
+        .launch(&Launch {
+            program,
+            args: &["--version"],
+            cwd: &cwd,
+            env: std::env::vars_os().collect(),
+            stdin: false,
+        })
+        .ok()?;
+    drop(child.stderr.take()); // not read: closed, so it cannot fill and block
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take()?;
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(Duration::from_secs(10)).ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    text.and_then(|t| t.lines().next().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_runner_is_found_by_its_unique_lowercase_name() {
+        let names = names();
+        for name in &names {
+            assert_eq!(find(name).map(|k| k.name), Some(*name));
+            assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+            assert_eq!(*name, name.to_lowercase());
+        }
+        assert_eq!(
+            default_kind().name,
+            "codex",
+            "SPEC 5.3: the agent is Codex by default"
+        );
+    }
+}
