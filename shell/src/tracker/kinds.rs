@@ -174,7 +174,7 @@ impl ProviderSettings {
     }
 
     /// See [`Settings::build`]; the adapter comes wrapped so that its credentials never
-    /// appear in what it returns ([`super::Scrubbed`]).
+    /// appear in what it returns (`tracker::Scrubbed`).
     pub fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
         let secrets = self.secrets().into_iter();
         let secrets = secrets

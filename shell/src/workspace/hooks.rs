@@ -162,8 +162,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// `timeout` whatever the script and its children do. On timeout the group is killed; after
 /// the shell exits, anything it left running in the group (a background `sleep &`) is killed
 /// too, so no hook outlives its run; output is read until both pipes close or for
-/// [`OUTPUT_GRACE`] after the exit, whichever is first. When the daemon stops
-/// ([`crate::child::stop_all_groups`]) the group gets TERM, then KILL after two seconds.
+/// `OUTPUT_GRACE` after the exit, whichever is first. When the daemon stops
+/// (`child::stop_all_groups`) the group gets TERM, then KILL after two seconds.
 /// One thread does it all: it waits on the pipes and a pidfd together. The process starts on
 /// `host`.
 pub fn run_hook(

@@ -21,12 +21,12 @@
 //! comments) replace the file atomically; a state change rewrites only the `state:` line, so
 //! the rest of the file keeps its formatting.
 //!
-//! Identifiers follow one rule for reading and writing ([`identifier_rule`]): letters, digits,
+//! Identifiers follow one rule for reading and writing (`identifier_rule`): letters, digits,
 //! `-`, `_` and `.`, not starting with `.`, at most 128 characters. A file whose name breaks it
 //! is skipped with a warning, like a malformed one; each such warning is logged once per change
 //! of the file's problem, not on every poll. Files are read only when they are regular files
-//! of at most [`MAX_ISSUE_FILE_BYTES`], with front matter of at most
-//! [`MAX_FRONT_MATTER_BYTES`].
+//! of at most `MAX_ISSUE_FILE_BYTES`, with front matter of at most
+//! `MAX_FRONT_MATTER_BYTES`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
