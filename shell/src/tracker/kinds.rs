@@ -37,10 +37,11 @@ pub struct Kind {
 }
 
 /// Every tracker kind this build has. Add a row here and a room under `tracker/`.
-pub static KINDS: [&Kind; 3] = [
+pub static KINDS: [&Kind; 4] = [
     &super::local::KIND,
     &super::linear::KIND,
     &super::github::KIND,
+    &super::gitea::KIND,
 ];
 
 /// The kind named `name` (already normalised: trimmed, lowercase).

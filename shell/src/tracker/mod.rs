@@ -1,6 +1,7 @@
 //! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
+pub mod gitea;
 pub mod github;
 pub mod kinds;
 pub mod linear;
@@ -156,6 +157,22 @@ pub(crate) async fn json_capped(
             TrackerErrorCategory::TrackerResponse,
             format!("{what} sent a body that is not JSON: {e}"),
         )
+    })
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub(crate) fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                url.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
     })
 }
 

@@ -1146,6 +1146,44 @@ impl SectionKeys<'_, '_> {
         Ok(value)
     }
 
+    /// The value of environment variable `var` as `name`'s fallback, source recorded; `None`
+    /// when it is unset or empty.
+    pub fn from_env(&mut self, name: &str, var: &str) -> Option<String> {
+        let value = self.reader.env.var(var).filter(|v| !v.is_empty())?;
+        let key = self.key(name);
+        self.reader.source(&key, Source::Env(var.to_owned()));
+        Some(value)
+    }
+
+    /// A map of strings to strings, in the order written; `None` when absent.
+    pub fn string_map(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<Vec<(String, String)>>, WorkflowError> {
+        let key = self.key(name);
+        let Some(value) = Reader::get(&self.map, name) else {
+            self.reader.source(&key, Source::Default);
+            return Ok(None);
+        };
+        let Value::Mapping(map) = value else {
+            return Err(self
+                .reader
+                .invalid(&self.written(name), "a map of strings", value));
+        };
+        let mut out = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            match (k, v) {
+                (Value::String(k), Value::String(v)) => out.push((k.clone(), v.clone())),
+                (_, other) => {
+                    let written = self.written(name);
+                    return Err(self.reader.invalid(&written, "a map of strings", other));
+                }
+            }
+        }
+        self.reader.written(&key);
+        Ok(Some(out))
+    }
+
     /// Records that `name` took its default (for a value read with [`Self::string`] and
     /// `None` as default, then defaulted by the room).
     pub fn defaulted(&mut self, name: &str) {

@@ -11,6 +11,7 @@
 //! - no credential appears in any error or tool result, even when the server echoes it.
 //!
 //! Faults are injected by a small proxy in front of the fake, the same for every adapter.
+//! The subjects: Linear, GitHub, Gitea.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -21,7 +22,7 @@ use symphony::tracker::Tracker;
 use symphony::workflow::{MapEnv, Overrides, parse};
 use symphony_core::{IssueId, TrackerErrorCategory};
 
-use crate::{github_fake, linear_fake, support};
+use crate::{gitea_fake, github_fake, linear_fake, support};
 
 /// What the proxy does with the next requests.
 #[derive(Clone, Debug)]
@@ -331,6 +332,75 @@ impl Subject for Github {
     }
 }
 
+struct Gitea;
+
+impl Subject for Gitea {
+    const SECRET: &'static str = gitea_fake::TOKEN;
+
+    fn start(count: usize) -> Started {
+        let issues: Vec<(u64, bool, &[&str])> = (1..=count as u64)
+            .map(|n| (n, true, &["aiops/todo"][..]))
+            .collect();
+        let (base, repo) = gitea_fake::fake(gitea_fake::Repo::with(&issues));
+        let proxy = Proxy::start(&base);
+        let tracker = build(
+            &format!(
+                "tracker:\n  kind: gitea\n  provider:\n    endpoint: {}\n    repo: acme/app\n    \
+                 timeout_ms: 5000\n",
+                proxy.base
+            ),
+            &[("GITEA_TOKEN", Self::SECRET)],
+        );
+        let served = Arc::clone(&repo);
+        Started {
+            tracker,
+            proxy,
+            served: Box::new(move || served.lock().unwrap().requests),
+            ids: (1..=count).map(|n| IssueId(n.to_string())).collect(),
+            remove: Box::new(move |n| {
+                let number = n as u64;
+                repo.lock().unwrap().issues.retain(|(i, ..)| *i != number);
+            }),
+        }
+    }
+
+    fn looping() -> Box<dyn Tracker> {
+        // Two pages that name each other as next.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let link_base = base.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let Some(request) = support::read_request(&stream) else {
+                    continue;
+                };
+                let (path, query) = request.path.split_once('?').unwrap();
+                let other = if query.contains("page=2") { 1 } else { 2 };
+                let body = "[]";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLink: \
+                     <{link_base}{path}?state=open&type=issues&labels=aiops%2Ftodo&page={other}&limit=50>; \
+                     rel=\"next\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        build(
+            &format!(
+                "tracker:\n  kind: gitea\n  provider:\n    endpoint: {base}\n    repo: acme/app\n"
+            ),
+            &[("GITEA_TOKEN", Self::SECRET)],
+        )
+    }
+
+    fn escapes() -> Vec<(&'static str, Value)> {
+        // No provider tool yet (issue 16: `gitea_issue_labels`).
+        Vec::new()
+    }
+}
+
 fn todo() -> Vec<String> {
     vec!["Todo".to_owned()]
 }
@@ -427,4 +497,9 @@ async fn linear_passes_the_tracker_contract() {
 #[tokio::test]
 async fn github_passes_the_tracker_contract() {
     contract::<Github>().await;
+}
+
+#[tokio::test]
+async fn gitea_passes_the_tracker_contract() {
+    contract::<Gitea>().await;
 }

@@ -1,9 +1,11 @@
 //! The shell's integration tests, one binary: one link, one place for the helpers
-//! (`support`, `daemon_harness`) and the fakes of external APIs (`github_fake`,
+//! (`support`, `daemon_harness`) and the fakes of external APIs (`gitea_fake`, `github_fake`,
 //! `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
 
 #[path = "support/daemon.rs"]
 mod daemon_harness;
+#[path = "fakes/gitea.rs"]
+mod gitea_fake;
 #[path = "fakes/github.rs"]
 mod github_fake;
 #[path = "fakes/linear.rs"]
@@ -18,6 +20,7 @@ mod daemon;
 mod daemon_trackers;
 mod dashboard_browser;
 mod examples;
+mod gitea;
 mod github;
 mod http;
 mod linear;

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use symphony_core::issue::normalize;
 use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 
-use super::{BoxFuture, Probe, Tracker, error};
+use super::{BoxFuture, Probe, Tracker, error, next_link};
 mod config;
 mod records;
 mod tools;
@@ -68,22 +68,6 @@ impl std::fmt::Debug for GithubTracker {
             .field("repo", &self.repo)
             .finish_non_exhaustive()
     }
-}
-
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        params
-            .split(';')
-            .any(|p| p.trim() == "rel=\"next\"")
-            .then(|| {
-                url.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned()
-            })
-    })
 }
 
 impl GithubTracker {

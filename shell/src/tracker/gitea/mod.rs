@@ -1,0 +1,444 @@
+//! `tracker.kind: gitea`: Gitea issues over its REST API (`/api/v1`, paths and shapes from
+//! Gitea's Swagger description), state carried by one label of a configured set
+//! (aiops-platform's `aiops/*` labels by default).
+//!
+//! Listing asks for open issues carrying each active state's label (and for any issue
+//! carrying a terminal state's label), page by page; more pages than
+//! `pagination_max_pages` fails the listing, so that a partial list never looks complete.
+//! A closed issue is terminal whatever its labels. A missing, doubled or unknown state label
+//! is logged once per change, never fixed.
+//!
+//! Not built yet (issue 16): blockers from issue dependencies, the open-pull-request claim
+//! skip, the `gitea_issue_labels` agent tool and `doctor`'s label report.
+
+mod config;
+mod records;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use symphony_core::issue::normalize;
+use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
+
+pub(crate) use config::KIND;
+pub use config::{DEFAULT_STATE_LABELS, GiteaSettings};
+pub use records::{Read, identifier, normalize_record, number};
+
+use super::{BoxFuture, Probe, Tracker, error, next_link};
+
+/// Issues per page (Gitea's default maximum is 50).
+const PER_PAGE: u32 = 50;
+
+/// The Gitea adapter.
+pub struct GiteaTracker {
+    client: reqwest::Client,
+    /// `<endpoint>/api/v1`.
+    api: String,
+    repo: String,
+    token: String,
+    state_labels: Vec<(String, String)>,
+    terminal: Vec<String>,
+    max_pages: u32,
+    /// The label problem last logged per issue number, so each is logged once per change.
+    reported: Mutex<BTreeMap<u64, String>>,
+}
+
+impl std::fmt::Debug for GiteaTracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GiteaTracker")
+            .field("api", &self.api)
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GiteaTracker {
+    /// An adapter for `settings`; `terminal_states` are the workflow's (the first one is the
+    /// state of a closed issue without a terminal label).
+    pub fn new(settings: &GiteaSettings, terminal_states: &[String]) -> Result<Self, String> {
+        let endpoint = settings.endpoint.trim_end_matches('/');
+        let api = if endpoint.ends_with("/api/v1") {
+            endpoint.to_owned()
+        } else {
+            format!("{endpoint}/api/v1")
+        };
+        Ok(Self {
+            client: super::http_client(Duration::from_millis(settings.timeout_ms))?,
+            api,
+            repo: settings.repo.clone(),
+            token: settings.api_key.expose().to_owned(),
+            state_labels: settings.state_labels.clone(),
+            terminal: terminal_states.iter().map(|s| normalize(s)).collect(),
+            max_pages: settings.pagination_max_pages,
+            reported: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn repo_url(&self) -> String {
+        format!("{}/repos/{}", self.api, self.repo)
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                format!("token {}", self.token),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+    }
+
+    /// Sends `request`; a non-success status is a typed error. `Ok(None)` for 404 when
+    /// `missing_ok`.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        missing_ok: bool,
+    ) -> Result<Option<reqwest::Response>, TrackerError> {
+        let response = request.send().await.map_err(|e| {
+            error(
+                TrackerErrorCategory::TrackerRequest,
+                format!("Gitea request failed: {e}"),
+            )
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Some(response));
+        }
+        if missing_ok && status.as_u16() == 404 {
+            return Ok(None);
+        }
+        let header = |name: &str| {
+            let value = response.headers().get(name)?;
+            value.to_str().ok().map(str::to_owned)
+        };
+        let (category, hint) = match status.as_u16() {
+            401 | 403 => (
+                TrackerErrorCategory::TrackerAuth,
+                format!(
+                    " (check tracker.provider.api_key / ${} and the token's access)",
+                    config::TOKEN_VAR
+                ),
+            ),
+            404 => (
+                TrackerErrorCategory::TrackerStatus,
+                " (check tracker.provider.repo and tracker.provider.endpoint)".to_owned(),
+            ),
+            429 => (
+                TrackerErrorCategory::TrackerRateLimited,
+                match header("retry-after") {
+                    Some(seconds) => format!(": retry after {seconds} s"),
+                    None => ": retry later".to_owned(),
+                },
+            ),
+            _ => (TrackerErrorCategory::TrackerStatus, String::new()),
+        };
+        Err(error(
+            category,
+            format!("Gitea answered HTTP {status}{hint}"),
+        ))
+    }
+
+    /// A GET's JSON body and the `rel="next"` link; `Ok(None)` for 404 when `missing_ok`.
+    async fn get(
+        &self,
+        url: &str,
+        missing_ok: bool,
+    ) -> Result<Option<(Value, Option<String>)>, TrackerError> {
+        let Some(response) = self
+            .send(self.request(reqwest::Method::GET, url), missing_ok)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let next = response
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link);
+        let body = super::json_capped(response, "Gitea").await?;
+        Ok(Some((body, next)))
+    }
+
+    /// Every issue of a listing starting at `first`, at most `max_pages` pages.
+    async fn pages(&self, first: String) -> Result<Vec<Value>, TrackerError> {
+        let mut url = Some(first);
+        let mut items = Vec::new();
+        let mut seen = BTreeSet::new();
+        while let Some(current) = url {
+            if !seen.insert(current.clone()) {
+                return Err(error(
+                    TrackerErrorCategory::TrackerPagination,
+                    "Gitea's next page link leads back to a page already read",
+                ));
+            }
+            if seen.len() > self.max_pages as usize {
+                return Err(error(
+                    TrackerErrorCategory::TrackerPagination,
+                    format!(
+                        "more than {} pages of issues; raise \
+                         tracker.provider.pagination_max_pages (a partial list is not used)",
+                        self.max_pages
+                    ),
+                ));
+            }
+            let (body, next) = self.get(&current, false).await?.unwrap_or_default();
+            let Some(batch) = body.as_array() else {
+                return Err(error(
+                    TrackerErrorCategory::TrackerResponse,
+                    "Gitea sent an issue list that is not an array",
+                ));
+            };
+            items.extend(batch.iter().cloned());
+            url = next;
+        }
+        Ok(items)
+    }
+
+    fn label_of(&self, state: &str) -> Option<&str> {
+        let state = normalize(state);
+        self.state_labels
+            .iter()
+            .find(|(s, _)| normalize(s) == state)
+            .map(|(_, label)| label.as_str())
+    }
+
+    fn is_terminal(&self, state: &str) -> bool {
+        self.terminal.contains(&normalize(state))
+    }
+
+    /// Normalises `item`, logging a label problem once per change.
+    fn read(&self, item: &Value) -> Option<Issue> {
+        let closed_state = self.terminal_name();
+        let terminal = |s: &str| self.is_terminal(s);
+        let read = normalize_record(
+            item,
+            &self.state_labels,
+            &closed_state,
+            &terminal,
+            &self.repo,
+        )?;
+        let number = item["number"].as_u64()?;
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        match &read.problem {
+            Some(problem) if reported.get(&number) != Some(problem) => {
+                tracing::warn!(
+                    issue_identifier = %read.issue.identifier,
+                    "Gitea issue {}: {problem}",
+                    read.issue.identifier
+                );
+                reported.insert(number, problem.clone());
+            }
+            Some(_) => {}
+            None => {
+                reported.remove(&number);
+            }
+        }
+        Some(read.issue)
+    }
+
+    /// The workflow's first terminal state as written, for closed issues.
+    fn terminal_name(&self) -> String {
+        (self.state_labels.iter())
+            .map(|(state, _)| state)
+            .find(|state| self.is_terminal(state))
+            .cloned()
+            .unwrap_or_else(|| "Closed".to_owned())
+    }
+
+    async fn by_states(&self, states: &[String]) -> Result<Vec<Issue>, TrackerError> {
+        let mut issues: BTreeMap<u64, Issue> = BTreeMap::new();
+        for state in states {
+            let Some(label) = self.label_of(state) else {
+                continue; // a state no label carries: no issue can be in it
+            };
+            // Active states: open issues. Terminal ones: closed issues too.
+            let which = if self.is_terminal(state) {
+                "all"
+            } else {
+                "open"
+            };
+            let first = format!(
+                "{}/issues?state={which}&type=issues&labels={}&page=1&limit={PER_PAGE}",
+                self.repo_url(),
+                percent(label)
+            );
+            for item in self.pages(first).await? {
+                if let (Some(number), Some(issue)) = (item["number"].as_u64(), self.read(&item)) {
+                    issues.insert(number, issue);
+                }
+            }
+        }
+        let wanted: Vec<String> = states.iter().map(|s| normalize(s)).collect();
+        Ok(issues
+            .into_values()
+            .filter(|issue| wanted.contains(&normalize(&issue.state)))
+            .collect())
+    }
+
+    async fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(number) = number(&id.0) else {
+                continue;
+            };
+            let url = format!("{}/issues/{number}", self.repo_url());
+            if let Some((item, _)) = self.get(&url, true).await?
+                && let Some(issue) = self.read(&item)
+            {
+                out.push(issue);
+            }
+        }
+        Ok(out)
+    }
+
+    fn number(identifier: &str) -> Result<u64, TrackerError> {
+        number(identifier).ok_or_else(|| {
+            error(
+                TrackerErrorCategory::TrackerResponse,
+                format!("{identifier:?} is not a Gitea issue identifier (GT-<number>)"),
+            )
+        })
+    }
+
+    /// Puts the issue in `state`: adds its label, then removes the other state labels.
+    async fn move_to(&self, identifier: &str, state: &str) -> Result<(), TrackerError> {
+        let number = Self::number(identifier)?;
+        let Some(label) = self.label_of(state) else {
+            return Err(error(
+                TrackerErrorCategory::TrackerResponse,
+                format!(
+                    "no Gitea label carries the state {state:?} (tracker.provider.state_labels)"
+                ),
+            ));
+        };
+        let issue_url = format!("{}/issues/{number}", self.repo_url());
+        let (item, _) = self.get(&issue_url, false).await?.unwrap_or_default();
+        let add = self.request(reqwest::Method::POST, &format!("{issue_url}/labels"));
+        self.send(add.json(&json!({"labels": [label]})), false)
+            .await?;
+        let stale = item["labels"].as_array().into_iter().flatten().filter(|l| {
+            let name = l["name"].as_str().unwrap_or_default();
+            !name.eq_ignore_ascii_case(label)
+                && self
+                    .state_labels
+                    .iter()
+                    .any(|(_, other)| other.eq_ignore_ascii_case(name))
+        });
+        for old in stale {
+            let Some(id) = old["id"].as_u64() else {
+                continue;
+            };
+            let remove = self.request(reqwest::Method::DELETE, &format!("{issue_url}/labels/{id}"));
+            self.send(remove, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn comment(&self, identifier: &str, body: &str) -> Result<(), TrackerError> {
+        let number = Self::number(identifier)?;
+        let url = format!("{}/issues/{number}/comments", self.repo_url());
+        let request = self.request(reqwest::Method::POST, &url);
+        self.send(request.json(&json!({"body": body})), false)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_repository(&self) -> Result<Probe, TrackerError> {
+        let Some((repo, _)) = self.get(&self.repo_url(), true).await? else {
+            return Err(error(
+                TrackerErrorCategory::TrackerStatus,
+                format!(
+                    "Gitea has no repository {} visible to this token (check \
+                     tracker.provider.repo and the token's access)",
+                    self.repo
+                ),
+            ));
+        };
+        let scope = repo["full_name"].as_str().unwrap_or(&self.repo).to_owned();
+        let (labels, _) = (self.get(
+            &format!("{}/labels?page=1&limit=50", self.repo_url()),
+            false,
+        ))
+        .await?
+        .unwrap_or_default();
+        let existing: Vec<&str> = labels
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["name"].as_str())
+            .collect();
+        let states = self
+            .state_labels
+            .iter()
+            .filter(|(_, label)| existing.iter().any(|e| e.eq_ignore_ascii_case(label)))
+            .map(|(state, _)| state.clone())
+            .collect();
+        Ok(Probe {
+            scope,
+            states: Some(states),
+        })
+    }
+}
+
+/// `text` percent-encoded for a query value (labels hold `/`, and may hold spaces).
+fn percent(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl Tracker for GiteaTracker {
+    fn fetch_by_states<'a>(
+        &'a self,
+        states: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(self.by_states(states))
+    }
+
+    fn fetch_by_ids<'a>(
+        &'a self,
+        ids: &'a [IssueId],
+    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
+        Box::pin(self.by_ids(ids))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
+        Box::pin(self.find_repository())
+    }
+
+    fn set_state<'a>(
+        &'a self,
+        identifier: &'a str,
+        state: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(self.move_to(identifier, state))
+    }
+
+    fn add_comment<'a>(
+        &'a self,
+        identifier: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<(), TrackerError>> {
+        Box::pin(self.comment(identifier, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_percent_encoded_in_queries() {
+        assert_eq!(percent("aiops/in-progress"), "aiops%2Fin-progress");
+        assert_eq!(percent("a b&c"), "a%20b%26c");
+    }
+}

@@ -1,0 +1,178 @@
+//! The Gitea adapter against the Swagger-checked fake (`fakes/gitea.rs`): state by `aiops/*`
+//! label, moves that keep exactly one state label, the page limit that fails a listing, the
+//! repository probe, comments, and the config's fallbacks. The contract checks
+//! (`contract::gitea_passes_the_tracker_contract`) cover errors, scope and pagination loops.
+
+use std::path::Path;
+
+use symphony::tracker::Tracker;
+use symphony::workflow::{ErrorClass, MapEnv, Overrides, parse};
+use symphony_core::{IssueId, TrackerErrorCategory};
+
+use crate::gitea_fake::{self, Repo, TOKEN};
+
+fn tracker(base: &str, extra: &str) -> Box<dyn Tracker> {
+    let text = format!(
+        "---\ntracker:\n  kind: gitea\n  provider:\n    endpoint: {base}\n    repo: acme/app\n{extra}---\n"
+    );
+    let env = MapEnv::new([("GITEA_TOKEN", TOKEN)]);
+    let workflow = parse(
+        &text,
+        Path::new("/w/WORKFLOW.md"),
+        &env,
+        &Overrides::default(),
+    )
+    .unwrap();
+    symphony::tracker::build(&workflow.config.tracker).unwrap()
+}
+
+fn states(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn the_state_is_the_one_aiops_label_and_closed_issues_are_terminal() {
+    let (base, _) = gitea_fake::fake(Repo::with(&[
+        (1, true, &["aiops/todo", "bug"]),
+        (2, true, &["aiops/in-progress"]),
+        (3, true, &["bug"]),
+        (4, false, &["aiops/todo"]),
+        (5, true, &["aiops/todo", "aiops/rework"]),
+    ]));
+    let t = tracker(&base, "");
+    let issues = t
+        .fetch_by_states(&states(&["Todo", "In Progress", "Rework"]))
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str)> = issues
+        .iter()
+        .map(|i| (i.identifier.as_str(), i.state.as_str()))
+        .collect();
+    // #4 is closed; #5 carries two state labels and the higher-priority one wins.
+    assert_eq!(
+        got,
+        [
+            ("GT-1", "Todo"),
+            ("GT-2", "In Progress"),
+            ("GT-5", "Rework")
+        ]
+    );
+    assert_eq!(issues[0].labels, ["aiops/todo", "bug"]);
+    assert_eq!(issues[0].description.as_deref(), Some("Body of issue 1."));
+    let refreshed = t
+        .fetch_by_ids(&[
+            IssueId("4".into()),
+            IssueId("3".into()),
+            IssueId("99".into()),
+        ])
+        .await
+        .unwrap();
+    let got: Vec<(&str, &str)> = refreshed
+        .iter()
+        .map(|i| (i.identifier.as_str(), i.state.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [("GT-4", "Done"), ("GT-3", "")],
+        "closed is terminal; no label, no state"
+    );
+    // Terminal listings include closed issues carrying the label.
+    let done = t.fetch_by_states(&states(&["Done"])).await.unwrap();
+    assert!(done.is_empty());
+}
+
+#[tokio::test]
+async fn a_move_adds_the_new_state_label_and_removes_the_old_ones() {
+    let (base, repo) = gitea_fake::fake(Repo::with(&[(
+        1,
+        true,
+        &["aiops/todo", "bug", "aiops/rework"],
+    )]));
+    let t = tracker(&base, "");
+    t.set_state("GT-1", "Human Review").await.unwrap();
+    let labels = repo.lock().unwrap().issues[0].2.clone();
+    assert_eq!(labels, ["bug", "aiops/human-review"]);
+    let issue = &t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap()[0];
+    assert_eq!(issue.state, "Human Review");
+    let err = t.set_state("GT-1", "Nowhere").await.unwrap_err();
+    assert!(err.message.contains("state_labels"), "{}", err.message);
+    let err = t.set_state("GH-1", "Done").await.unwrap_err();
+    assert!(err.message.contains("GT-<number>"), "{}", err.message);
+    t.add_comment("GT-1", "handed over").await.unwrap();
+    assert_eq!(
+        repo.lock().unwrap().comments,
+        [(1, "handed over".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn more_pages_than_allowed_fail_the_listing_instead_of_cutting_it() {
+    let issues: Vec<(u64, bool, &[&str])> =
+        (1..=120).map(|n| (n, true, &["aiops/todo"][..])).collect();
+    let (base, _) = gitea_fake::fake(Repo::with(&issues));
+    let all = tracker(&base, "")
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 120, "three pages of 50, within the default 20");
+    let capped = tracker(&base, "    pagination_max_pages: 2\n");
+    let err = capped
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, TrackerErrorCategory::TrackerPagination);
+    assert!(
+        err.message.contains("pagination_max_pages"),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn the_probe_names_the_repository_and_the_states_whose_labels_exist() {
+    let mut repo = Repo::with(&[]);
+    repo.labels.retain(|(_, name)| name != "aiops/merging");
+    let (base, _) = gitea_fake::fake(repo);
+    let probe = tracker(&base, "").probe().await.unwrap();
+    assert_eq!(probe.scope, "acme/app");
+    let known = probe.states.unwrap();
+    assert!(known.contains(&"Todo".to_owned()) && !known.contains(&"Merging".to_owned()));
+}
+
+#[test]
+fn the_endpoint_falls_back_to_gitea_base_url_and_is_required() {
+    let text = "---\ntracker:\n  kind: gitea\n  provider:\n    repo: acme/app\n---\n";
+    let env = MapEnv::new([
+        ("GITEA_TOKEN", "t0k3n"),
+        ("GITEA_BASE_URL", "https://git.example.invalid/"),
+    ]);
+    let w = parse(
+        text,
+        Path::new("/w/WORKFLOW.md"),
+        &env,
+        &Overrides::default(),
+    )
+    .unwrap();
+    let settings = w
+        .config
+        .tracker
+        .provider
+        .get::<symphony::tracker::gitea::GiteaSettings>()
+        .unwrap();
+    assert_eq!(settings.endpoint, "https://git.example.invalid");
+    assert_eq!(
+        settings.state_labels[0],
+        ("Rework".to_owned(), "aiops/rework".to_owned())
+    );
+    assert_eq!(w.config.tracker.terminal_states, ["Done", "Canceled"]);
+    let env = MapEnv::new([("GITEA_TOKEN", "t0k3n")]);
+    let e = parse(
+        text,
+        Path::new("/w/WORKFLOW.md"),
+        &env,
+        &Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.class, ErrorClass::MissingTrackerProject);
+    assert!(e.message.contains("GITEA_BASE_URL"), "{e}");
+}
