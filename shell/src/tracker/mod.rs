@@ -89,6 +89,59 @@ pub trait Tracker: Send + Sync {
     }
 }
 
+/// The five [`Tracker`] operations of an HTTP adapter, each boxing the adapter's inherent
+/// async method of the same role: `by_states`, `by_ids`, `move_to`, `comment` and
+/// `probe_scope`. Used inside `impl Tracker for ...`, beside the adapter's tools.
+macro_rules! http_operations {
+    () => {
+        fn fetch_by_states<'a>(
+            &'a self,
+            states: &'a [String],
+        ) -> $crate::tracker::BoxFuture<
+            'a,
+            Result<Vec<symphony_core::Issue>, symphony_core::TrackerError>,
+        > {
+            Box::pin(self.by_states(states))
+        }
+
+        fn fetch_by_ids<'a>(
+            &'a self,
+            ids: &'a [symphony_core::IssueId],
+        ) -> $crate::tracker::BoxFuture<
+            'a,
+            Result<Vec<symphony_core::Issue>, symphony_core::TrackerError>,
+        > {
+            Box::pin(self.by_ids(ids))
+        }
+
+        fn probe(
+            &self,
+        ) -> $crate::tracker::BoxFuture<
+            '_,
+            Result<$crate::tracker::Probe, symphony_core::TrackerError>,
+        > {
+            Box::pin(self.probe_scope())
+        }
+
+        fn set_state<'a>(
+            &'a self,
+            identifier: &'a str,
+            state: &'a str,
+        ) -> $crate::tracker::BoxFuture<'a, Result<(), symphony_core::TrackerError>> {
+            Box::pin(self.move_to(identifier, state))
+        }
+
+        fn add_comment<'a>(
+            &'a self,
+            identifier: &'a str,
+            body: &'a str,
+        ) -> $crate::tracker::BoxFuture<'a, Result<(), symphony_core::TrackerError>> {
+            Box::pin(self.comment(identifier, body))
+        }
+    };
+}
+use http_operations;
+
 /// An HTTP client for tracker APIs. TLS is rustls with the ring provider (no OpenSSL, no C
 /// toolchain), installed as the process default the first time.
 pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
@@ -173,6 +226,19 @@ pub(crate) fn next_link(link: &str) -> Option<String> {
                     .trim_end_matches('>')
                     .to_owned()
             })
+    })
+}
+
+/// Whether `repo` is `owner/name`, each part non-empty and made of ASCII letters, digits, `-`,
+/// `_` and `.` (the repository selector of GitHub and Gitea).
+pub(crate) fn is_owner_and_name(repo: &str) -> bool {
+    repo.split_once('/').is_some_and(|(owner, name)| {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        ok(owner) && ok(name)
     })
 }
 

@@ -82,15 +82,7 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
             "tracker.provider.repo is required for kind gitea, as `owner/name`",
         ));
     };
-    let valid = repo.split_once('/').is_some_and(|(owner, name)| {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        };
-        ok(owner) && ok(name)
-    });
-    if !valid {
+    if !crate::tracker::is_owner_and_name(&repo) {
         return Err(keys.invalid("repo", "`owner/name`", &repo));
     }
     let state_labels = match keys.string_map("state_labels")? {

@@ -26,7 +26,7 @@ pub(crate) use config::KIND;
 pub use config::{DEFAULT_STATE_LABELS, GiteaSettings};
 pub use records::{Read, identifier, normalize_record, number};
 
-use super::{BoxFuture, Probe, Tracker, error, next_link};
+use super::{Probe, Tracker, error, next_link};
 
 /// Issues per page (Gitea's default maximum is 50).
 const PER_PAGE: u32 = 50;
@@ -346,7 +346,7 @@ impl GiteaTracker {
         Ok(())
     }
 
-    async fn find_repository(&self) -> Result<Probe, TrackerError> {
+    async fn probe_scope(&self) -> Result<Probe, TrackerError> {
         let Some((repo, _)) = self.get(&self.repo_url(), true).await? else {
             return Err(error(
                 TrackerErrorCategory::TrackerStatus,
@@ -397,39 +397,7 @@ fn percent(text: &str) -> String {
 }
 
 impl Tracker for GiteaTracker {
-    fn fetch_by_states<'a>(
-        &'a self,
-        states: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_states(states))
-    }
-
-    fn fetch_by_ids<'a>(
-        &'a self,
-        ids: &'a [IssueId],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_ids(ids))
-    }
-
-    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
-        Box::pin(self.find_repository())
-    }
-
-    fn set_state<'a>(
-        &'a self,
-        identifier: &'a str,
-        state: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.move_to(identifier, state))
-    }
-
-    fn add_comment<'a>(
-        &'a self,
-        identifier: &'a str,
-        body: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.comment(identifier, body))
-    }
+    super::http_operations!();
 }
 
 #[cfg(test)]

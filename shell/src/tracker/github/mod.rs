@@ -272,7 +272,7 @@ impl GithubTracker {
     }
 
     /// The repository, and every state its labels can express.
-    async fn find_repository(&self) -> Result<Probe, TrackerError> {
+    async fn probe_scope(&self) -> Result<Probe, TrackerError> {
         let url = format!("{}/repos/{}", self.api_url, self.repo);
         let Some((repository, _)) = self.get_if_present(&url, true).await? else {
             return Err(error(
@@ -417,39 +417,7 @@ impl Tracker for GithubTracker {
             .then(|| Box::pin(self.api_tool(arguments)) as BoxFuture<'a, Result<String, String>>)
     }
 
-    fn fetch_by_states<'a>(
-        &'a self,
-        states: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_states(states))
-    }
-
-    fn fetch_by_ids<'a>(
-        &'a self,
-        ids: &'a [IssueId],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_ids(ids))
-    }
-
-    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
-        Box::pin(self.find_repository())
-    }
-
-    fn set_state<'a>(
-        &'a self,
-        identifier: &'a str,
-        state: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.move_to(identifier, state))
-    }
-
-    fn add_comment<'a>(
-        &'a self,
-        identifier: &'a str,
-        body: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.comment(identifier, body))
-    }
+    super::http_operations!();
 }
 
 #[cfg(test)]

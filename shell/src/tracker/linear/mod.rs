@@ -344,7 +344,7 @@ impl LinearTracker {
 
 impl LinearTracker {
     /// The project by slug, with the workflow states of its teams.
-    async fn find_project(&self) -> Result<Probe, TrackerError> {
+    async fn probe_scope(&self) -> Result<Probe, TrackerError> {
         let data = self
             .graphql(
                 "query SymphonyProbe($slug: String!) { projects(filter: { slugId: { eq: $slug } }, first: 1) \
@@ -397,37 +397,5 @@ impl Tracker for LinearTracker {
         })
     }
 
-    fn fetch_by_states<'a>(
-        &'a self,
-        states: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_states(states))
-    }
-
-    fn fetch_by_ids<'a>(
-        &'a self,
-        ids: &'a [IssueId],
-    ) -> BoxFuture<'a, Result<Vec<Issue>, TrackerError>> {
-        Box::pin(self.by_ids(ids))
-    }
-
-    fn probe(&self) -> BoxFuture<'_, Result<Probe, TrackerError>> {
-        Box::pin(self.find_project())
-    }
-
-    fn set_state<'a>(
-        &'a self,
-        identifier: &'a str,
-        state: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.move_to(identifier, state))
-    }
-
-    fn add_comment<'a>(
-        &'a self,
-        identifier: &'a str,
-        body: &'a str,
-    ) -> BoxFuture<'a, Result<(), TrackerError>> {
-        Box::pin(self.comment(identifier, body))
-    }
+    super::http_operations!();
 }
