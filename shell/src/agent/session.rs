@@ -156,7 +156,10 @@ impl SessionIo<'_> {
                     .map_err(|e| e.message),
                 None => Err("missing `body`".to_owned()),
             },
-            other => match context.tracker.call_tool(other, arguments) {
+            other => match context
+                .tracker
+                .call_session_tool(other, arguments, identifier)
+            {
                 Some(call) => runtime.block_on(call),
                 None => Err(format!("unknown tool {other:?}")),
             },

@@ -87,6 +87,19 @@ pub trait Tracker: Send + Sync {
         let _ = (name, arguments);
         None
     }
+
+    /// [`Self::call_tool`] for the agent session working on the issue `session` (its
+    /// identifier): a tool that acts on one issue acts on that one only. The default is
+    /// `call_tool`, for tools without a per-issue scope.
+    fn call_session_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a serde_json::Value,
+        session: &'a str,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        let _ = session;
+        self.call_tool(name, arguments)
+    }
 }
 
 /// The five [`Tracker`] operations of an HTTP adapter, each boxing the adapter's inherent
@@ -332,11 +345,30 @@ impl Tracker for Scrubbed {
         arguments: &'a serde_json::Value,
     ) -> Option<BoxFuture<'a, Result<String, String>>> {
         let call = self.inner.call_tool(name, arguments)?;
-        Some(Box::pin(async move {
+        Some(self.scrub_tool(call))
+    }
+
+    fn call_session_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a serde_json::Value,
+        session: &'a str,
+    ) -> Option<BoxFuture<'a, Result<String, String>>> {
+        let call = self.inner.call_session_tool(name, arguments, session)?;
+        Some(self.scrub_tool(call))
+    }
+}
+
+impl Scrubbed {
+    fn scrub_tool<'a>(
+        &'a self,
+        call: BoxFuture<'a, Result<String, String>>,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
             match call.await {
                 Ok(text) => Ok(self.text(text)),
                 Err(text) => Err(self.text(text)),
             }
-        }))
+        })
     }
 }

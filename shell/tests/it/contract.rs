@@ -160,6 +160,8 @@ struct Started {
 trait Subject {
     /// The credential the fake accepts.
     const SECRET: &'static str;
+    /// The identifier of issue 1, as a session working on it names it.
+    const SESSION: &'static str;
     /// A tracker over a fake holding `count` issues in `Todo`.
     fn start(count: usize) -> Started;
     /// A tracker over a fake whose pages lead back to a page already read.
@@ -187,6 +189,7 @@ struct Linear;
 
 impl Subject for Linear {
     const SECRET: &'static str = linear_fake::KEY;
+    const SESSION: &'static str = "ENG-1";
 
     fn start(count: usize) -> Started {
         let board = linear_fake::Board {
@@ -245,6 +248,7 @@ struct Github;
 
 impl Subject for Github {
     const SECRET: &'static str = github_fake::TOKEN;
+    const SESSION: &'static str = "GH-1";
 
     fn start(count: usize) -> Started {
         let repo = github_fake::Repo {
@@ -336,6 +340,7 @@ struct Gitea;
 
 impl Subject for Gitea {
     const SECRET: &'static str = gitea_fake::TOKEN;
+    const SESSION: &'static str = "GT-1";
 
     fn start(count: usize) -> Started {
         let issues: Vec<(u64, bool, &[&str])> = (1..=count as u64)
@@ -396,8 +401,17 @@ impl Subject for Gitea {
     }
 
     fn escapes() -> Vec<(&'static str, Value)> {
-        // No provider tool yet (issue 16: `gitea_issue_labels`).
-        Vec::new()
+        // Another issue than the session's, in or out of the state set.
+        vec![
+            (
+                "gitea_issue_labels",
+                json!({"issue_number": 2, "labels": ["aiops/todo"]}),
+            ),
+            (
+                "gitea_issue_labels",
+                json!({"issue_number": 2, "labels": ["aiops/done"], "close_issue": true}),
+            ),
+        ]
     }
 }
 
@@ -460,8 +474,12 @@ async fn contract<S: Subject>() {
     assert!(!err.message.contains(S::SECRET), "echoed: {}", err.message);
     for spec in tracker.tool_specs() {
         let name = spec["name"].as_str().unwrap();
-        let arguments = json!({"method": "GET", "path": "/repos/acme/app/issues", "query": "{ viewer { id } }"});
-        let answer = tracker.call_tool(name, &arguments).unwrap().await;
+        let arguments = json!({"method": "GET", "path": "/repos/acme/app/issues",
+            "query": "{ viewer { id } }", "issue_number": 1, "labels": ["aiops/todo"]});
+        let answer = tracker
+            .call_session_tool(name, &arguments, S::SESSION)
+            .unwrap()
+            .await;
         let text = answer.unwrap_or_else(|e| e);
         assert!(!text.contains(S::SECRET), "{name} echoed: {text}");
     }
@@ -470,7 +488,10 @@ async fn contract<S: Subject>() {
     // Tools stay inside their scope: refused before any request.
     for (name, arguments) in S::escapes() {
         let before = (started.served)();
-        let answer = tracker.call_tool(name, &arguments).unwrap().await;
+        let answer = tracker
+            .call_session_tool(name, &arguments, S::SESSION)
+            .unwrap()
+            .await;
         assert!(answer.is_err(), "{name} {arguments}: {answer:?}");
         assert_eq!(
             (started.served)(),

@@ -176,3 +176,71 @@ fn the_endpoint_falls_back_to_gitea_base_url_and_is_required() {
     assert_eq!(e.class, ErrorClass::MissingTrackerProject);
     assert!(e.message.contains("GITEA_BASE_URL"), "{e}");
 }
+
+#[tokio::test]
+async fn the_labels_tool_sets_one_state_label_on_the_sessions_issue_only() {
+    use serde_json::json;
+    let (base, repo) = gitea_fake::fake(Repo::with(&[
+        (1, true, &["aiops/in-progress", "bug"]),
+        (2, true, &["aiops/todo"]),
+    ]));
+    let t = tracker(&base, "");
+    let specs = t.tool_specs();
+    assert_eq!(specs[0]["name"], "gitea_issue_labels");
+    let call = |arguments: serde_json::Value| {
+        let t = &t;
+        async move {
+            t.call_session_tool("gitea_issue_labels", &arguments, "GT-1")
+                .unwrap()
+                .await
+        }
+    };
+    let answer = call(json!({"issue_number": 1, "labels": ["aiops/human-review"]})).await;
+    assert!(answer.unwrap().contains("aiops/human-review"));
+    assert_eq!(
+        repo.lock().unwrap().issues[0].2,
+        ["bug", "aiops/human-review"]
+    );
+
+    // Refused before any request: another issue, two labels, an unknown one, closing
+    // with a label that is not terminal.
+    let before = repo.lock().unwrap().requests;
+    for (arguments, why) in [
+        (json!({"issue_number": 2, "labels": ["aiops/done"]}), "only"),
+        (
+            json!({"issue_number": 1, "labels": ["aiops/done", "aiops/todo"]}),
+            "exactly one",
+        ),
+        (
+            json!({"issue_number": 1, "labels": ["aiops/blocked"]}),
+            "not a state label",
+        ),
+        (
+            json!({"issue_number": 1, "labels": ["aiops/todo"], "close_issue": true}),
+            "terminal",
+        ),
+    ] {
+        let err = call(arguments).await.unwrap_err();
+        assert!(err.contains(why), "{why}: {err}");
+    }
+    assert_eq!(repo.lock().unwrap().requests, before);
+
+    // A failed close puts the labels back.
+    repo.lock().unwrap().refuse_close = true;
+    let err = call(json!({"issue_number": 1, "labels": ["aiops/done"], "close_issue": true}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("restored"), "{err}");
+    let labels = repo.lock().unwrap().issues[0].2.clone();
+    assert_eq!(labels, ["bug", "aiops/human-review"], "exactly as before");
+    assert!(repo.lock().unwrap().issues[0].1, "still open");
+
+    // A terminal label with close_issue closes it; the refresh then sees it terminal.
+    repo.lock().unwrap().refuse_close = false;
+    let answer =
+        call(json!({"issue_number": 1, "labels": ["aiops/done"], "close_issue": true})).await;
+    assert!(answer.unwrap().contains("closed"));
+    assert!(!repo.lock().unwrap().issues[0].1);
+    let issue = &t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap()[0];
+    assert_eq!(issue.state, "Done");
+}

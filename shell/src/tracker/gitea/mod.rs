@@ -9,10 +9,11 @@
 //! is logged once per change, never fixed.
 //!
 //! Not built yet (issue 16): blockers from issue dependencies, the open-pull-request claim
-//! skip, the `gitea_issue_labels` agent tool and `doctor`'s label report.
+//! skip and `doctor`'s label report by name.
 
 mod config;
 mod records;
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -27,6 +28,13 @@ pub use config::{DEFAULT_STATE_LABELS, GiteaSettings};
 pub use records::{Read, identifier, normalize_record, number};
 
 use super::{Probe, Tracker, error, next_link};
+
+/// What a relabel changed: the state labels it removed, and the id of the label it added when
+/// the issue did not carry it before.
+struct Relabelled {
+    removed: Vec<String>,
+    added_id: Option<u64>,
+}
 
 /// Issues per page (Gitea's default maximum is 50).
 const PER_PAGE: u32 = 50;
@@ -314,11 +322,40 @@ impl GiteaTracker {
                 ),
             ));
         };
+        self.relabel(number, label).await.map(|_| ())
+    }
+
+    /// Adds the state label `label` to issue `number`, then removes its other state labels;
+    /// returns the names removed.
+    async fn relabel(&self, number: u64, label: &str) -> Result<Relabelled, TrackerError> {
         let issue_url = format!("{}/issues/{number}", self.repo_url());
         let (item, _) = self.get(&issue_url, false).await?.unwrap_or_default();
+        let had = |name: &str| {
+            (item["labels"].as_array().into_iter().flatten()).any(|l| {
+                l["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+        };
         let add = self.request(reqwest::Method::POST, &format!("{issue_url}/labels"));
-        self.send(add.json(&json!({"labels": [label]})), false)
+        let added = self
+            .send(add.json(&json!({"labels": [label]})), false)
             .await?;
+        let now = match added {
+            Some(response) => super::json_capped(response, "Gitea").await?,
+            None => Value::Null,
+        };
+        let added_id = (!had(label))
+            .then(|| {
+                (now.as_array().into_iter().flatten())
+                    .find(|l| {
+                        l["name"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(label))
+                    })
+                    .and_then(|l| l["id"].as_u64())
+            })
+            .flatten();
         let stale = item["labels"].as_array().into_iter().flatten().filter(|l| {
             let name = l["name"].as_str().unwrap_or_default();
             !name.eq_ignore_ascii_case(label)
@@ -327,10 +364,27 @@ impl GiteaTracker {
                     .iter()
                     .any(|(_, other)| other.eq_ignore_ascii_case(name))
         });
+        let mut removed = Vec::new();
         for old in stale {
             let Some(id) = old["id"].as_u64() else {
                 continue;
             };
+            let remove = self.request(reqwest::Method::DELETE, &format!("{issue_url}/labels/{id}"));
+            self.send(remove, false).await?;
+            removed.push(old["name"].as_str().unwrap_or_default().to_owned());
+        }
+        Ok(Relabelled { removed, added_id })
+    }
+
+    /// Undoes a [`Self::relabel`]: the removed labels back, the added one off. Best effort.
+    async fn undo_relabel(&self, number: u64, done: &Relabelled) -> Result<(), TrackerError> {
+        let issue_url = format!("{}/issues/{number}", self.repo_url());
+        if !done.removed.is_empty() {
+            let add = self.request(reqwest::Method::POST, &format!("{issue_url}/labels"));
+            self.send(add.json(&json!({"labels": done.removed})), false)
+                .await?;
+        }
+        if let Some(id) = done.added_id {
             let remove = self.request(reqwest::Method::DELETE, &format!("{issue_url}/labels/{id}"));
             self.send(remove, false).await?;
         }
@@ -397,6 +451,22 @@ fn percent(text: &str) -> String {
 }
 
 impl Tracker for GiteaTracker {
+    fn tool_specs(&self) -> Vec<Value> {
+        vec![self.labels_tool_spec()]
+    }
+
+    fn call_session_tool<'a>(
+        &'a self,
+        name: &'a str,
+        arguments: &'a Value,
+        session: &'a str,
+    ) -> Option<super::BoxFuture<'a, Result<String, String>>> {
+        (name == tools::LABELS_TOOL).then(|| {
+            Box::pin(self.labels_tool(arguments, session))
+                as super::BoxFuture<'a, Result<String, String>>
+        })
+    }
+
     super::http_operations!();
 }
 

@@ -90,6 +90,8 @@ pub(crate) struct Repo {
     pub(crate) comments: Vec<(u64, String)>,
     /// Requests served.
     pub(crate) requests: usize,
+    /// Refuse to close issues (403), as for a token without that right.
+    pub(crate) refuse_close: bool,
 }
 
 impl Repo {
@@ -312,6 +314,22 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                         _ => (404, None, String::new()),
                     }
                 }
+                ("PATCH", ["repos", "acme", "app", "issues", n]) => {
+                    let number: u64 = n.parse().unwrap();
+                    let body: Value = serde_json::from_slice(&request.body).unwrap();
+                    if repo.refuse_close {
+                        (403, None, String::new())
+                    } else {
+                        if let Some(issue) = repo.issues.iter_mut().find(|(num, ..)| *num == number)
+                        {
+                            issue.1 = body["state"] != "closed";
+                        }
+                        match repo.issue_json(number) {
+                            Some(issue) => (201, Some(issue), String::new()),
+                            None => (404, None, String::new()),
+                        }
+                    }
+                }
                 ("POST", ["repos", "acme", "app", "issues", n, "comments"]) => {
                     let number: u64 = n.parse().unwrap();
                     let body: Value = serde_json::from_slice(&request.body).unwrap();
@@ -351,6 +369,7 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                 200 => "OK",
                 201 => "Created",
                 204 => "No Content",
+                403 => "Forbidden",
                 _ => "Not Found",
             };
             use std::io::Write;
