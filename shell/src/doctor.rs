@@ -86,6 +86,9 @@ fn check_tracker(workflow: &Workflow, report: &mut Report) {
             format!("{kind} ({scope}): {}", e.message),
         ),
     }
+    for remark in &probe.remarks {
+        report.line(Level::Warn, "tracker", format!("{kind}: {remark}"));
+    }
     check_states(workflow, &probe, report);
 }
 

@@ -35,6 +35,9 @@ pub struct Probe {
     /// Every state name the tracker knows for that scope, when it can tell (local files take
     /// any name: `None`).
     pub states: Option<Vec<String>>,
+    /// What the operator should know about the scope, one line each (`doctor` warns with
+    /// them): labels a kind needs that are missing, say.
+    pub remarks: Vec<String>,
 }
 
 /// The two required operations of SPEC 11.1, plus the adapter's host-side tool surface.

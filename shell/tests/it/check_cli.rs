@@ -1,6 +1,7 @@
 //! `symphony check`, `config`, `doctor` and friends through the real binary, in temp
 //! directories.
 
+use crate::gitea_fake;
 use crate::github_fake;
 use crate::linear_fake;
 
@@ -415,4 +416,36 @@ fn doctor_fails_a_template_that_cannot_render() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("template_render_error"), "{stdout}");
+}
+
+#[test]
+fn doctor_names_the_gitea_state_labels_the_repository_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = gitea_fake::Repo::with(&[(1, true, &["aiops/todo"])]);
+    repo.labels.retain(|(_, name)| name != "aiops/merging");
+    let (base, _) = gitea_fake::fake(repo);
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        format!(
+            "---\ntracker:\n  kind: gitea\n  provider:\n    endpoint: {base}\n    repo: acme/app\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n"
+        ),
+    )
+    .unwrap();
+    let out = symphony(
+        dir.path(),
+        &["doctor"],
+        &[("GITEA_TOKEN", gitea_fake::TOKEN)],
+    );
+    let stdout = text(&out.stdout, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(line(&stdout, "tracker").starts_with("ok"), "{stdout}");
+    let remark = stdout
+        .lines()
+        .find(|l| l.contains("state labels missing"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        remark.starts_with("warn") && remark.contains("aiops/merging"),
+        "{remark}"
+    );
+    assert!(!stdout.contains(gitea_fake::TOKEN), "{stdout}");
 }

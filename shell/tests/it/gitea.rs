@@ -137,6 +137,12 @@ async fn the_probe_names_the_repository_and_the_states_whose_labels_exist() {
     assert_eq!(probe.scope, "acme/app");
     let known = probe.states.unwrap();
     assert!(known.contains(&"Todo".to_owned()) && !known.contains(&"Merging".to_owned()));
+    assert_eq!(probe.remarks.len(), 1);
+    assert!(
+        probe.remarks[0].contains("missing in acme/app: aiops/merging"),
+        "{:?}",
+        probe.remarks
+    );
 }
 
 #[test]

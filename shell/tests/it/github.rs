@@ -309,6 +309,7 @@ async fn the_probe_finds_the_repository_and_its_state_labels() {
         Probe {
             scope: "repository acme/app".into(),
             states: Some(states(&["Open", "Closed", "Review", "Todo", "In Progress"])),
+            remarks: Vec::new(),
         }
     );
 

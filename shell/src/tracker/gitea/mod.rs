@@ -8,8 +8,8 @@
 //! A closed issue is terminal whatever its labels. A missing, doubled or unknown state label
 //! is logged once per change, never fixed.
 //!
-//! Not built yet (issue 16): blockers from issue dependencies, the open-pull-request claim
-//! skip and `doctor`'s label report by name.
+//! Not built yet (issue 16): blockers from issue dependencies and the open-pull-request claim
+//! skip.
 
 mod config;
 mod records;
@@ -424,15 +424,28 @@ impl GiteaTracker {
             .flatten()
             .filter_map(|l| l["name"].as_str())
             .collect();
-        let states = self
-            .state_labels
-            .iter()
-            .filter(|(_, label)| existing.iter().any(|e| e.eq_ignore_ascii_case(label)))
+        let exists = |label: &str| existing.iter().any(|e| e.eq_ignore_ascii_case(label));
+        let states = (self.state_labels.iter())
+            .filter(|(_, label)| exists(label))
             .map(|(state, _)| state.clone())
             .collect();
+        let missing: Vec<&str> = (self.state_labels.iter())
+            .filter(|(_, label)| !exists(label))
+            .map(|(_, label)| label.as_str())
+            .collect();
+        let remarks = if missing.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "state labels missing in {scope}: {} (create them; no issue can be in those \
+                 states until they exist)",
+                missing.join(", ")
+            )]
+        };
         Ok(Probe {
             scope,
             states: Some(states),
+            remarks,
         })
     }
 }

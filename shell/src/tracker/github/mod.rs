@@ -305,6 +305,7 @@ impl GithubTracker {
                 repository["full_name"].as_str().unwrap_or(&self.repo)
             ),
             states: Some(states),
+            remarks: Vec::new(),
         })
     }
 

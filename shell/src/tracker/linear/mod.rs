@@ -378,6 +378,7 @@ impl LinearTracker {
                 project["name"].as_str().unwrap_or(&self.project_slug)
             ),
             states: Some(states),
+            remarks: Vec::new(),
         })
     }
 }

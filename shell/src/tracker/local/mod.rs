@@ -499,6 +499,7 @@ impl Tracker for LocalTracker {
             this.read_all().map(|_| Probe {
                 scope: format!("directory {}", this.dir.display()),
                 states: None, // a file may carry any state name
+                remarks: Vec::new(),
             })
         })
     }
