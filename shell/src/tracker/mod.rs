@@ -1,6 +1,7 @@
 //! Issue tracker adapters (SPEC 11). Each turns a provider into normalised
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
+pub(crate) mod closing;
 pub mod gitea;
 pub mod github;
 pub mod kinds;

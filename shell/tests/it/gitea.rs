@@ -250,3 +250,39 @@ async fn the_labels_tool_sets_one_state_label_on_the_sessions_issue_only() {
     let issue = &t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap()[0];
     assert_eq!(issue.state, "Done");
 }
+
+#[tokio::test]
+async fn issues_that_an_open_pull_request_closes_are_not_dispatchable_when_asked() {
+    let mut repo = Repo::with(&[
+        (1, true, &["aiops/todo"]),
+        (2, true, &["aiops/todo"]),
+        (3, true, &["aiops/todo"]),
+        (4, true, &["aiops/todo"]),
+    ]);
+    repo.pulls = vec![
+        (10, true, "Fix the thing".into(), "Fixes #1".into()),
+        (11, true, "closes acme/app#2".into(), String::new()),
+        (12, false, "Closed PR".into(), "fixes #3".into()),
+        (13, true, "Other repo".into(), "fixes other/app#4".into()),
+    ];
+    let (base, _) = gitea_fake::fake(repo);
+    let dispatchable = |issues: Vec<symphony_core::Issue>| -> Vec<(String, bool)> {
+        issues
+            .into_iter()
+            .map(|i| (i.identifier, i.dispatchable))
+            .collect()
+    };
+    let skipping = tracker(&base, "    skip_issues_with_open_pull_requests: true\n");
+    let got = dispatchable(skipping.fetch_by_states(&states(&["Todo"])).await.unwrap());
+    let want = [
+        ("GT-1", false),
+        ("GT-2", false),
+        ("GT-3", true),
+        ("GT-4", true),
+    ];
+    assert_eq!(got, want.map(|(i, d)| (i.to_owned(), d)));
+    // Off by default: everything dispatchable.
+    let plain = tracker(&base, "");
+    let got = dispatchable(plain.fetch_by_states(&states(&["Todo"])).await.unwrap());
+    assert!(got.iter().all(|(_, d)| *d), "{got:?}");
+}

@@ -16,6 +16,7 @@ pub(crate) static KIND: Kind = Kind {
         "repo",
         "state_labels",
         "pagination_max_pages",
+        "skip_issues_with_open_pull_requests",
         "timeout_ms",
     ],
     legacy_aliases: &[("api_url", "endpoint")],
@@ -54,6 +55,8 @@ pub struct GiteaSettings {
     pub state_labels: Vec<(String, String)>,
     /// Pages read per listing at most; more fails the listing.
     pub pagination_max_pages: u32,
+    /// Skip issues that an open pull request closes (one more listing per poll).
+    pub skip_issues_with_open_pull_requests: bool,
     /// Per-request timeout.
     pub timeout_ms: u64,
 }
@@ -96,6 +99,7 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
             .collect(),
     };
     let pagination_max_pages = keys.int("pagination_max_pages", 20, 1..=1_000)? as u32;
+    let skip = keys.flag("skip_issues_with_open_pull_requests", false)?;
     let timeout_ms = keys.int("timeout_ms", 30_000, 1..=600_000)? as u64;
     Ok(ProviderSettings::new(GiteaSettings {
         endpoint,
@@ -103,6 +107,7 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
         repo,
         state_labels,
         pagination_max_pages,
+        skip_issues_with_open_pull_requests: skip,
         timeout_ms,
     }))
 }

@@ -8,8 +8,11 @@
 //! A closed issue is terminal whatever its labels. A missing, doubled or unknown state label
 //! is logged once per change, never fixed.
 //!
-//! Not built yet (issue 16): blockers from issue dependencies and the open-pull-request claim
-//! skip.
+//! With `skip_issues_with_open_pull_requests`, an issue that an open pull request closes
+//! (`fixes #N`, `closes owner/name#N`, the issue URL, in its title or body) is returned not
+//! dispatchable; that costs one listing of open pull requests per candidate poll.
+//!
+//! Not built yet (issue 16): blockers from issue dependencies.
 
 mod config;
 mod records;
@@ -49,6 +52,8 @@ pub struct GiteaTracker {
     state_labels: Vec<(String, String)>,
     terminal: Vec<String>,
     max_pages: u32,
+    /// Open-PR claim skip.
+    skip_claimed: bool,
     /// The label problem last logged per issue number, so each is logged once per change.
     reported: Mutex<BTreeMap<u64, String>>,
 }
@@ -80,6 +85,7 @@ impl GiteaTracker {
             state_labels: settings.state_labels.clone(),
             terminal: terminal_states.iter().map(|s| normalize(s)).collect(),
             max_pages: settings.pagination_max_pages,
+            skip_claimed: settings.skip_issues_with_open_pull_requests,
             reported: Mutex::new(BTreeMap::new()),
         })
     }
@@ -170,8 +176,9 @@ impl GiteaTracker {
         Ok(Some((body, next)))
     }
 
-    /// Every issue of a listing starting at `first`, at most `max_pages` pages.
-    async fn pages(&self, first: String) -> Result<Vec<Value>, TrackerError> {
+    /// Every item of a listing starting at `first`, at most `max_pages` pages; `what` names an
+    /// item in errors.
+    async fn pages(&self, first: String, what: &str) -> Result<Vec<Value>, TrackerError> {
         let mut url = Some(first);
         let mut items = Vec::new();
         let mut seen = BTreeSet::new();
@@ -186,7 +193,7 @@ impl GiteaTracker {
                 return Err(error(
                     TrackerErrorCategory::TrackerPagination,
                     format!(
-                        "more than {} pages of issues; raise \
+                        "more than {} pages of {what}s; raise \
                          tracker.provider.pagination_max_pages (a partial list is not used)",
                         self.max_pages
                     ),
@@ -196,7 +203,7 @@ impl GiteaTracker {
             let Some(batch) = body.as_array() else {
                 return Err(error(
                     TrackerErrorCategory::TrackerResponse,
-                    "Gitea sent an issue list that is not an array",
+                    format!("Gitea sent a {what} list that is not an array"),
                 ));
             };
             items.extend(batch.iter().cloned());
@@ -273,17 +280,47 @@ impl GiteaTracker {
                 self.repo_url(),
                 percent(label)
             );
-            for item in self.pages(first).await? {
+            for item in self.pages(first, "issue").await? {
                 if let (Some(number), Some(issue)) = (item["number"].as_u64(), self.read(&item)) {
                     issues.insert(number, issue);
                 }
             }
         }
         let wanted: Vec<String> = states.iter().map(|s| normalize(s)).collect();
+        let active_wanted = states.iter().any(|s| !self.is_terminal(s));
+        let claimed = if self.skip_claimed && active_wanted && !issues.is_empty() {
+            self.claimed_by_open_pulls().await?
+        } else {
+            BTreeSet::new()
+        };
         Ok(issues
-            .into_values()
-            .filter(|issue| wanted.contains(&normalize(&issue.state)))
+            .into_iter()
+            .filter(|(_, issue)| wanted.contains(&normalize(&issue.state)))
+            .map(|(number, mut issue)| {
+                if claimed.contains(&number) {
+                    issue.dispatchable = false;
+                }
+                issue
+            })
             .collect())
+    }
+
+    /// Issue numbers that the repository's open pull requests close, from their titles and
+    /// bodies (one listing).
+    async fn claimed_by_open_pulls(&self) -> Result<BTreeSet<u64>, TrackerError> {
+        let first = format!(
+            "{}/pulls?state=open&page=1&limit={PER_PAGE}",
+            self.repo_url()
+        );
+        let mut claimed = BTreeSet::new();
+        for pull in self.pages(first, "pull request").await? {
+            for field in ["title", "body"] {
+                if let Some(text) = pull[field].as_str() {
+                    claimed.extend(super::closing::closing_references(text, &self.repo));
+                }
+            }
+        }
+        Ok(claimed)
     }
 
     async fn by_ids(&self, ids: &[IssueId]) -> Result<Vec<Issue>, TrackerError> {

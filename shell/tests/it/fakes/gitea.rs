@@ -92,6 +92,8 @@ pub(crate) struct Repo {
     pub(crate) requests: usize,
     /// Refuse to close issues (403), as for a token without that right.
     pub(crate) refuse_close: bool,
+    /// Pull requests: (number, open, title, body).
+    pub(crate) pulls: Vec<(u64, bool, String, String)>,
 }
 
 impl Repo {
@@ -261,6 +263,20 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                         String::new()
                     };
                     (200, Some(Value::Array(items)), link)
+                }
+                ("GET", ["repos", "acme", "app", "pulls"]) => {
+                    let state = param("state").unwrap_or_else(|| "open".into());
+                    let items: Vec<Value> = repo.pulls.iter()
+                        .filter(|(_, open, ..)| state == "all" || (state == "open") == *open)
+                        .map(|(number, open, title, body)| json!({
+                            "id": 5000 + number, "number": number, "title": title, "body": body,
+                            "state": if *open { "open" } else { "closed" }, "user": user(),
+                            "draft": false, "merged": false, "mergeable": true,
+                            "html_url": format!("https://gitea.example.invalid/acme/app/pulls/{number}"),
+                            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z"
+                        }))
+                        .collect();
+                    (200, Some(Value::Array(items)), String::new())
                 }
                 ("GET", ["repos", "acme", "app", "issues", n]) => {
                     match n.parse().ok().and_then(|n| repo.issue_json(n)) {
