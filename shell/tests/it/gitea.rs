@@ -286,3 +286,45 @@ async fn issues_that_an_open_pull_request_closes_are_not_dispatchable_when_asked
     let got = dispatchable(plain.fetch_by_states(&states(&["Todo"])).await.unwrap());
     assert!(got.iter().all(|(_, d)| *d), "{got:?}");
 }
+
+#[tokio::test]
+async fn a_todo_issue_waits_for_its_dependencies_to_be_terminal() {
+    let mut repo = Repo::with(&[
+        (1, true, &["aiops/todo"]),
+        (2, true, &["aiops/in-progress"]),
+        (3, true, &["aiops/todo"]),
+        (4, false, &[]),
+        (5, true, &["aiops/todo"]),
+        (6, true, &["aiops/in-progress"]),
+    ]);
+    // 1 waits on 2 (active); 3 on 4 (closed: terminal); 6 is not in Todo, so its
+    // dependency does not matter.
+    repo.dependencies = vec![(1, 2), (3, 4), (6, 2)];
+    let (base, _) = gitea_fake::fake(repo);
+    let t = tracker(&base, "");
+    let issues = t
+        .fetch_by_states(&states(&["Todo", "In Progress"]))
+        .await
+        .unwrap();
+    let got: Vec<(&str, bool)> = issues
+        .iter()
+        .map(|i| (i.identifier.as_str(), i.dispatchable))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("GT-1", false),
+            ("GT-2", true),
+            ("GT-3", true),
+            ("GT-5", true),
+            ("GT-6", true)
+        ]
+    );
+    let blocker = &issues[0].blocked_by[0];
+    assert_eq!(blocker.identifier.as_deref(), Some("GT-2"));
+    assert_eq!(blocker.state.as_deref(), Some("In Progress"));
+    assert_eq!(issues[2].blocked_by[0].state.as_deref(), Some("Done"));
+    // The refresh by id applies the same rule.
+    let refreshed = t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap();
+    assert!(!refreshed[0].dispatchable);
+}

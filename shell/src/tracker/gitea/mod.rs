@@ -12,7 +12,9 @@
 //! (`fixes #N`, `closes owner/name#N`, the issue URL, in its title or body) is returned not
 //! dispatchable; that costs one listing of open pull requests per candidate poll.
 //!
-//! Not built yet (issue 16): blockers from issue dependencies.
+//! An issue in `Todo` gets its blockers from Gitea's issue dependencies (one request per such
+//! issue per poll) and is dispatchable only when all of them are terminal (the SPEC 8.2 rule,
+//! applied here as for Linear and local files, D1).
 
 mod config;
 mod records;
@@ -23,8 +25,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use symphony_core::issue::normalize;
-use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
+use symphony_core::issue::{StateSet, normalize, todo_blockers_allow_dispatch};
+use symphony_core::{BlockerRef, Issue, IssueId, TrackerError, TrackerErrorCategory};
 
 pub(crate) use config::KIND;
 pub use config::{DEFAULT_STATE_LABELS, GiteaSettings};
@@ -286,6 +288,9 @@ impl GiteaTracker {
                 }
             }
         }
+        for (number, issue) in &mut issues {
+            self.add_blockers(*number, issue).await;
+        }
         let wanted: Vec<String> = states.iter().map(|s| normalize(s)).collect();
         let active_wanted = states.iter().any(|s| !self.is_terminal(s));
         let claimed = if self.skip_claimed && active_wanted && !issues.is_empty() {
@@ -303,6 +308,65 @@ impl GiteaTracker {
                 issue
             })
             .collect())
+    }
+
+    /// For an issue in `Todo` (the state the blocker rule applies to): its blockers from
+    /// Gitea's issue dependencies, and `dispatchable` only when every one is terminal. A
+    /// dependency listing that fails counts as an unfinished blocker (fail closed; the next
+    /// poll asks again).
+    async fn add_blockers(&self, number: u64, issue: &mut Issue) {
+        if normalize(&issue.state) != "todo" {
+            return;
+        }
+        let first = format!(
+            "{}/issues/{number}/dependencies?page=1&limit={PER_PAGE}",
+            self.repo_url()
+        );
+        issue.blocked_by = match self.pages(first, "dependency").await {
+            Ok(items) => items.iter().filter_map(|item| self.blocker(item)).collect(),
+            Err(e) => {
+                tracing::warn!(
+                    issue_identifier = %issue.identifier,
+                    "Gitea dependencies of {} unread, held as blocked: {}",
+                    issue.identifier,
+                    e.message
+                );
+                vec![BlockerRef {
+                    identifier: Some("(dependencies unread)".to_owned()),
+                    ..BlockerRef::default()
+                }]
+            }
+        };
+        let terminal = StateSet::new(&self.terminal);
+        issue.dispatchable = issue.dispatchable && todo_blockers_allow_dispatch(issue, &terminal);
+    }
+
+    /// A dependency as a blocker: its state by the same label rules; from another repository,
+    /// named `owner/name#N` and without an id here.
+    fn blocker(&self, item: &Value) -> Option<BlockerRef> {
+        let number = item["number"].as_u64()?;
+        let closed_state = self.terminal_name();
+        let terminal = |s: &str| self.is_terminal(s);
+        let read = normalize_record(
+            item,
+            &self.state_labels,
+            &closed_state,
+            &terminal,
+            &self.repo,
+        )?;
+        let repo = item["repository"]["full_name"]
+            .as_str()
+            .unwrap_or(&self.repo);
+        let here = repo.eq_ignore_ascii_case(&self.repo);
+        Some(BlockerRef {
+            id: here.then(|| number.to_string()),
+            identifier: Some(if here {
+                identifier(number)
+            } else {
+                format!("{repo}#{number}")
+            }),
+            state: Some(read.issue.state).filter(|s| !s.is_empty()),
+        })
     }
 
     /// Issue numbers that the repository's open pull requests close, from their titles and
@@ -331,8 +395,9 @@ impl GiteaTracker {
             };
             let url = format!("{}/issues/{number}", self.repo_url());
             if let Some((item, _)) = self.get(&url, true).await?
-                && let Some(issue) = self.read(&item)
+                && let Some(mut issue) = self.read(&item)
             {
+                self.add_blockers(number, &mut issue).await;
                 out.push(issue);
             }
         }

@@ -94,6 +94,8 @@ pub(crate) struct Repo {
     pub(crate) refuse_close: bool,
     /// Pull requests: (number, open, title, body).
     pub(crate) pulls: Vec<(u64, bool, String, String)>,
+    /// Issue dependencies: (issue, the issue that blocks it).
+    pub(crate) dependencies: Vec<(u64, u64)>,
 }
 
 impl Repo {
@@ -263,6 +265,16 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                         String::new()
                     };
                     (200, Some(Value::Array(items)), link)
+                }
+                ("GET", ["repos", "acme", "app", "issues", n, "dependencies"]) => {
+                    let number: u64 = n.parse().unwrap();
+                    let items: Vec<Value> = repo
+                        .dependencies
+                        .iter()
+                        .filter(|(issue, _)| *issue == number)
+                        .filter_map(|(_, blocker)| repo.issue_json(*blocker))
+                        .collect();
+                    (200, Some(Value::Array(items)), String::new())
                 }
                 ("GET", ["repos", "acme", "app", "pulls"]) => {
                     let state = param("state").unwrap_or_else(|| "open".into());
