@@ -327,4 +327,18 @@ async fn a_todo_issue_waits_for_its_dependencies_to_be_terminal() {
     // The refresh by id applies the same rule.
     let refreshed = t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap();
     assert!(!refreshed[0].dispatchable);
+
+    // Dependencies that cannot be read hold a Todo issue back (fail closed).
+    let mut repo = Repo::with(&[(5, true, &["aiops/todo"])]);
+    repo.dependencies_fail = true;
+    let (base, _) = gitea_fake::fake(repo);
+    let issues = tracker(&base, "")
+        .fetch_by_states(&states(&["Todo"]))
+        .await
+        .unwrap();
+    assert!(!issues[0].dispatchable);
+    assert_eq!(
+        issues[0].blocked_by[0].identifier.as_deref(),
+        Some("(dependencies unread)")
+    );
 }

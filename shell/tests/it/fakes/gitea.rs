@@ -96,6 +96,8 @@ pub(crate) struct Repo {
     pub(crate) pulls: Vec<(u64, bool, String, String)>,
     /// Issue dependencies: (issue, the issue that blocks it).
     pub(crate) dependencies: Vec<(u64, u64)>,
+    /// Answer dependency listings 404 (declared), as when the feature is off on the server.
+    pub(crate) dependencies_fail: bool,
 }
 
 impl Repo {
@@ -265,6 +267,11 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                         String::new()
                     };
                     (200, Some(Value::Array(items)), link)
+                }
+                ("GET", ["repos", "acme", "app", "issues", _, "dependencies"])
+                    if repo.dependencies_fail =>
+                {
+                    (404, None, String::new())
                 }
                 ("GET", ["repos", "acme", "app", "issues", n, "dependencies"]) => {
                     let number: u64 = n.parse().unwrap();
