@@ -5,6 +5,7 @@
 //! process table. Waits are bounded reads of the daemon's log lines, never sleeps.
 
 use crate::daemon_harness;
+use crate::gitea_fake;
 use crate::github_fake;
 use crate::linear_fake;
 use crate::support;
@@ -444,4 +445,81 @@ fn a_key_echoed_by_the_tracker_is_masked_in_every_output() {
     for (what, text) in &outputs {
         assert!(!text.contains(key), "{what} shows the key:\n{text}");
     }
+}
+
+#[test]
+fn gitea_and_codex_move_labels_close_with_the_tool_and_clean_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = gitea_fake::Repo::with(&[(1, true, &["aiops/todo"]), (2, true, &["aiops/todo"])]);
+    let (base, repo) = gitea_fake::fake(repo);
+    // GT-1 comments, then hands over with a terminal label that closes the issue.
+    let mut closing = handshake();
+    closing.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "comment_on_issue",
+            json!({"body": "Ready for review."}),
+        ),
+        tool(
+            1,
+            "c2",
+            "gitea_issue_labels",
+            json!({"issue_number": 1, "labels": ["aiops/done"], "close_issue": true}),
+        ),
+        turn_done(1, "completed"),
+    ]);
+    // GT-2 tries to relabel GT-1, then moves itself to Human Review (not active: it stops).
+    let mut straying = handshake();
+    straying.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "gitea_issue_labels",
+            json!({"issue_number": 1, "labels": ["aiops/rework"]}),
+        ),
+        tool(
+            1,
+            "c2",
+            "gitea_issue_labels",
+            json!({"issue_number": 2, "labels": ["aiops/human-review"]}),
+        ),
+        turn_done(1, "completed"),
+    ]);
+    let command = scripts(dir.path(), &[("GT-1", closing), ("GT-2", straying)]);
+    workflow(
+        dir.path(),
+        &format!("  kind: gitea\n  provider:\n    endpoint: {base}\n    repo: acme/app\n"),
+        &command,
+    );
+    let mut daemon = Daemon::start_with_env(dir.path(), &[], &[("GITEA_TOKEN", gitea_fake::TOKEN)]);
+    daemon.wait_for("GT-1 released", line_for("1", "released"));
+    daemon.wait_for("GT-1 workspace removed", line_for("1", "workspace removed"));
+    daemon.wait_for("GT-2 released", line_for("2", "released"));
+    {
+        let repo = repo.lock().unwrap();
+        let gt1 = repo.issues.iter().find(|i| i.0 == 1).unwrap();
+        assert!(!gt1.1, "GT-1 is closed");
+        assert_eq!(gt1.2, ["aiops/done"]);
+        let gt2 = repo.issues.iter().find(|i| i.0 == 2).unwrap();
+        assert_eq!(gt2.2, ["aiops/human-review"], "GT-2 moved itself, not GT-1");
+        assert_eq!(repo.comments, [(1, "Ready for review.".to_owned())]);
+    }
+    assert!(!dir.path().join("ws/GT-1").exists());
+    let log = std::fs::read_to_string(dir.path().join("agent-logs/GT-2.log")).unwrap();
+    assert!(
+        log.contains("acts on this session's issue #2 only, not #1"),
+        "the refusal reached the agent: {log}"
+    );
+    assert!(!log.contains(gitea_fake::TOKEN));
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    assert!(
+        !lines.iter().any(|l| l.contains(gitea_fake::TOKEN)),
+        "{}",
+        lines.join("\n")
+    );
 }
