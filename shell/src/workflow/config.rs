@@ -131,6 +131,22 @@ pub struct HooksConfig {
     pub env: Vec<String>,
 }
 
+/// `repo` (aiops-platform's key): the repository the work is on. Offered to the prompt as
+/// `repo.owner`, `repo.name`, `repo.branch` (the default branch), `repo.clone_url`; `owner` and
+/// `name` also give `tracker.provider.repo` when that is not written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RepoConfig {
+    /// Owner (user or organisation).
+    pub owner: Option<String>,
+    /// Repository name.
+    pub name: Option<String>,
+    /// Clone URL, as written (it may carry credentials: shown masked).
+    #[serde(skip)]
+    pub clone_url: Option<String>,
+    /// The default branch.
+    pub default_branch: Option<String>,
+}
+
 /// `agent`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentConfig {
@@ -181,6 +197,8 @@ pub struct ServiceConfig {
     pub codex: CodexConfig,
     /// `server`.
     pub server: ServerConfig,
+    /// `repo` (aiops-platform's key).
+    pub repo: RepoConfig,
 }
 
 impl ServiceConfig {
@@ -247,6 +265,7 @@ const TOP_LEVEL: &[&str] = &[
     "agent",
     "codex",
     "server",
+    "repo",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -278,7 +297,9 @@ pub(crate) fn resolve(
         unshown_warnings: 0,
     };
     r.check_keys(root, "", TOP_LEVEL);
-    let tracker = r.tracker(root)?;
+    r.refuse_sandbox(root)?;
+    let repo = r.repo(root)?;
+    let tracker = r.tracker(root, &repo)?;
     let polling = r.section(root, "polling")?;
     r.check_keys(&polling, "polling", &["interval_ms"]);
     let polling = PollingConfig {
@@ -321,6 +342,7 @@ pub(crate) fn resolve(
             agent,
             codex,
             server,
+            repo,
         },
         sources: r.sources,
         warnings: r.warnings,
@@ -608,7 +630,53 @@ impl Reader<'_> {
         Ok(normalize_path(&absolute))
     }
 
-    fn tracker(&mut self, root: &Mapping) -> Result<TrackerConfig, WorkflowError> {
+    /// aiops-platform's `sandbox.enabled: true` asks for a sandbox this build does not have:
+    /// refused, never run without one (the sandbox issue adds it).
+    fn refuse_sandbox(&self, root: &Mapping) -> Result<(), WorkflowError> {
+        let Some(Value::Mapping(sandbox)) = Self::get(root, "sandbox") else {
+            return Ok(());
+        };
+        if Self::get(sandbox, "enabled") == Some(&Value::Bool(true)) {
+            return Err(self.error(
+                ErrorClass::InvalidConfigValue,
+                "sandbox.enabled",
+                "sandbox.enabled: true asks for a sandbox, and this build has none yet; agents \
+                 would run unconfined, so the workflow is refused (set it to false to run \
+                 without one)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `repo`: owner, name, clone URL and default branch, all optional strings.
+    fn repo(&mut self, root: &Mapping) -> Result<RepoConfig, WorkflowError> {
+        let section = self.section(root, "repo")?;
+        self.check_keys(
+            &section,
+            "repo",
+            &["owner", "name", "clone_url", "default_branch"],
+        );
+        let mut get = |key: &str| -> Result<Option<String>, WorkflowError> {
+            let full = format!("repo.{key}");
+            let value = self.string(&section, &full)?;
+            if value.is_some() {
+                self.written(&full);
+            }
+            Ok(value.filter(|v| !v.trim().is_empty()))
+        };
+        Ok(RepoConfig {
+            owner: get("owner")?,
+            name: get("name")?,
+            clone_url: get("clone_url")?,
+            default_branch: get("default_branch")?,
+        })
+    }
+
+    fn tracker(
+        &mut self,
+        root: &Mapping,
+        repo: &RepoConfig,
+    ) -> Result<TrackerConfig, WorkflowError> {
         let section = self.section(root, "tracker")?;
         let names = kinds::names();
         let Some(raw_kind) = self.string(&section, "tracker.kind")? else {
@@ -661,6 +729,17 @@ impl Reader<'_> {
                 provider.insert(Value::String(target.to_owned()), value.clone());
                 spelled.insert(target.to_owned(), flat);
             }
+        }
+        // aiops-platform names the repository in the top-level `repo` block.
+        if kind.provider_keys.contains(&"repo")
+            && !provider.contains_key("repo")
+            && let (Some(owner), Some(name)) = (&repo.owner, &repo.name)
+        {
+            provider.insert(
+                Value::String("repo".into()),
+                Value::String(format!("{owner}/{name}")),
+            );
+            spelled.insert("repo".into(), "repo.owner and repo.name".into());
         }
         let known: Vec<&str> = TRACKER_KEYS
             .iter()
@@ -845,10 +924,12 @@ impl Reader<'_> {
                 "demo_turn_ms",
                 "max_tokens_per_issue",
                 "stall_timeout_ms",
+                "default",
             ],
         );
         let stall_timeout_ms = self.stall_timeout(root, &section)?;
         let kind = match self.string(&section, "agent.kind")? {
+            None if Self::get(&section, "default").is_some() => self.agent_default(&section)?,
             None => {
                 self.source("agent.kind", Source::Default);
                 runners::default_kind()
@@ -929,6 +1010,39 @@ impl Reader<'_> {
             max_retry_backoff_ms,
             max_concurrent_agents_by_state: by_state,
             max_tokens_per_issue,
+        })
+    }
+
+    /// aiops-platform's `agent.default` (read when `agent.kind` is not written): `mock` is the
+    /// demo agent, `codex-app-server` is Codex; `claude` waits for the Claude runner.
+    fn agent_default(&mut self, agent: &Mapping) -> Result<&'static RunnerKind, WorkflowError> {
+        let raw = self.string(agent, "agent.default")?.unwrap_or_default();
+        let name = match normalize(&raw).as_str() {
+            "mock" | "demo" => "demo",
+            "codex-app-server" | "codex" => "codex",
+            "claude" => {
+                return Err(self.error(
+                    ErrorClass::InvalidConfigValue,
+                    "agent.default",
+                    "agent.default: claude (Claude Code) is not available in this build yet; \
+                     use codex-app-server or mock",
+                ));
+            }
+            _ => {
+                return Err(self.invalid(
+                    "agent.default",
+                    "mock, codex-app-server or claude",
+                    &Value::String(raw),
+                ));
+            }
+        };
+        self.source("agent.kind", Source::Workflow("agent.default".to_owned()));
+        runners::find(name).ok_or_else(|| {
+            self.error(
+                ErrorClass::InvalidConfigValue,
+                "agent.default",
+                format!("agent.default: no {name} runner in this build"),
+            )
         })
     }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
 use tera::{Context, ErrorKind, Tera};
 
+use super::config::RepoConfig;
 use super::error::{ErrorClass, Position, WorkflowError};
 
 /// Used when the workflow body is empty (SPEC 5.4 fallback).
@@ -33,6 +34,8 @@ pub struct PromptTemplate {
     body_at: Position,
     /// Whether the body was empty and the default prompt is in use.
     pub is_default: bool,
+    /// `repo` in the template (aiops-platform's variables), from the workflow's `repo` block.
+    repo: serde_json::Value,
 }
 
 impl PromptTemplate {
@@ -57,7 +60,15 @@ impl PromptTemplate {
             file: file.to_owned(),
             body_at: at,
             is_default,
+            repo: repo_value(&RepoConfig::default()),
         }
+    }
+
+    /// The template with `repo` taken from the workflow's `repo` block.
+    #[must_use]
+    pub fn with_repo(mut self, repo: &RepoConfig) -> Self {
+        self.repo = repo_value(repo);
+        self
     }
 
     /// The parse error, if the body is not a valid template.
@@ -86,6 +97,9 @@ impl PromptTemplate {
         let tera = self.engine.as_ref().map_err(Clone::clone)?;
         let mut context = Context::new();
         context.insert("issue", &issue_value(issue));
+        // aiops-platform's names for the same facts.
+        context.insert("task", &task_value(issue));
+        context.insert("repo", &self.repo);
         if let Some(attempt) = attempt {
             context.insert("attempt", &attempt);
         }
@@ -164,6 +178,30 @@ pub fn sample_issue() -> Issue {
 /// (SPEC 12.2). Timestamps are RFC 3339 strings.
 fn issue_value(issue: &Issue) -> serde_json::Value {
     serde_json::to_value(issue).unwrap_or(serde_json::Value::Null)
+}
+
+/// `task` (aiops-platform): the issue's identifier, title, description and actor (the
+/// assignee, when the tracker says; else empty).
+fn task_value(issue: &Issue) -> serde_json::Value {
+    serde_json::json!({
+        "id": issue.identifier,
+        "title": issue.title,
+        "description": issue.description.clone().unwrap_or_default(),
+        "actor": issue.assignee_id.clone().unwrap_or_default(),
+    })
+}
+
+/// `repo` (aiops-platform): owner, name and branch (the default branch); unset ones are empty
+/// strings, so a template naming them renders. The clone URL stays out: it may carry a
+/// credential.
+fn repo_value(repo: &RepoConfig) -> serde_json::Value {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    serde_json::json!({
+        "owner": text(&repo.owner),
+        "name": text(&repo.name),
+        "branch": text(&repo.default_branch),
+        "default_branch": text(&repo.default_branch),
+    })
 }
 
 /// A body position (1-based line and 0-based column from Tera) in file terms.

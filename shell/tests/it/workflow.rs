@@ -774,3 +774,77 @@ fn the_stall_timeout_is_an_agent_setting_and_the_spec_spelling_still_works() {
     assert_eq!(w.config.agent.stall_timeout_ms, 300_000);
     assert_eq!(w.sources["agent.stall_timeout_ms"], Source::Default);
 }
+
+fn aiops_fixture(name: &str) -> Result<Workflow, WorkflowError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/workflows/aiops")
+        .join(name);
+    let env = MapEnv::new([
+        ("GITEA_TOKEN", "gitea_test_token_0123"),
+        ("HOME", "/home/op"),
+    ]);
+    load(&path, &env, &Overrides::default())
+}
+
+#[test]
+fn an_aiops_platform_workflow_loads_with_its_repo_block_agent_default_and_variables() {
+    let w = aiops_fixture("gitea-mock.md").unwrap_or_else(|e| panic!("{e}"));
+    let settings = w
+        .config
+        .tracker
+        .provider
+        .get::<symphony::tracker::gitea::GiteaSettings>()
+        .unwrap();
+    assert_eq!(
+        settings.repo, "acme/app",
+        "taken from repo.owner and repo.name"
+    );
+    assert_eq!(
+        w.sources["tracker.provider.repo"],
+        Source::Workflow("repo.owner and repo.name".into())
+    );
+    assert_eq!(w.config.agent.kind.name, "demo", "agent.default: mock");
+    assert_eq!(
+        w.sources["agent.kind"],
+        Source::Workflow("agent.default".into())
+    );
+    w.prompt.validate().unwrap();
+    let issue = Issue {
+        assignee_id: Some("octo".into()),
+        ..symphony::workflow::sample_issue()
+    };
+    let text = w.prompt.render(&issue, None).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "Task {}: {} (for octo)",
+            issue.identifier, issue.title
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Repository acme/app, base branch main."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("git@"),
+        "the clone URL stays out of the prompt: {text}"
+    );
+}
+
+#[test]
+fn aiops_agent_default_claude_is_refused_until_that_runner_exists() {
+    let e = aiops_fixture("claude-default.md").unwrap_err();
+    assert_eq!(e.class, ErrorClass::InvalidConfigValue);
+    assert!(
+        e.message.contains("claude") && e.message.contains("not available"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_sandbox_asked_for_and_not_built_is_refused_never_skipped() {
+    let e = aiops_fixture("sandbox-enabled.md").unwrap_err();
+    assert_eq!(e.class, ErrorClass::InvalidConfigValue);
+    assert_eq!(e.key.as_deref(), Some("sandbox.enabled"));
+    assert!(e.message.contains("unconfined"), "{e}");
+}
