@@ -269,6 +269,8 @@ const TOP_LEVEL: &[&str] = &[
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
+    // aiops-platform's: accepted; a state neither active nor terminal stops a run here anyway.
+    "inactive_states",
     "provider",
     "required_labels",
     "active_states",
@@ -295,6 +297,7 @@ pub(crate) fn resolve(
         warnings: Vec::new(),
         positions: key_positions(yaml, yaml_line),
         unshown_warnings: 0,
+        aliased: BTreeMap::new(),
     };
     r.check_keys(root, "", TOP_LEVEL);
     r.refuse_sandbox(root)?;
@@ -349,6 +352,15 @@ pub(crate) fn resolve(
     })
 }
 
+/// aiops-platform's spellings of settings we name otherwise: (section, theirs, ours). Read as
+/// ours (sources show theirs); when both are written, ours wins and theirs is warned about.
+const ALIASES: &[(&str, &str, &str)] = &[
+    ("agent", "max_tokens_per_claim", "max_tokens_per_issue"),
+    ("codex", "env_passthrough", "env"),
+    ("hooks", "env_passthrough", "env"),
+    ("server", "host", "bind"),
+];
+
 /// Warnings kept per load; the rest are counted in a last one.
 const MAX_WARNINGS: usize = 50;
 
@@ -365,6 +377,8 @@ struct Reader<'a> {
     positions: BTreeMap<String, Position>,
     /// Warnings past [`MAX_WARNINGS`], counted only.
     unshown_warnings: usize,
+    /// Keys read from another implementation's spelling: ours to theirs (dotted paths).
+    aliased: BTreeMap<String, String>,
 }
 
 /// A YAML value for messages: short, one line.
@@ -451,7 +465,11 @@ impl Reader<'_> {
     }
 
     fn written(&mut self, key: &str) {
-        self.source(key, Source::Workflow(key.to_owned()));
+        let spelled = self.aliased.get(key).cloned();
+        self.source(
+            key,
+            Source::Workflow(spelled.unwrap_or_else(|| key.to_owned())),
+        );
     }
 
     /// Warns about keys of `map` outside `known`, with a suggestion when one is close.
@@ -480,12 +498,32 @@ impl Reader<'_> {
     }
 
     /// A section map; absent or null is empty.
-    fn section(&self, root: &Mapping, name: &str) -> Result<Mapping, WorkflowError> {
-        match Self::get(root, name) {
-            None => Ok(Mapping::new()),
-            Some(Value::Mapping(m)) => Ok(m.clone()),
-            Some(other) => Err(self.invalid(name, "a map", other)),
+    /// Other implementations' spellings are folded into ours first ([`ALIASES`]).
+    fn section(&mut self, root: &Mapping, name: &str) -> Result<Mapping, WorkflowError> {
+        let mut map = match Self::get(root, name) {
+            None => return Ok(Mapping::new()),
+            Some(Value::Mapping(m)) => m.clone(),
+            Some(other) => return Err(self.invalid(name, "a map", other)),
+        };
+        for (section, theirs, ours) in ALIASES {
+            if *section != name {
+                continue;
+            }
+            let Some(value) = map.remove(*theirs) else {
+                continue;
+            };
+            let (key, alias) = (format!("{name}.{ours}"), format!("{name}.{theirs}"));
+            if map.contains_key(*ours) {
+                self.warn(
+                    &alias,
+                    format!("ignored: {key} is also set and takes precedence"),
+                );
+            } else {
+                map.insert(Value::String((*ours).to_owned()), value);
+                self.aliased.insert(key, alias);
+            }
         }
+        Ok(map)
     }
 
     /// An integer given as a number or a numeric string, within `range`.
@@ -1052,7 +1090,11 @@ impl Reader<'_> {
         const KEY: &str = "agent.stall_timeout_ms";
         const CODEX_KEY: &str = "codex.stall_timeout_ms";
         const DEFAULT: i64 = 300_000;
-        let codex = self.section(root, "codex")?;
+        // Read directly (the `codex` section is read in full, aliases folded, elsewhere).
+        let codex = match Self::get(root, "codex") {
+            Some(Value::Mapping(m)) => m.clone(),
+            _ => Mapping::new(),
+        };
         let in_codex = Self::get(&codex, "stall_timeout_ms").is_some();
         if Self::get(agent, "stall_timeout_ms").is_some() {
             if in_codex {

@@ -848,3 +848,28 @@ fn a_sandbox_asked_for_and_not_built_is_refused_never_skipped() {
     assert_eq!(e.key.as_deref(), Some("sandbox.enabled"));
     assert!(e.message.contains("unconfined"), "{e}");
 }
+
+#[test]
+fn aiops_spellings_of_our_settings_are_read_as_ours() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}  inactive_states: [Human Review]\nagent:\n  max_tokens_per_claim: 5000\ncodex:\n  env_passthrough: [OPENAI_API_KEY]\nhooks:\n  env_passthrough: [NPM_TOKEN]\n  env: [GIT_SSH_COMMAND]\nserver:\n  host: 127.0.0.1\n  port: -1\n"
+        ),
+        "",
+    ));
+    assert_eq!(w.config.agent.max_tokens_per_issue, Some(5000));
+    assert_eq!(
+        w.sources["agent.max_tokens_per_issue"],
+        Source::Workflow("agent.max_tokens_per_claim".into())
+    );
+    assert_eq!(w.config.codex.env, ["OPENAI_API_KEY"]);
+    assert_eq!(w.config.server.bind, "127.0.0.1");
+    // Both spellings: ours wins, theirs is said to be ignored.
+    assert_eq!(w.config.hooks.env, ["GIT_SSH_COMMAND"]);
+    let warnings: Vec<String> = w.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("hooks.env_passthrough") && warnings[0].contains("ignored"),
+        "{warnings:?}"
+    );
+}
