@@ -147,6 +147,26 @@ pub struct RepoConfig {
     pub default_branch: Option<String>,
 }
 
+/// What the run may do (aiops-platform's `policy.mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// Change the code and hand it over as a draft pull request (the default).
+    DraftPr,
+    /// Read and report only: no change, no push, no pull request.
+    AnalysisOnly,
+}
+
+/// `policy` and `verify` (aiops-platform's keys): directives appended to the rendered prompt
+/// as the agent's own contract before it hands off.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandoffConfig {
+    /// `policy.mode`.
+    pub mode: PolicyMode,
+    /// `verify.commands`: to run, and pass, before handing off.
+    pub verify_commands: Vec<String>,
+}
+
 /// `agent`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AgentConfig {
@@ -199,6 +219,8 @@ pub struct ServiceConfig {
     pub server: ServerConfig,
     /// `repo` (aiops-platform's key).
     pub repo: RepoConfig,
+    /// `policy` and `verify` (aiops-platform's keys).
+    pub handoff: HandoffConfig,
 }
 
 impl ServiceConfig {
@@ -266,6 +288,8 @@ const TOP_LEVEL: &[&str] = &[
     "codex",
     "server",
     "repo",
+    "policy",
+    "verify",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -302,6 +326,7 @@ pub(crate) fn resolve(
     r.check_keys(root, "", TOP_LEVEL);
     r.refuse_sandbox(root)?;
     let repo = r.repo(root)?;
+    let handoff = r.handoff(root)?;
     let tracker = r.tracker(root, &repo)?;
     let polling = r.section(root, "polling")?;
     r.check_keys(&polling, "polling", &["interval_ms"]);
@@ -346,6 +371,7 @@ pub(crate) fn resolve(
             codex,
             server,
             repo,
+            handoff,
         },
         sources: r.sources,
         warnings: r.warnings,
@@ -684,6 +710,44 @@ impl Reader<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// `policy.mode` and `verify.commands`.
+    fn handoff(&mut self, root: &Mapping) -> Result<HandoffConfig, WorkflowError> {
+        let policy = self.section(root, "policy")?;
+        self.check_keys(&policy, "policy", &["mode"]);
+        let mode = match self.string(&policy, "policy.mode")? {
+            None => {
+                self.source("policy.mode", Source::Default);
+                PolicyMode::DraftPr
+            }
+            Some(raw) => {
+                let mode = match normalize(&raw).as_str() {
+                    "draft_pr" => PolicyMode::DraftPr,
+                    "analysis_only" => PolicyMode::AnalysisOnly,
+                    _ => {
+                        return Err(self.invalid(
+                            "policy.mode",
+                            "draft_pr or analysis_only",
+                            &Value::String(raw),
+                        ));
+                    }
+                };
+                self.written("policy.mode");
+                mode
+            }
+        };
+        let verify = self.section(root, "verify")?;
+        self.check_keys(&verify, "verify", &["commands"]);
+        let verify_commands = (self.string_list(&verify, "verify.commands")?)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| !c.trim().is_empty())
+            .collect();
+        Ok(HandoffConfig {
+            mode,
+            verify_commands,
+        })
     }
 
     /// `repo`: owner, name, clone URL and default branch, all optional strings.

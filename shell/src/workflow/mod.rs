@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    AgentConfig, ApprovalDecision, CodexConfig, HooksConfig, Overrides, PollingConfig, RepoConfig,
-    Secret, SectionKeys, ServerConfig, ServiceConfig, Source, TrackerConfig, WorkspaceConfig,
+    AgentConfig, ApprovalDecision, CodexConfig, HandoffConfig, HooksConfig, Overrides, PolicyMode,
+    PollingConfig, RepoConfig, Secret, SectionKeys, ServerConfig, ServiceConfig, Source,
+    TrackerConfig, WorkspaceConfig,
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};
@@ -147,8 +148,9 @@ fn parse_in(
         Some(yaml) => parse_front_matter(yaml, parts.yaml_line, path)?,
     };
     let resolved = config::resolve(&root, path, base_dir, yaml, parts.yaml_line, env, overrides)?;
-    let prompt =
-        PromptTemplate::new(parts.body, path, parts.body_at).with_repo(&resolved.config.repo);
+    let prompt = PromptTemplate::new(parts.body, path, parts.body_at)
+        .with_repo(&resolved.config.repo)
+        .with_handoff(&resolved.config.handoff);
     Ok(Workflow {
         path: path.to_owned(),
         config: resolved.config,

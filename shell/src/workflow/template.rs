@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use symphony_core::{BlockerRef, Issue, IssueId, Timestamp};
 use tera::{Context, ErrorKind, Tera};
 
-use super::config::RepoConfig;
+use super::config::{HandoffConfig, PolicyMode, RepoConfig};
 use super::error::{ErrorClass, Position, WorkflowError};
 
 /// Used when the workflow body is empty (SPEC 5.4 fallback).
@@ -36,6 +36,8 @@ pub struct PromptTemplate {
     pub is_default: bool,
     /// `repo` in the template (aiops-platform's variables), from the workflow's `repo` block.
     repo: serde_json::Value,
+    /// Appended to every render: the `policy` and `verify` directives, or nothing.
+    directives: String,
 }
 
 impl PromptTemplate {
@@ -61,7 +63,15 @@ impl PromptTemplate {
             body_at: at,
             is_default,
             repo: repo_value(&RepoConfig::default()),
+            directives: String::new(),
         }
+    }
+
+    /// The template with the `policy` and `verify` directives appended to what it renders.
+    #[must_use]
+    pub fn with_handoff(mut self, handoff: &HandoffConfig) -> Self {
+        self.directives = directives(handoff);
+        self
     }
 
     /// The template with `repo` taken from the workflow's `repo` block.
@@ -105,7 +115,11 @@ impl PromptTemplate {
         }
         let mut out = Capped(Vec::new());
         match tera.render_to(NAME, &context, &mut out) {
-            Ok(()) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+            Ok(()) => {
+                let mut text = String::from_utf8_lossy(&out.0).into_owned();
+                text.push_str(&self.directives);
+                Ok(text)
+            }
             Err(_) if out.0.len() > MAX_PROMPT_BYTES => Err(WorkflowError::new(
                 ErrorClass::TemplateRenderError,
                 &self.file,
@@ -189,6 +203,29 @@ fn task_value(issue: &Issue) -> serde_json::Value {
         "description": issue.description.clone().unwrap_or_default(),
         "actor": issue.assignee_id.clone().unwrap_or_default(),
     })
+}
+
+/// The directives `policy.mode` and `verify.commands` add at the end of the prompt: the
+/// agent's own contract before it hands off (aiops-platform's behaviour, our words).
+fn directives(handoff: &HandoffConfig) -> String {
+    let mut out = String::new();
+    if handoff.mode == PolicyMode::AnalysisOnly {
+        out.push_str(
+            "\n\n**This run is analysis only.** Read, run and investigate as you need, but change \
+             no file in the repository, push nothing and open no pull request. Report what you \
+             found on the issue.\n",
+        );
+    }
+    if !handoff.verify_commands.is_empty() {
+        out.push_str(
+            "\n\n**Before you hand off, verify.** Run each of these in the workspace and hand \
+             off only when all of them pass; fix what fails first:\n",
+        );
+        for command in &handoff.verify_commands {
+            out.push_str(&format!("- `{command}`\n"));
+        }
+    }
+    out
 }
 
 /// `repo` (aiops-platform): owner, name and branch (the default branch); unset ones are empty

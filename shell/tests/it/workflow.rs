@@ -873,3 +873,31 @@ fn aiops_spellings_of_our_settings_are_read_as_ours() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn aiops_policy_and_verify_become_directives_at_the_end_of_the_prompt() {
+    let w = aiops_fixture("analysis-verify.md").unwrap_or_else(|e| panic!("{e}"));
+    let issue = symphony::workflow::sample_issue();
+    let text = w.prompt.render(&issue, Some(2)).unwrap();
+    assert!(
+        text.starts_with(&format!("Look into {}", issue.identifier)),
+        "{text}"
+    );
+    let analysis = text.find("**This run is analysis only.**").expect(&text);
+    let verify = text.find("**Before you hand off, verify.**").expect(&text);
+    assert!(analysis < verify, "{text}");
+    assert!(
+        text.ends_with("- `cargo test`\n- `npm run lint`\n"),
+        "{text}"
+    );
+    // Without the keys, nothing is added.
+    let plain = aiops_fixture("gitea-mock.md").unwrap();
+    let text = plain.prompt.render(&issue, None).unwrap();
+    assert!(!text.contains("**"), "{text}");
+    let e = load_text(&with_front_matter(
+        &format!("{LINEAR}policy:\n  mode: yolo\n"),
+        "",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("policy.mode"));
+}
