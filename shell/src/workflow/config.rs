@@ -129,6 +129,10 @@ pub struct HooksConfig {
     pub timeout_ms: u64,
     /// Host environment variables passed to hooks by name, beyond the built-in allowlist.
     pub env: Vec<String>,
+    /// The `repo` block as `SYMPHONY_REPO_*` variables for every hook (owner, name, clone URL,
+    /// default branch, the ones written). The clone URL may carry a credential: not shown.
+    #[serde(skip)]
+    pub repo_env: Vec<(String, String)>,
 }
 
 /// `repo` (aiops-platform's key): the repository the work is on. Offered to the prompt as
@@ -145,6 +149,34 @@ pub struct RepoConfig {
     pub clone_url: Option<String>,
     /// The default branch.
     pub default_branch: Option<String>,
+}
+
+impl RepoConfig {
+    /// `SYMPHONY_REPO_OWNER`, `_NAME`, `_CLONE_URL`, `_DEFAULT_BRANCH`, for the ones written.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        [
+            ("SYMPHONY_REPO_OWNER", &self.owner),
+            ("SYMPHONY_REPO_NAME", &self.name),
+            ("SYMPHONY_REPO_CLONE_URL", &self.clone_url),
+            ("SYMPHONY_REPO_DEFAULT_BRANCH", &self.default_branch),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+        .collect()
+    }
+
+    /// The credential in the clone URL, if any, to mask: the password of
+    /// `https://user:token@host/...`, or a token given as the user (`https://token@host/...`).
+    /// An scp-like `git@host:owner/name` carries none.
+    fn clone_url_secret(&self) -> Option<String> {
+        let (_, rest) = self.clone_url.as_deref()?.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let secret = userinfo
+            .split_once(':')
+            .map_or(userinfo, |(_, password)| password);
+        (!secret.is_empty()).then(|| secret.to_owned())
+    }
 }
 
 /// What the run may do (aiops-platform's `policy.mode`).
@@ -233,6 +265,7 @@ impl ServiceConfig {
         if let Some(token) = &self.server.auth_token {
             secrets.push(token.expose().to_owned());
         }
+        secrets.extend(self.repo.clone_url_secret());
         secrets
     }
 
@@ -334,7 +367,8 @@ pub(crate) fn resolve(
         interval_ms: r.int(&polling, "polling.interval_ms", 30_000, 1..=MAX_MS)? as u64,
     };
     let workspace = r.workspace(root)?;
-    let hooks = r.hooks(root)?;
+    let mut hooks = r.hooks(root)?;
+    hooks.repo_env = repo.env_vars();
     let agent = r.agent(root)?;
     let codex = {
         let section = r.section(root, "codex")?;
@@ -760,11 +794,25 @@ impl Reader<'_> {
         );
         let mut get = |key: &str| -> Result<Option<String>, WorkflowError> {
             let full = format!("repo.{key}");
-            let value = self.string(&section, &full)?;
-            if value.is_some() {
-                self.written(&full);
-            }
-            Ok(value.filter(|v| !v.trim().is_empty()))
+            let Some(value) = self.string(&section, &full)? else {
+                return Ok(None);
+            };
+            // `clone_url: $MAKER_CLONE_URL` and the like: a whole-value `$VAR` is read.
+            let value = match self.resolve_var(&full, &value) {
+                None => {
+                    self.written(&full);
+                    value
+                }
+                Some(Ok(resolved)) => resolved,
+                Some(Err(var)) => {
+                    return Err(self.error(
+                        ErrorClass::InvalidConfigValue,
+                        &full,
+                        format!("{full}: ${var} is not set or empty"),
+                    ));
+                }
+            };
+            Ok(Some(value).filter(|v| !v.trim().is_empty()))
         };
         Ok(RepoConfig {
             owner: get("owner")?,
@@ -1003,6 +1051,7 @@ impl Reader<'_> {
         let env = self.var_names(&section, "hooks.env")?;
         let mut scripts = scripts.into_iter();
         Ok(HooksConfig {
+            repo_env: Vec::new(),
             after_create: scripts.next().flatten(),
             before_run: scripts.next().flatten(),
             after_run: scripts.next().flatten(),

@@ -331,7 +331,9 @@ impl WorkspaceManager {
     }
 
     fn hook_env(&self, context: &HookContext<'_>) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
-        hook_env(std::env::vars_os(), &self.hooks.env, context)
+        let mut env = hook_env(std::env::vars_os(), &self.hooks.env, context);
+        env.extend((self.hooks.repo_env.iter()).map(|(name, value)| (name.into(), value.into())));
+        env
     }
 
     fn run(&self, kind: HookKind, context: &HookContext<'_>) -> Option<HookOutcome> {

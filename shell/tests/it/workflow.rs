@@ -901,3 +901,43 @@ fn aiops_policy_and_verify_become_directives_at_the_end_of_the_prompt() {
     .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("policy.mode"));
 }
+
+#[test]
+fn the_repo_block_reaches_hooks_and_a_clone_url_credential_is_masked() {
+    let env = MapEnv::new([
+        ("LINEAR_API_KEY", "lin_api_secret_value"),
+        (
+            "CLONE",
+            "https://bot:s3cr3t-clone-token@gitea.example.invalid/acme/app.git",
+        ),
+    ]);
+    let text = with_front_matter(
+        &format!(
+            "{LINEAR}repo:\n  owner: acme\n  name: app\n  clone_url: $CLONE\n  default_branch: main\n"
+        ),
+        "",
+    );
+    let w = parse(&text, Path::new(FILE), &env, &Overrides::default()).unwrap();
+    let vars = &w.config.hooks.repo_env;
+    assert!(
+        vars.contains(&("SYMPHONY_REPO_OWNER".into(), "acme".into())),
+        "{vars:?}"
+    );
+    assert!(vars.contains(&("SYMPHONY_REPO_DEFAULT_BRANCH".into(), "main".into())));
+    assert!(
+        vars.iter()
+            .any(|(k, v)| k == "SYMPHONY_REPO_CLONE_URL" && v.contains("s3cr3t"))
+    );
+    assert!(
+        w.config
+            .secret_values()
+            .contains(&"s3cr3t-clone-token".to_owned())
+    );
+    // An scp-like URL names a user, not a credential.
+    let text = with_front_matter(
+        &format!("{LINEAR}repo:\n  clone_url: git@gitea.example.invalid:acme/app.git\n"),
+        "",
+    );
+    let w = parse(&text, Path::new(FILE), &env, &Overrides::default()).unwrap();
+    assert_eq!(w.config.secret_values(), ["lin_api_secret_value"]);
+}

@@ -24,6 +24,7 @@ fn hooks() -> HooksConfig {
         before_remove: None,
         timeout_ms: 60_000,
         env: Vec::new(),
+        repo_env: Vec::new(),
     }
 }
 
@@ -697,4 +698,27 @@ fn every_workspace_operation_and_hook_goes_through_the_host() {
         ]
     );
     assert!(!dir.path().join("SEAM-1").exists());
+}
+
+#[test]
+fn hooks_see_the_repo_block_as_symphony_repo_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env.txt");
+    let hooks = HooksConfig {
+        after_create: Some(format!("env > {}", out.display())),
+        repo_env: vec![
+            ("SYMPHONY_REPO_OWNER".into(), "acme".into()),
+            ("SYMPHONY_REPO_NAME".into(), "app".into()),
+        ],
+        ..hooks()
+    };
+    manager(&dir.path().join("ws"), hooks)
+        .prepare(issue("REPO-1"), None)
+        .unwrap();
+    let env = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        env.lines().any(|l| l == "SYMPHONY_REPO_OWNER=acme"),
+        "{env}"
+    );
+    assert!(env.lines().any(|l| l == "SYMPHONY_REPO_NAME=app"), "{env}");
 }
