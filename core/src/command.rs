@@ -227,6 +227,25 @@ pub enum Reason {
         /// The limit.
         limit: u64,
     },
+    /// The issue used `agent.max_turns_per_issue` completed turns (extension).
+    TurnBudget {
+        /// Turns completed across the claim's runs.
+        used: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// The issue's runs took `agent.max_runtime_ms_per_issue` together (extension).
+    RuntimeBudget {
+        /// Milliseconds the claim's runs took.
+        used_ms: u64,
+        /// The limit.
+        limit_ms: u64,
+    },
+    /// The run took longer than `agent.run_timeout_ms` (extension); a failure retry follows.
+    RunTimeout {
+        /// The limit.
+        limit_ms: u64,
+    },
     /// The service is shutting down.
     Shutdown,
     /// After a turn the issue was no longer active: the run's work moved it (to this state).
@@ -251,6 +270,13 @@ impl fmt::Display for Reason {
             Self::TokenBudget { used, limit } => {
                 write!(f, "token budget used: {used} of {limit} tokens")
             }
+            Self::TurnBudget { used, limit } => {
+                write!(f, "turn budget used: {used} of {limit} turns")
+            }
+            Self::RuntimeBudget { used_ms, limit_ms } => {
+                write!(f, "runtime budget used: {used_ms} of {limit_ms} ms")
+            }
+            Self::RunTimeout { limit_ms } => write!(f, "run timed out after {limit_ms} ms"),
             Self::Shutdown => f.write_str("shutdown"),
             Self::Completed { state } => write!(f, "run completed: the issue moved to {state:?}"),
         }

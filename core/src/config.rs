@@ -41,6 +41,21 @@ pub struct SchedulerConfig {
     /// encoding when `None`, so digests of logs written before it existed do not change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens_per_issue: Option<u64>,
+    /// `agent.max_turns_per_issue`: completed turns an issue may use across the runs of one
+    /// claim before it is held, so an issue the agent cannot finish does not continue forever;
+    /// `None`: no limit (SPEC 7.1). Left out of the encoding when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns_per_issue: Option<u32>,
+    /// `agent.max_runtime_ms_per_issue`: wall-clock time the runs of one claim may take
+    /// together before the worker is stopped and the issue held; `None`: no limit. Left out of
+    /// the encoding when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_runtime_ms_per_issue: Option<u64>,
+    /// `agent.run_timeout_ms`: wall-clock time one worker run may take before it is stopped
+    /// and retried with the failure backoff; `None`: no limit. Left out of the encoding when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout_ms: Option<u64>,
     /// `workspace.max_age_days`: sweep workspaces untouched this long (`crate::Command::
     /// SweepWorkspaces`); `None`: never. Left out of the encoding when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +77,9 @@ impl Default for SchedulerConfig {
             max_turns: 20,
             stall_timeout_ms: 300_000,
             max_tokens_per_issue: None,
+            max_turns_per_issue: None,
+            max_runtime_ms_per_issue: None,
+            run_timeout_ms: None,
             workspace_max_age_days: None,
         }
     }

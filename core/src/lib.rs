@@ -37,6 +37,7 @@
 //! | `retry`         | 8.4       | retry queue and backoff                          |
 //! | `reconcile`     | 8.5 8.6   | stalls, tracker refresh, between-turn decisions  |
 //! | `worker`        | 7.3 13.5  | agent updates, token accounting, worker exits    |
+//! | `budget`        | -         | run timeout, per-claim token/turn/time budgets   |
 //! | [`snapshot`]    | 13.3      | status views                                     |
 //! | [`log`]         | -         | NDJSON event log and replay                      |
 //! | [`time`]        | -         | timestamps as values, RFC 3339                   |
@@ -44,6 +45,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod budget;
 pub mod command;
 pub mod config;
 mod display;

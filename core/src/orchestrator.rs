@@ -221,10 +221,10 @@ impl Orchestrator {
         }
         let poll = self.next_poll.filter(|_| self.tick == TickPhase::Idle);
         let retry = self.retry_queue.first().map(|(due, _)| *due);
-        match (poll, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [poll, retry, self.next_run_limit()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The config in force.
@@ -269,6 +269,7 @@ impl Orchestrator {
         if self.tick == TickPhase::Idle && self.next_poll.is_some_and(|due| due <= self.now) {
             self.start_tick(out);
         }
+        self.enforce_run_limits(out);
         self.fire_due_retries(out);
     }
 

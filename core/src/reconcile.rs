@@ -153,15 +153,17 @@ impl Orchestrator {
         refreshed: Option<&[Issue]>,
         out: &mut Vec<Command>,
     ) {
-        let (turns, attempt) = match self.claims.get_mut(id) {
+        let now = self.now;
+        let (turns, attempt, spent) = match self.claims.get_mut(id) {
             Some(Claim::Running(entry))
                 if entry.run == run && entry.awaiting_refresh == Some(request) =>
             {
                 entry.awaiting_refresh = None;
-                (entry.turn_count, entry.next_attempt())
+                (entry.turn_count, entry.next_attempt(), entry.spent(now))
             }
             _ => return,
         };
+        let budget_used = self.config.budget_used(&spent);
         let Some(refreshed) = refreshed else {
             let reason = Reason::RefreshFailed;
             let error = reason.to_string();
@@ -189,6 +191,14 @@ impl Orchestrator {
                 self.stop_worker(id, stop, cleanup, out);
             }
             Verdict::Stop(stop, cleanup) => self.stop_worker(id, stop, cleanup, out),
+            // Still active, but the claim's budget is used up: hold rather than go on.
+            Verdict::Keep(_) if let Some(reason) = budget_used => {
+                let stop = PendingStop {
+                    reason,
+                    then: AfterStop::Hold,
+                };
+                self.stop_worker(id, stop, false, out);
+            }
             Verdict::Keep(_) if turns >= self.config.max_turns => {
                 let stop = PendingStop {
                     reason: Reason::MaxTurns { turns },

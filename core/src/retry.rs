@@ -1,5 +1,6 @@
 //! Retry queue and backoff (SPEC 8.4, 16.6 `on_retry_timer`).
 
+use crate::budget::Spent;
 use crate::command::{Command, Reason, RequestId, RetryKind};
 use crate::config::{CONTINUATION_DELAY_MS, FAILURE_BACKOFF_BASE_MS};
 use crate::issue::{Issue, IssueId};
@@ -23,8 +24,8 @@ pub fn failure_backoff_ms(attempt: u32, cap_ms: u64) -> u64 {
 pub(crate) struct RetryTarget {
     pub(crate) identifier: String,
     pub(crate) url: Option<String>,
-    /// Tokens the claim has used so far (the token budget counts across its runs).
-    pub(crate) spent: u64,
+    /// What the claim has used so far (the per-claim budgets count across its runs).
+    pub(crate) spent: Spent,
 }
 
 impl Orchestrator {
@@ -145,14 +146,9 @@ impl Orchestrator {
         ready.sort_by(|a, b| dispatch_order(a.0, b.0));
         let mut slots = self.slots();
         for (issue, entry) in ready {
-            if let Some(limit) = self.config.max_tokens_per_issue
-                && entry.spent >= limit
-            {
-                // Only reachable when a stop for another reason overtook the budget's own.
-                let reason = Reason::TokenBudget {
-                    used: entry.spent,
-                    limit,
-                };
+            if let Some(reason) = self.config.budget_used(&entry.spent) {
+                // A continuation after the run that used the budget up, or a stop for another
+                // reason that overtook the budget's own.
                 self.hold(
                     &issue.id,
                     issue,

@@ -8,6 +8,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 
+use crate::budget::Spent;
 use crate::command::Command;
 use crate::event::ConfigErrorClass;
 use crate::issue::{Issue, matches_normalized, normalize};
@@ -316,7 +317,10 @@ impl Orchestrator {
             // Re-checked per issue: an earlier dispatch in this pass may have used the
             // state's last slot, or a duplicate id in the input may now be claimed.
             match self.permit(issue, &slots, false) {
-                Ok(permit) => self.dispatch(permit, issue, None, 0, &mut slots, out),
+                Ok(permit) => {
+                    let fresh = Spent::default();
+                    self.dispatch(permit, issue, None, fresh, &mut slots, out);
+                }
                 Err(Ineligible::NoSlot) => notes.add(issue, false, || {
                     let limit = self
                         .policy
@@ -446,13 +450,13 @@ impl Orchestrator {
     }
 
     /// SPEC 16.4: claim the issue as running and tell the shell to start a worker. `spent`:
-    /// tokens the claim's earlier runs used (0 for a first run).
+    /// what the claim's earlier runs used (nothing for a first run).
     pub(crate) fn dispatch(
         &mut self,
         _permit: Permit,
         issue: &Issue,
         attempt: Option<u32>,
-        spent: u64,
+        spent: Spent,
         slots: &mut Slots,
         out: &mut Vec<Command>,
     ) {

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Spent;
 use crate::command::{Reason, RequestId, RunId};
 use crate::issue::Issue;
 use crate::time::Timestamp;
@@ -60,9 +61,12 @@ pub(crate) struct RunningEntry {
     pub(crate) reported: Tokens,
     /// Between turns, the refresh this run waits on before the next turn.
     pub(crate) awaiting_refresh: Option<RequestId>,
-    /// Tokens the earlier runs of this claim used (the token budget counts them all).
+    /// Turns of this run that completed.
     #[serde(default)]
-    pub(crate) spent_before: u64,
+    pub(crate) turns_completed: u32,
+    /// What the earlier runs of this claim used (the per-claim budgets count them all).
+    #[serde(default)]
+    pub(crate) spent_before: Spent,
 }
 
 impl RunningEntry {
@@ -83,13 +87,19 @@ impl RunningEntry {
             tokens: Tokens::default(),
             reported: Tokens::default(),
             awaiting_refresh: None,
-            spent_before: 0,
+            turns_completed: 0,
+            spent_before: Spent::default(),
         }
     }
 
-    /// Tokens this claim has used: earlier runs and this one.
-    pub(crate) fn spent(&self) -> u64 {
-        self.spent_before.saturating_add(self.tokens.total_tokens)
+    /// What this claim has used by `now`: earlier runs and this one.
+    pub(crate) fn spent(&self, now: Timestamp) -> Spent {
+        let before = self.spent_before;
+        Spent {
+            tokens: before.tokens.saturating_add(self.tokens.total_tokens),
+            turns: before.turns.saturating_add(self.turns_completed),
+            runtime_ms: (before.runtime_ms).saturating_add(now.millis_since(self.started_at)),
+        }
     }
 
     /// `<thread_id>-<turn_id>` once both are known (SPEC 4.2).
@@ -154,9 +164,9 @@ pub(crate) struct RetryEntry {
     pub(crate) due_at: Timestamp,
     pub(crate) error: Option<String>,
     pub(crate) checking: Option<RequestId>,
-    /// Tokens the claim's runs have used so far.
+    /// What the claim's runs have used so far.
     #[serde(default)]
-    pub(crate) spent: u64,
+    pub(crate) spent: Spent,
 }
 
 /// An issue whose agent asked for user input. It is not retried (that would loop, asking

@@ -64,6 +64,7 @@ impl Orchestrator {
                 Cow::Borrowed("turn_started")
             }
             AgentUpdate::TurnCompleted { .. } => {
+                entry.turns_completed = entry.turns_completed.saturating_add(1);
                 turn_completed = !stopping && entry.awaiting_refresh.is_none();
                 Cow::Borrowed("turn_completed")
             }
@@ -80,14 +81,12 @@ impl Orchestrator {
                 let delta = absorb_totals(&mut entry.reported, latest);
                 add_tokens(&mut entry.tokens, delta);
                 add_tokens(&mut self.totals, delta);
+                let used = entry.spent(now).tokens;
                 if let Some(limit) = self.config.max_tokens_per_issue
                     && !stopping
-                    && entry.spent() >= limit
+                    && used >= limit
                 {
-                    over_budget = Some(Reason::TokenBudget {
-                        used: entry.spent(),
-                        limit,
-                    });
+                    over_budget = Some(Reason::TokenBudget { used, limit });
                 }
                 Cow::Borrowed("token_usage")
             }
@@ -149,7 +148,7 @@ impl Orchestrator {
         let target = RetryTarget {
             identifier: entry.issue.identifier.clone(),
             url: entry.issue.url.clone(),
-            spent: entry.spent(),
+            spent: entry.spent(self.now),
         };
         use crate::command::RetryKind::{Continuation, Failure};
         match (stop, outcome) {

@@ -97,6 +97,9 @@ struct Knobs {
     poll_interval_ms: u64,
     token_budget: Option<u64>,
     max_age_days: Option<u32>,
+    turn_budget: Option<u32>,
+    runtime_budget_ms: Option<u64>,
+    run_timeout_ms: Option<u64>,
 }
 
 impl Knobs {
@@ -116,6 +119,9 @@ impl Knobs {
             max_turns: self.max_turns,
             stall_timeout_ms: self.stall_timeout_ms,
             max_tokens_per_issue: self.token_budget,
+            max_turns_per_issue: self.turn_budget,
+            max_runtime_ms_per_issue: self.runtime_budget_ms,
+            run_timeout_ms: self.run_timeout_ms,
             workspace_max_age_days: self.max_age_days,
         }
     }
@@ -128,28 +134,29 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         Just("IN PROGRESS".to_owned()),
         Just("review".to_owned()),
     ];
+    let limits = (
+        prop::option::weighted(0.3, 1u32..=6),
+        prop::option::weighted(0.3, 5_000u64..=200_000),
+        prop::option::weighted(0.3, 5_000u64..=120_000),
+    );
     (
-        1u32..=4,
-        prop::collection::vec((state_key, -1i64..=3), 0..3),
-        prop::bool::weighted(0.2),
-        1u32..=4,
-        prop_oneof![Just(-1i64), Just(0), 5_000i64..=120_000],
-        prop_oneof![Just(5_000u64), 10_000u64..=400_000],
-        1_000u64..=60_000,
-        prop::option::weighted(0.3, 2_000u64..=20_000),
-        prop::option::weighted(0.3, 1u32..=30),
+        (
+            1u32..=4,
+            prop::collection::vec((state_key, -1i64..=3), 0..3),
+            prop::bool::weighted(0.2),
+            1u32..=4,
+            prop_oneof![Just(-1i64), Just(0), 5_000i64..=120_000],
+            prop_oneof![Just(5_000u64), 10_000u64..=400_000],
+            1_000u64..=60_000,
+            prop::option::weighted(0.3, 2_000u64..=20_000),
+            prop::option::weighted(0.3, 1u32..=30),
+        ),
+        limits,
     )
         .prop_map(
             |(
-                max_agents,
-                by_state,
-                require_label,
-                max_turns,
-                stall,
-                backoff,
-                poll,
-                budget,
-                age,
+                (max_agents, by_state, require_label, max_turns, stall, backoff, poll, budget, age),
+                (turn_budget, runtime_budget_ms, run_timeout_ms),
             )| {
                 Knobs {
                     max_agents,
@@ -161,6 +168,9 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                     poll_interval_ms: poll,
                     token_budget: budget,
                     max_age_days: age,
+                    turn_budget,
+                    runtime_budget_ms,
+                    run_timeout_ms,
                 }
             },
         )

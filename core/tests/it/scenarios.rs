@@ -883,6 +883,167 @@ fn token_budget_counts_across_runs_stops_and_holds_until_the_issue_changes() {
     insta::assert_snapshot!(sim.transcript);
 }
 
+/// The single `StopWorker` among `commands`, with its reason.
+fn stop_reason(commands: &[Command]) -> Reason {
+    match commands {
+        [Command::StopWorker { reason, .. }] => reason.clone(),
+        other => panic!("expected one StopWorker, got {other:?}"),
+    }
+}
+
+/// Extension `agent.max_turns_per_issue` (aiops-platform's `max_continuation_turns`): completed
+/// turns count across the runs of a claim; when they reach the budget the issue is held, not
+/// continued, until it changes; then it starts over with a fresh budget.
+#[test]
+fn turn_budget_counts_completed_turns_across_runs_and_holds() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_turns: 2,
+        max_turns_per_issue: Some(3),
+        ..base()
+    });
+    sim.put(Issue {
+        updated_at: Some(T0),
+        ..issue(1, "Todo")
+    });
+    sim.boot();
+    sim.started(1);
+    sim.turn(1, "t1", 10);
+    sim.respond_all();
+    sim.turn(1, "t2", 10);
+    sim.respond_all();
+    assert!(
+        sim.records
+            .iter()
+            .flat_map(|r| &r.commands)
+            .any(|c| matches!(
+                c,
+                Command::StopWorker {
+                    reason: Reason::MaxTurns { turns: 2 },
+                    ..
+                }
+            )),
+        "the first run ends at max_turns"
+    );
+    sim.finish_stops();
+    sim.advance(1_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"], "2 of 3 turns: continue");
+
+    sim.started(1);
+    sim.turn(1, "t3", 10);
+    let stop = sim.respond();
+    assert_eq!(stop_reason(&stop), Reason::TurnBudget { used: 3, limit: 3 });
+    sim.finish_stops();
+    let blocked = sim.orch.snapshot(sim.now).blocked;
+    assert_eq!(blocked.len(), 1);
+    assert!(
+        blocked[0].reason.contains("turn budget used: 3 of 3"),
+        "{}",
+        blocked[0].reason
+    );
+    sim.advance(60_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim).len(), 2, "held, not continued");
+
+    sim.put(Issue {
+        updated_at: Some(T0.plus_millis(90_000)),
+        ..issue(1, "Todo")
+    });
+    sim.note("an operator changed the ticket");
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim).len(), 3, "released by the change");
+    sim.started(1);
+    sim.turn(1, "t4", 10);
+    let next = sim.respond();
+    assert!(
+        matches!(next.as_slice(), [Command::StartTurn { turn: 2, .. }]),
+        "a fresh budget: {next:?}"
+    );
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Extension `agent.run_timeout_ms` (aiops-platform's `agent.timeout`): the run's deadline is
+/// the core's next deadline; at it the worker is stopped and retried after the failure backoff.
+#[test]
+fn run_timeout_is_a_deadline_that_stops_the_run_and_retries_it() {
+    let mut sim = Sim::new(SchedulerConfig {
+        run_timeout_ms: Some(60_000),
+        poll_interval_ms: 3_600_000,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.advance(10_000);
+    sim.turn(1, "t1", 10);
+    sim.respond_all();
+    assert_eq!(sim.orch.next_deadline(), Some(T0.plus_millis(60_000)));
+    sim.advance(49_999);
+    assert!(
+        sim.feed(Event::TimerFired).is_empty(),
+        "1 ms early: nothing"
+    );
+    let stop = sim.fire();
+    assert_eq!(stop_reason(&stop), Reason::RunTimeout { limit_ms: 60_000 });
+    sim.finish_stops();
+    let queued = retries(&sim.records.last().unwrap().commands);
+    assert_eq!(
+        queued,
+        [(1, 10_000, Some("run timed out after 60000 ms".to_owned()))]
+    );
+    sim.advance(10_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"], "retried");
+    assert_eq!(
+        sim.orch.next_deadline(),
+        Some(T0.plus_millis(130_000)),
+        "the retry has its own 60 s"
+    );
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Extension `agent.max_runtime_ms_per_issue` (aiops-platform's
+/// `max_runtime_seconds_per_claim`): run time adds up across the runs of a claim; the second
+/// run's deadline is what the first left, and reaching it holds the issue.
+#[test]
+fn runtime_budget_adds_up_across_runs_and_holds_at_its_deadline() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_runtime_ms_per_issue: Some(100_000),
+        poll_interval_ms: 3_600_000,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.advance(70_000);
+    sim.turn(1, "t1", 10);
+    sim.respond_all();
+    sim.exit(1, ExitOutcome::Normal);
+    sim.advance(1_000);
+    sim.fire();
+    sim.respond_all();
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-1"], "70 of 100 s: continue");
+    sim.started(1);
+    assert_eq!(
+        sim.orch.next_deadline(),
+        Some(T0.plus_millis(71_000 + 30_000)),
+        "30 s left"
+    );
+    let stop = sim.fire();
+    assert_eq!(
+        stop_reason(&stop),
+        Reason::RuntimeBudget {
+            used_ms: 100_000,
+            limit_ms: 100_000
+        }
+    );
+    sim.finish_stops();
+    let blocked = sim.orch.snapshot(sim.now).blocked;
+    assert_eq!(blocked.len(), 1, "held, not retried");
+    assert!(retries(&sim.records.last().unwrap().commands).is_empty());
+    insta::assert_snapshot!(sim.transcript);
+}
+
 /// SPEC 13.7.2: operator refreshes start a tick at once, and bursts coalesce into it.
 #[test]
 fn operator_refreshes_coalesce() {

@@ -217,6 +217,17 @@ impl Sim {
                 );
             }
         }
+        // A timer fired at or after a run's timeout leaves that run stopping, never running on.
+        if let (Event::TimerFired, Some(limit)) = (event, config.run_timeout_ms) {
+            for row in snapshot.running.iter().filter(|r| r.stopping.is_none()) {
+                let age = self.now.millis_since(row.started_at);
+                assert!(
+                    age < limit,
+                    "{} runs {age} ms past a timer, limit {limit}",
+                    row.issue_id
+                );
+            }
+        }
         // Every claimed issue is in exactly one claim state.
         let mut seen = BTreeSet::new();
         let ids = snapshot

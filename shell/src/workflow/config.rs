@@ -219,6 +219,12 @@ pub struct AgentConfig {
     pub max_concurrent_agents_by_state: BTreeMap<String, u32>,
     /// Tokens one issue may use across the runs of a claim; `None`: no limit.
     pub max_tokens_per_issue: Option<u64>,
+    /// Completed turns one issue may use across the runs of a claim; `None`: no limit.
+    pub max_turns_per_issue: Option<u32>,
+    /// Wall-clock milliseconds the runs of a claim may take together; `None`: no limit.
+    pub max_runtime_ms_per_issue: Option<u64>,
+    /// Wall-clock milliseconds one run may take before it is stopped and retried.
+    pub run_timeout_ms: Option<u64>,
 }
 
 /// `server` (HTTP extension, SPEC 13.7).
@@ -286,6 +292,9 @@ impl ServiceConfig {
             max_retry_backoff_ms: self.agent.max_retry_backoff_ms,
             max_turns: self.agent.max_turns,
             max_tokens_per_issue: self.agent.max_tokens_per_issue,
+            max_turns_per_issue: self.agent.max_turns_per_issue,
+            max_runtime_ms_per_issue: self.agent.max_runtime_ms_per_issue,
+            run_timeout_ms: self.agent.run_timeout_ms,
             workspace_max_age_days: self.workspace.max_age_days,
             stall_timeout_ms: self.agent.stall_timeout_ms,
         }
@@ -416,6 +425,7 @@ pub(crate) fn resolve(
 /// ours (sources show theirs); when both are written, ours wins and theirs is warned about.
 const ALIASES: &[(&str, &str, &str)] = &[
     ("agent", "max_tokens_per_claim", "max_tokens_per_issue"),
+    ("agent", "max_continuation_turns", "max_turns_per_issue"),
     ("codex", "env_passthrough", "env"),
     ("hooks", "env_passthrough", "env"),
     ("server", "host", "bind"),
@@ -1062,7 +1072,7 @@ impl Reader<'_> {
     }
 
     fn agent(&mut self, root: &Mapping) -> Result<AgentConfig, WorkflowError> {
-        let section = self.section(root, "agent")?;
+        let mut section = self.section(root, "agent")?;
         self.check_keys(
             &section,
             "agent",
@@ -1074,6 +1084,11 @@ impl Reader<'_> {
                 "kind",
                 "demo_turn_ms",
                 "max_tokens_per_issue",
+                "max_turns_per_issue",
+                "max_runtime_ms_per_issue",
+                "max_runtime_seconds_per_claim",
+                "run_timeout_ms",
+                "timeout",
                 "stall_timeout_ms",
                 "default",
             ],
@@ -1104,15 +1119,14 @@ impl Reader<'_> {
         let max_turns = self.int(&section, "agent.max_turns", 20, 1..=10_000)? as u32;
         let max_retry_backoff_ms =
             self.int(&section, "agent.max_retry_backoff_ms", 300_000, 1..=MAX_MS)? as u64;
-        let max_tokens_per_issue = match Self::get(&section, "max_tokens_per_issue") {
-            None => {
-                self.source("agent.max_tokens_per_issue", Source::Default);
-                None
-            }
-            Some(_) => {
-                Some(self.int(&section, "agent.max_tokens_per_issue", 0, 1..=i64::MAX)? as u64)
-            }
-        };
+        let max_tokens_per_issue =
+            (self.optional_int(&section, "agent.max_tokens_per_issue", 1..=i64::MAX)?)
+                .map(|n| n as u64);
+        let max_turns_per_issue =
+            (self.optional_int(&section, "agent.max_turns_per_issue", 1..=1_000_000)?)
+                .map(|n| n as u32);
+        let max_runtime_ms_per_issue = self.runtime_budget(&mut section)?;
+        let run_timeout_ms = self.run_timeout(&mut section)?;
         let key = "agent.max_concurrent_agents_by_state";
         let mut by_state = BTreeMap::new();
         match Self::get(&section, "max_concurrent_agents_by_state") {
@@ -1161,7 +1175,102 @@ impl Reader<'_> {
             max_retry_backoff_ms,
             max_concurrent_agents_by_state: by_state,
             max_tokens_per_issue,
+            max_turns_per_issue,
+            max_runtime_ms_per_issue,
+            run_timeout_ms,
         })
+    }
+
+    /// An integer within `range` when written; `None` (and the default source) when not.
+    fn optional_int(
+        &mut self,
+        map: &Mapping,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<i64>, WorkflowError> {
+        let leaf = key.rsplit('.').next().unwrap_or(key);
+        if Self::get(map, leaf).is_none() {
+            self.source(key, Source::Default);
+            return Ok(None);
+        }
+        let start = *range.start();
+        self.int(map, key, start, range).map(Some)
+    }
+
+    /// aiops-platform's spelling `theirs` of `agent.<ours>`, written in other units, taken out
+    /// of `section`: its value when ours is not written (sources then show theirs); `None`
+    /// when it is absent, or when ours is written too (theirs is then warned about).
+    fn converted_alias(
+        &mut self,
+        section: &mut Mapping,
+        ours: &str,
+        theirs: &str,
+    ) -> Option<Value> {
+        let value = section.remove(theirs)?;
+        let alias = format!("agent.{theirs}");
+        if Self::get(section, ours).is_some() {
+            self.warn(
+                &alias,
+                format!("ignored: agent.{ours} is also set and takes precedence"),
+            );
+            return None;
+        }
+        self.aliased.insert(format!("agent.{ours}"), alias);
+        Some(value).filter(|v| !v.is_null())
+    }
+
+    /// `agent.max_runtime_ms_per_issue`, or aiops-platform's `max_runtime_seconds_per_claim`.
+    fn runtime_budget(&mut self, section: &mut Mapping) -> Result<Option<u64>, WorkflowError> {
+        let key = "agent.max_runtime_ms_per_issue";
+        let Some(seconds) = self.converted_alias(
+            section,
+            "max_runtime_ms_per_issue",
+            "max_runtime_seconds_per_claim",
+        ) else {
+            return Ok(self
+                .optional_int(section, key, 1..=MAX_MS)?
+                .map(|n| n as u64));
+        };
+        match as_integer(&seconds).filter(|s| (1..=MAX_MS / 1000).contains(s)) {
+            Some(s) => {
+                self.written(key);
+                Ok(Some(s as u64 * 1000))
+            }
+            None => Err(self.invalid(
+                "agent.max_runtime_seconds_per_claim",
+                "a positive number of seconds",
+                &seconds,
+            )),
+        }
+    }
+
+    /// `agent.run_timeout_ms`, or aiops-platform's `agent.timeout`: a Go duration such as
+    /// `30m` or `1h30m`, where `0` means aiops-platform's default of 30 minutes.
+    fn run_timeout(&mut self, section: &mut Mapping) -> Result<Option<u64>, WorkflowError> {
+        let key = "agent.run_timeout_ms";
+        let Some(written) = self.converted_alias(section, "run_timeout_ms", "timeout") else {
+            return Ok(self
+                .optional_int(section, key, 1..=MAX_MS)?
+                .map(|n| n as u64));
+        };
+        let text = match &written {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        };
+        let nanos = text.and_then(super::duration::parse_go_duration);
+        let ms = nanos.map(|n| if n == 0 { 30 * 60_000 } else { n / 1_000_000 });
+        match ms.filter(|ms| (1..=MAX_MS as u128).contains(ms)) {
+            Some(ms) => {
+                self.written(key);
+                Ok(Some(ms as u64))
+            }
+            None => Err(self.invalid(
+                "agent.timeout",
+                "a duration with its unit, such as 30m, 2h or 1h30m (or agent.run_timeout_ms \
+                 in milliseconds)",
+                &written,
+            )),
+        }
     }
 
     /// aiops-platform's `agent.default` (read when `agent.kind` is not written): `mock` is the

@@ -4,6 +4,7 @@
 //! fuzzing and benches), resolving `$VAR` and `~` against an [`Env`] it is given.
 
 mod config;
+mod duration;
 mod env;
 mod error;
 pub(crate) mod front_matter;

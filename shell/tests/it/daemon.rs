@@ -819,3 +819,55 @@ fn event_log_paths_and_counts_that_would_do_harm_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0..=1000"));
 }
+
+/// `agent.run_timeout_ms` end to end: the shell sleeps until the core's run deadline (polls
+/// are an hour apart here, so nothing else wakes it), the run is stopped and a failure retry
+/// is queued.
+#[test]
+fn a_run_past_its_timeout_is_stopped_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = workflow("  run_timeout_ms: 400\n")
+        .replace("demo_turn_ms: 50", "demo_turn_ms: 600000")
+        .replace("interval_ms: 200", "interval_ms: 3600000");
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
+    issue(dir.path(), "T-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let stop = daemon.wait_for("the timeout stop", |l| {
+        l.contains("stopping worker") && l.contains("issue_id=\"T-1\"")
+    });
+    assert!(stop.contains("run timed out after 400 ms"), "{stop}");
+    let retry = daemon.wait_for("the retry", |l| {
+        l.contains("retry scheduled") && l.contains("issue_identifier=\"T-1\"")
+    });
+    assert!(retry.contains("attempt=1"), "{retry}");
+    assert!(retry.contains("run timed out after 400 ms"), "{retry}");
+    daemon.interrupt();
+    let (code, _) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+}
+
+/// aiops-platform's `agent.max_continuation_turns` end to end: once the claim's completed turns
+/// reach it, the still-active issue is held, not continued.
+#[test]
+fn a_claim_out_of_turns_is_held_not_continued() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = workflow("  max_continuation_turns: 1\n")
+        .replace("---\nWork", "server:\n  port: 0\n---\nWork");
+    std::fs::write(dir.path().join("WORKFLOW.md"), text).unwrap();
+    // The demo agent moves its issue to Done only in its third turn; after the first the issue
+    // is still active.
+    issue(dir.path(), "T-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    let held = daemon.wait_for("the hold", |l| {
+        l.contains("held:") && l.contains("issue_identifier=\"T-1\"")
+    });
+    assert!(held.contains("turn budget used: 1 of 1 turns"), "{held}");
+    let addr = daemon.http_addr();
+    let detail = daemon_harness::get_json(&addr, "/api/v1/issues/T-1");
+    assert_eq!(detail["status"], "blocked", "{detail:#}");
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    let turns = lines.iter().filter(|l| l.contains("turn started")).count();
+    assert_eq!(turns, 1, "no turn after the budget: {lines:#?}");
+}

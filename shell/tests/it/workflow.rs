@@ -875,6 +875,102 @@ fn aiops_spellings_of_our_settings_are_read_as_ours() {
 }
 
 #[test]
+fn aiops_run_limits_are_read_in_their_units_and_reach_the_scheduler() {
+    let w = aiops_fixture("budgets.md").unwrap_or_else(|e| panic!("{e}"));
+    let agent = &w.config.agent;
+    assert_eq!(agent.run_timeout_ms, Some(90 * 60_000), "timeout: 1h30m");
+    assert_eq!(agent.max_runtime_ms_per_issue, Some(7_200_000), "7200 s");
+    assert_eq!(agent.max_turns_per_issue, Some(48));
+    assert_eq!(agent.max_tokens_per_issue, Some(12_000_000));
+    let scheduler = w.config.scheduler();
+    assert_eq!(scheduler.run_timeout_ms, Some(90 * 60_000));
+    assert_eq!(scheduler.max_runtime_ms_per_issue, Some(7_200_000));
+    assert_eq!(scheduler.max_turns_per_issue, Some(48));
+    for (ours, theirs) in [
+        ("agent.run_timeout_ms", "agent.timeout"),
+        (
+            "agent.max_runtime_ms_per_issue",
+            "agent.max_runtime_seconds_per_claim",
+        ),
+        ("agent.max_turns_per_issue", "agent.max_continuation_turns"),
+    ] {
+        assert_eq!(w.sources[ours], Source::Workflow(theirs.into()), "{ours}");
+    }
+    assert!(
+        !w.warnings.iter().any(|x| x.key.starts_with("agent.")),
+        "{:?}",
+        w.warnings
+    );
+
+    // Our spellings, in milliseconds; unset, there is no limit (SPEC 7.1).
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}agent:\n  run_timeout_ms: 5000\n  max_runtime_ms_per_issue: 9000\n  max_turns_per_issue: 3\n"
+        ),
+        "",
+    ));
+    assert_eq!(w.config.agent.run_timeout_ms, Some(5000));
+    assert_eq!(w.config.agent.max_runtime_ms_per_issue, Some(9000));
+    assert_eq!(w.config.agent.max_turns_per_issue, Some(3));
+    let w = ok(&with_front_matter(LINEAR, ""));
+    let scheduler = w.config.scheduler();
+    assert_eq!(
+        (
+            scheduler.run_timeout_ms,
+            scheduler.max_runtime_ms_per_issue,
+            scheduler.max_turns_per_issue
+        ),
+        (None, None, None)
+    );
+    // aiops-platform reads `timeout: 0` as its default of 30 minutes.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  timeout: 0s\n"),
+        "",
+    ));
+    assert_eq!(w.config.agent.run_timeout_ms, Some(30 * 60_000));
+    // Both spellings: ours wins and theirs is said to be ignored.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  run_timeout_ms: 1000\n  timeout: 2h\n"),
+        "",
+    ));
+    assert_eq!(w.config.agent.run_timeout_ms, Some(1000));
+    assert!(
+        w.warnings.iter().any(|x| x.key == "agent.timeout"),
+        "{:?}",
+        w.warnings
+    );
+}
+
+#[test]
+fn a_run_limit_without_a_unit_or_out_of_range_is_refused_by_name() {
+    for (agent, key, says) in [
+        ("timeout: 600", "agent.timeout", "such as 30m"),
+        ("timeout: -5m", "agent.timeout", "such as 30m"),
+        ("timeout: 500us", "agent.timeout", "such as 30m"),
+        (
+            "max_runtime_seconds_per_claim: 0",
+            "agent.max_runtime_seconds_per_claim",
+            "positive",
+        ),
+        (
+            "max_continuation_turns: 0",
+            "agent.max_turns_per_issue",
+            "integer",
+        ),
+        ("run_timeout_ms: soon", "agent.run_timeout_ms", "integer"),
+    ] {
+        let e = load_text(&with_front_matter(
+            &format!("{LINEAR}agent:\n  {agent}\n"),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.class, ErrorClass::InvalidConfigValue, "{agent}");
+        assert_eq!(e.key.as_deref(), Some(key), "{agent}: {e}");
+        assert!(e.message.contains(says), "{agent}: {e}");
+    }
+}
+
+#[test]
 fn aiops_policy_and_verify_become_directives_at_the_end_of_the_prompt() {
     let w = aiops_fixture("analysis-verify.md").unwrap_or_else(|e| panic!("{e}"));
     let issue = symphony::workflow::sample_issue();
