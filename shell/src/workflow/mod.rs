@@ -145,10 +145,28 @@ fn parse_in(
     })?;
     let yaml = parts.yaml.unwrap_or("");
     let root = match parts.yaml {
-        None => serde_yaml::Mapping::new(),
+        None => prompt_only_defaults(),
         Some(yaml) => parse_front_matter(yaml, parts.yaml_line, path)?,
     };
-    let resolved = config::resolve(&root, path, base_dir, yaml, parts.yaml_line, env, overrides)?;
+    let mut resolved =
+        config::resolve(&root, path, base_dir, yaml, parts.yaml_line, env, overrides)?;
+    if parts.yaml.is_none() {
+        for key in ["tracker.kind", "agent.kind"] {
+            resolved.sources.insert(key.to_owned(), Source::Default);
+        }
+        resolved.warnings.insert(
+            0,
+            Warning {
+                file: path.to_owned(),
+                at: Some(Position { line: 1, col: 1 }),
+                key: "tracker.kind".to_owned(),
+                message: "no front matter: the whole file is the prompt, run with the defaults \
+                          (the local tracker reading ./issues, the demo agent); add front \
+                          matter to choose a tracker and an agent"
+                    .to_owned(),
+            },
+        );
+    }
     let prompt = PromptTemplate::new(parts.body, path, parts.body_at)
         .with_repo(&resolved.config.repo)
         .with_handoff(&resolved.config.handoff);
@@ -160,6 +178,19 @@ fn parse_in(
         prompt,
         source: text.to_owned(),
     })
+}
+
+/// The settings of a file without front matter (aiops-platform reads such a file as a prompt
+/// with its defaults; SPEC 5.2 as a prompt with an empty config, which has no tracker): the
+/// local tracker and the demo agent, which need no account and touch nothing outside.
+fn prompt_only_defaults() -> serde_yaml::Mapping {
+    let mut root = serde_yaml::Mapping::new();
+    for (section, kind) in [("tracker", "local"), ("agent", "demo")] {
+        let mut map = serde_yaml::Mapping::new();
+        map.insert("kind".into(), kind.into());
+        root.insert(section.into(), map.into());
+    }
+    root
 }
 
 fn parse_front_matter(

@@ -16,6 +16,7 @@ fn tracker(endpoint: &str, key: &str) -> LinearTracker {
         endpoint: endpoint.to_owned(),
         api_key: secret(key),
         project_slug: "proj-1".into(),
+        team_key: None,
         assignee: None,
         timeout_ms: 2_000,
     };
@@ -263,6 +264,7 @@ async fn a_hung_endpoint_times_out_as_a_request_error() {
         endpoint,
         api_key: secret(KEY),
         project_slug: "proj-1".into(),
+        team_key: None,
         assignee: None,
         timeout_ms: 300,
     };
@@ -275,4 +277,33 @@ async fn a_hung_endpoint_times_out_as_a_request_error() {
         "bounded by timeout_ms"
     );
     held.thread().unpark();
+}
+
+/// aiops-platform's `tracker.team_key`: the listing asks Linear for the team's issues only
+/// (`IssueFilter.team.key.eq`, in Linear's published schema), read flat or under `provider`.
+#[tokio::test]
+async fn a_team_key_narrows_the_listing_to_that_team() {
+    let mut b = board(4);
+    b.issues[1]["team"] = json!({"key": "OPS"});
+    let (endpoint, _) = fake(Fault::None, b);
+    let env = symphony::workflow::MapEnv::new([("LINEAR_API_KEY", KEY)]);
+    let text = format!(
+        "---\ntracker:\n  kind: linear\n  endpoint: {endpoint}\n  project_slug: proj-1\n  team_key: ENG\n---\n"
+    );
+    let workflow = symphony::workflow::parse(
+        &text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &env,
+        &symphony::workflow::Overrides::default(),
+    )
+    .unwrap();
+    let settings = (workflow.config.tracker.provider.get::<LinearSettings>()).unwrap();
+    assert_eq!(settings.team_key.as_deref(), Some("ENG"));
+    let t = LinearTracker::new(settings, &["Done".into()]).unwrap();
+    let issues = t.fetch_by_states(&states()).await.unwrap();
+    let ids: Vec<&str> = issues.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(ids, ["ENG-1", "ENG-3", "ENG-4"], "ENG-2 is OPS's");
+    // Without it, every team of the project.
+    let all = tracker(&endpoint, KEY).fetch_by_states(&states()).await;
+    assert_eq!(all.unwrap().len(), 4);
 }

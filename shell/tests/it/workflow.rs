@@ -97,9 +97,30 @@ fn defaults_apply_when_optional_values_are_missing() {
 }
 
 #[test]
-fn no_front_matter_means_empty_config_and_whole_file_prompt() {
-    // An empty config has no tracker kind: the typed error says so.
-    let e = err("Just a prompt");
+fn no_front_matter_is_a_prompt_only_workflow_with_the_defaults() {
+    // As aiops-platform has it: the whole file is the prompt, and the settings are the
+    // defaults, with the tracker and agent that need no account (D40).
+    let w = ok("Work on {{ task.id }}: {{ issue.title }}.\n---\nnot front matter\n");
+    assert_eq!(w.config.tracker.kind.name, "local");
+    assert_eq!(w.config.agent.kind.name, "demo");
+    assert_eq!(w.sources["tracker.kind"], Source::Default);
+    assert_eq!(w.sources["agent.kind"], Source::Default);
+    assert_eq!(w.config.agent.max_turns, 20, "the usual defaults");
+    let issue = symphony::workflow::sample_issue();
+    let text = w.prompt.render(&issue, None).unwrap();
+    assert!(
+        text.starts_with(&format!("Work on {}: {}.", issue.identifier, issue.title)),
+        "{text}"
+    );
+    assert!(text.contains("not front matter"), "the whole file: {text}");
+    assert_eq!(w.warnings.len(), 1, "{:?}", w.warnings);
+    assert!(
+        w.warnings[0].message.contains("no front matter"),
+        "{:?}",
+        w.warnings
+    );
+    // Front matter that is there but empty is an empty config: no tracker kind.
+    let e = err("---\n---\nJust a prompt");
     assert_eq!(e.class, ErrorClass::MissingTrackerKind);
 }
 

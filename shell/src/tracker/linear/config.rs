@@ -14,6 +14,7 @@ pub(crate) static KIND: Kind = Kind {
         "endpoint",
         "api_key",
         "project_slug",
+        "team_key",
         "assignee",
         "timeout_ms",
     ],
@@ -36,6 +37,9 @@ pub struct LinearSettings {
     pub api_key: Secret,
     /// The project's slug id.
     pub project_slug: String,
+    /// Only issues of the team with this key (`ENG`), when set (aiops-platform's
+    /// `tracker.team_key`).
+    pub team_key: Option<String>,
     /// Only issues assigned to this user, when set.
     pub assignee: Option<String>,
     /// Per-request timeout.
@@ -57,12 +61,16 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
              (the slug id from the project's URL)",
         ));
     };
+    let team_key = (keys.string("team_key", None)?)
+        .map(|key| key.trim().to_owned())
+        .filter(|key| !key.is_empty());
     let assignee = keys.string("assignee", None)?;
     let timeout_ms = keys.int("timeout_ms", 30_000, 1..=600_000)? as u64;
     Ok(ProviderSettings::new(LinearSettings {
         endpoint,
         api_key,
         project_slug,
+        team_key,
         assignee,
         timeout_ms,
     }))
@@ -70,7 +78,10 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
 
 impl Settings for LinearSettings {
     fn target(&self) -> String {
-        format!("project {}", self.project_slug)
+        match &self.team_key {
+            Some(team) => format!("project {}, team {team}", self.project_slug),
+            None => format!("project {}", self.project_slug),
+        }
     }
 
     fn secrets(&self) -> Vec<&Secret> {

@@ -1,7 +1,8 @@
 //! `tracker.kind: linear`: Linear's GraphQL API (field names from Linear's published schema).
 //!
 //! - Scope: issues of the project whose `slugId` is `provider.project_slug`, optionally only
-//!   those assigned to `provider.assignee` (a user id).
+//!   those of the team whose key is `provider.team_key` and those assigned to
+//!   `provider.assignee` (a user id).
 //! - Pagination: `first: 50` with `after: endCursor` while `hasNextPage`; a repeated cursor or
 //!   more than 200 pages is a `tracker_pagination` error.
 //! - Auth: the API key as the raw `Authorization` header value (no `Bearer`).
@@ -39,6 +40,7 @@ pub struct LinearTracker {
     endpoint: String,
     api_key: String,
     project_slug: String,
+    team_key: Option<String>,
     assignee: Option<String>,
     terminal: StateSet,
 }
@@ -67,6 +69,7 @@ impl LinearTracker {
             endpoint: provider.endpoint.clone(),
             api_key: provider.api_key.expose().to_owned(),
             project_slug: provider.project_slug.clone(),
+            team_key: provider.team_key.clone(),
             assignee: provider.assignee.clone(),
             terminal: StateSet::new(terminal_states),
         })
@@ -179,6 +182,9 @@ impl LinearTracker {
 
     fn scope(&self) -> Value {
         let mut filter = json!({"project": {"slugId": {"eq": self.project_slug}}});
+        if let Some(team) = &self.team_key {
+            filter["team"] = json!({"key": {"eq": team}});
+        }
         if let Some(assignee) = &self.assignee {
             filter["assignee"] = json!({"id": {"eq": assignee}});
         }

@@ -147,6 +147,7 @@ pub(crate) fn fake(fault: Fault, board: Board) -> (String, Arc<Mutex<Board>>) {
             let data = if query.contains("SymphonyIssues") {
                 let filter = &vars["filter"];
                 let slug = filter["project"]["slugId"]["eq"].as_str().unwrap_or("");
+                let team = filter["team"]["key"]["eq"].as_str();
                 let states: Vec<&str> = filter["state"]["name"]["in"]
                     .as_array()
                     .map(|s| s.iter().filter_map(Value::as_str).collect())
@@ -159,6 +160,7 @@ pub(crate) fn fake(fault: Fault, board: Board) -> (String, Arc<Mutex<Board>>) {
                     .issues
                     .iter()
                     .filter(|i| i["_project"] == slug)
+                    .filter(|i| team.is_none_or(|team| i["team"]["key"] == team))
                     .filter(|i| {
                         states.is_empty() || states.contains(&i["state"]["name"].as_str().unwrap())
                     })
