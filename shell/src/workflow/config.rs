@@ -832,6 +832,57 @@ impl Reader<'_> {
         })
     }
 
+    /// aiops-platform narrows the `linear_graphql` tool under `codex.linear_graphql`
+    /// (`allow_mutations`, `allowed_mutations`); here those are the Linear provider's own keys.
+    /// The block's presence turns the gate on: without `allow_mutations: true`, no mutation.
+    fn fold_linear_graphql(
+        &mut self,
+        root: &Mapping,
+        kind: &Kind,
+        provider: &mut Mapping,
+        spelled: &mut BTreeMap<String, String>,
+    ) {
+        let Some(Value::Mapping(codex)) = Self::get(root, "codex") else {
+            return;
+        };
+        let Some(block) = Self::get(codex, "linear_graphql") else {
+            return;
+        };
+        let path = "codex.linear_graphql";
+        if !kind.provider_keys.contains(&"allow_mutations") {
+            self.warn(
+                path,
+                format!("ignored: the linear_graphql tool exists only with tracker.kind linear, not {kind}"),
+            );
+            return;
+        }
+        let Value::Mapping(block) = block else {
+            self.warn(
+                path,
+                "ignored: expected a map (allow_mutations, allowed_mutations)",
+            );
+            return;
+        };
+        self.check_keys(block, path, &["allow_mutations", "allowed_mutations"]);
+        for (name, fallback) in [
+            ("allow_mutations", Some(Value::Bool(false))),
+            ("allowed_mutations", None),
+        ] {
+            let theirs = format!("{path}.{name}");
+            let value = Self::get(block, name).cloned().or(fallback);
+            let Some(value) = value else { continue };
+            if provider.contains_key(name) {
+                self.warn(
+                    &theirs,
+                    format!("ignored: tracker.provider.{name} is also set and takes precedence"),
+                );
+                continue;
+            }
+            provider.insert(Value::String(name.to_owned()), value);
+            spelled.insert(name.to_owned(), theirs);
+        }
+    }
+
     fn tracker(
         &mut self,
         root: &Mapping,
@@ -901,6 +952,7 @@ impl Reader<'_> {
             );
             spelled.insert("repo".into(), "repo.owner and repo.name".into());
         }
+        self.fold_linear_graphql(root, kind, &mut provider, &mut spelled);
         let known: Vec<&str> = TRACKER_KEYS
             .iter()
             .copied()
@@ -1683,17 +1735,39 @@ impl SectionKeys<'_, '_> {
     /// `true` or `false`, `default` when absent.
     pub fn flag(&mut self, name: &str, default: bool) -> Result<bool, WorkflowError> {
         let key = self.key(name);
+        let written = self.written(name);
         match Reader::get(&self.map, name) {
             None => {
                 self.reader.source(&key, Source::Default);
                 Ok(default)
             }
             Some(Value::Bool(b)) => {
-                self.reader.written(&key);
+                self.reader.source(&key, Source::Workflow(written));
                 Ok(*b)
             }
-            Some(other) => Err(self.reader.invalid(&key, "true or false", other)),
+            Some(other) => Err(self.reader.invalid(&written, "true or false", other)),
         }
+    }
+
+    /// A list of strings as written; `None` when absent.
+    pub fn strings(&mut self, name: &str) -> Result<Option<Vec<String>>, WorkflowError> {
+        let key = self.key(name);
+        let written = self.written(name);
+        let Some(value) = Reader::get(&self.map, name) else {
+            self.reader.source(&key, Source::Default);
+            return Ok(None);
+        };
+        let items = match value {
+            Value::Sequence(items) => (items.iter())
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>(),
+            _ => None,
+        };
+        let Some(items) = items else {
+            return Err(self.reader.invalid(&written, "a list of strings", value));
+        };
+        self.reader.source(&key, Source::Workflow(written));
+        Ok(Some(items))
     }
 
     /// A required setting is missing (`class` says which kind of setting).

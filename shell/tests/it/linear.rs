@@ -6,7 +6,7 @@ use std::net::TcpListener;
 
 use linear_fake::{Board, Fault, KEY, fake, node};
 use serde_json::{Value, json};
-use symphony::tracker::linear::LinearSettings;
+use symphony::tracker::linear::{LinearSettings, MutationPolicy};
 use symphony::tracker::{LinearTracker, Tracker};
 use symphony::workflow::Secret;
 use symphony_core::{IssueId, TrackerErrorCategory};
@@ -18,6 +18,7 @@ fn tracker(endpoint: &str, key: &str) -> LinearTracker {
         project_slug: "proj-1".into(),
         team_key: None,
         assignee: None,
+        mutations: MutationPolicy::Any,
         timeout_ms: 2_000,
     };
     LinearTracker::new(&provider, &["Done".into(), "Cancelled".into()]).unwrap()
@@ -266,6 +267,7 @@ async fn a_hung_endpoint_times_out_as_a_request_error() {
         project_slug: "proj-1".into(),
         team_key: None,
         assignee: None,
+        mutations: MutationPolicy::Any,
         timeout_ms: 300,
     };
     let t = LinearTracker::new(&provider, &["Done".into()]).unwrap();
@@ -306,4 +308,107 @@ async fn a_team_key_narrows_the_listing_to_that_team() {
     // Without it, every team of the project.
     let all = tracker(&endpoint, KEY).fetch_by_states(&states()).await;
     assert_eq!(all.unwrap().len(), 4);
+}
+
+fn settings_with(extra: &str, endpoint: &str) -> (LinearSettings, symphony::workflow::Workflow) {
+    let env = symphony::workflow::MapEnv::new([("LINEAR_API_KEY", KEY)]);
+    let text = format!(
+        "---\ntracker:\n  kind: linear\n  provider:\n    endpoint: {endpoint}\n    project_slug: proj-1\n{extra}---\n"
+    );
+    let workflow = symphony::workflow::parse(
+        &text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &env,
+        &symphony::workflow::Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let settings = workflow.config.tracker.provider.get::<LinearSettings>();
+    (settings.unwrap().clone(), workflow)
+}
+
+async fn graphql(t: &LinearTracker, query: &str) -> Result<String, String> {
+    let arguments = json!({"query": query, "variables": {"issueId": "uuid-1", "body": "hi"}});
+    t.call_tool("linear_graphql", &arguments).unwrap().await
+}
+
+/// aiops-platform's `codex.linear_graphql` narrowing: with the block written, a mutation is sent
+/// only when `allow_mutations: true` and, if `allowed_mutations` is written, only when every
+/// top-level field is listed. A refused one never leaves the daemon.
+#[tokio::test]
+async fn linear_graphql_mutations_are_gated_before_any_request_leaves() {
+    let (endpoint, shared) = fake(Fault::None, board(2));
+    let requests = || shared.lock().unwrap().requests;
+    let comment = "mutation SymphonyComment($issueId: String!, $body: String!) { \
+                   commentCreate(input: {issueId: $issueId, body: $body}) { success } }";
+    let update = "mutation { issueUpdate(id: \"uuid-1\", input: {}) { success } }";
+    let aliased = "mutation { note: commentCreate(input: {}) { success } \
+                   gone: issueDelete(id: \"uuid-1\") { success } }";
+
+    // The block written with no allow_mutations: queries only.
+    let (none, _) = settings_with("codex:\n  linear_graphql: {}\n", &endpoint);
+    assert_eq!(none.mutations, MutationPolicy::None);
+    let t = LinearTracker::new(&none, &["Done".into()]).unwrap();
+    let before = requests();
+    let err = graphql(&t, comment).await.unwrap_err();
+    assert!(err.contains("mutations are turned off"), "{err}");
+    assert_eq!(requests(), before, "refused before sending");
+    assert!(graphql(&t, "{ viewer { id } }").await.is_ok());
+    assert_eq!(requests(), before + 1, "queries go through");
+    let spec = &t.tool_specs()[0]["description"];
+    assert!(spec.as_str().unwrap().contains("queries only"), "{spec}");
+
+    // An allow-list: listed mutations go, others and aliased extras do not.
+    let (only, workflow) = settings_with(
+        "codex:\n  linear_graphql:\n    allow_mutations: true\n    allowed_mutations: [commentCreate]\n",
+        &endpoint,
+    );
+    assert_eq!(
+        only.mutations,
+        MutationPolicy::Only(vec!["commentCreate".into()])
+    );
+    assert_eq!(
+        workflow.sources["tracker.provider.allowed_mutations"],
+        symphony::workflow::Source::Workflow("codex.linear_graphql.allowed_mutations".into())
+    );
+    let t = LinearTracker::new(&only, &["Done".into()]).unwrap();
+    graphql(&t, comment).await.unwrap();
+    assert_eq!(
+        shared.lock().unwrap().comments.len(),
+        1,
+        "the listed mutation ran"
+    );
+    let before = requests();
+    let err = graphql(&t, update).await.unwrap_err();
+    assert!(err.contains("mutation issueUpdate is not allowed"), "{err}");
+    let err = graphql(&t, aliased).await.unwrap_err();
+    assert!(err.contains("mutation issueDelete is not allowed"), "{err}");
+    assert_eq!(requests(), before, "nothing refused was sent");
+
+    // Our own spelling, and none at all: any mutation, as SPEC 10.5 has it.
+    let (ours, _) = settings_with("    allow_mutations: false\n", &endpoint);
+    assert_eq!(ours.mutations, MutationPolicy::None);
+    let (open, _) = settings_with("", &endpoint);
+    assert_eq!(open.mutations, MutationPolicy::Any);
+    let t = LinearTracker::new(&open, &["Done".into()]).unwrap();
+    graphql(&t, update).await.unwrap();
+}
+
+#[test]
+fn a_linear_graphql_block_without_the_linear_tracker_is_said_to_be_ignored() {
+    let text =
+        "---\ntracker:\n  kind: local\ncodex:\n  linear_graphql:\n    allow_mutations: true\n---\n";
+    let workflow = symphony::workflow::parse(
+        text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &symphony::workflow::MapEnv::new([]),
+        &symphony::workflow::Overrides::default(),
+    )
+    .unwrap();
+    let warning = (workflow.warnings.iter())
+        .find(|w| w.key == "codex.linear_graphql")
+        .expect("a warning");
+    assert!(
+        warning.message.contains("only with tracker.kind linear"),
+        "{warning}"
+    );
 }

@@ -55,6 +55,8 @@ pub fn read_config(keys: &mut SectionKeys<'_, '_>) -> Result<CodexConfig, Workfl
         "stall_timeout_ms",
         "env",
         "approval_decision",
+        // aiops-platform's narrowing of the Linear tool, read by the Linear tracker.
+        "linear_graphql",
     ]);
     let env = keys.var_names("env")?;
     let approval_decision = match keys.verbatim("approval_decision")? {

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::LinearTracker;
+use super::graphql::MutationPolicy;
 use crate::tracker::Tracker;
 use crate::tracker::kinds::{Kind, ProviderSettings, Settings};
 use crate::workflow::{ErrorClass, Secret, SectionKeys, TrackerConfig, WorkflowError};
@@ -16,6 +17,8 @@ pub(crate) static KIND: Kind = Kind {
         "project_slug",
         "team_key",
         "assignee",
+        "allow_mutations",
+        "allowed_mutations",
         "timeout_ms",
     ],
     legacy_aliases: &[],
@@ -42,6 +45,8 @@ pub struct LinearSettings {
     pub team_key: Option<String>,
     /// Only issues assigned to this user, when set.
     pub assignee: Option<String>,
+    /// Which mutations the `linear_graphql` tool may send.
+    pub mutations: MutationPolicy,
     /// Per-request timeout.
     pub timeout_ms: u64,
 }
@@ -65,6 +70,7 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
         .map(|key| key.trim().to_owned())
         .filter(|key| !key.is_empty());
     let assignee = keys.string("assignee", None)?;
+    let mutations = mutation_policy(keys)?;
     let timeout_ms = keys.int("timeout_ms", 30_000, 1..=600_000)? as u64;
     Ok(ProviderSettings::new(LinearSettings {
         endpoint,
@@ -72,8 +78,29 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
         project_slug,
         team_key,
         assignee,
+        mutations,
         timeout_ms,
     }))
+}
+
+/// `allow_mutations` and `allowed_mutations`: neither written, any mutation (SPEC 10.5);
+/// `allow_mutations: false`, none; otherwise, when the list is written and not empty, only
+/// mutations whose top-level fields it all names.
+fn mutation_policy(keys: &mut SectionKeys<'_, '_>) -> Result<MutationPolicy, WorkflowError> {
+    let allow = keys.flag("allow_mutations", true)?;
+    let listed = keys.strings("allowed_mutations")?;
+    if !allow {
+        return Ok(MutationPolicy::None);
+    }
+    let listed: Vec<String> = (listed.unwrap_or_default().into_iter())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect();
+    Ok(if listed.is_empty() {
+        MutationPolicy::Any
+    } else {
+        MutationPolicy::Only(listed)
+    })
 }
 
 impl Settings for LinearSettings {

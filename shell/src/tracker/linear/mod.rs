@@ -20,10 +20,12 @@ use symphony_core::{BlockerRef, Issue, IssueId, Timestamp, TrackerError, Tracker
 
 use super::{BoxFuture, Probe, Tracker, error};
 mod config;
+mod graphql;
 mod tools;
 
 pub(crate) use config::KIND;
 pub use config::LinearSettings;
+pub use graphql::MutationPolicy;
 use tools::tool_spec;
 
 const PAGE: u32 = 50;
@@ -42,6 +44,7 @@ pub struct LinearTracker {
     project_slug: String,
     team_key: Option<String>,
     assignee: Option<String>,
+    mutations: MutationPolicy,
     terminal: StateSet,
 }
 
@@ -71,6 +74,7 @@ impl LinearTracker {
             project_slug: provider.project_slug.clone(),
             team_key: provider.team_key.clone(),
             assignee: provider.assignee.clone(),
+            mutations: provider.mutations.clone(),
             terminal: StateSet::new(terminal_states),
         })
     }
@@ -391,7 +395,7 @@ impl LinearTracker {
 
 impl Tracker for LinearTracker {
     fn tool_specs(&self) -> Vec<Value> {
-        vec![tool_spec()]
+        vec![tool_spec(&self.mutations)]
     }
 
     fn call_tool<'a>(

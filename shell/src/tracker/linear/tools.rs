@@ -4,13 +4,28 @@
 use serde_json::{Value, json};
 
 use super::LinearTracker;
+use super::graphql::MutationPolicy;
 
-/// The `linear_graphql` tool's dynamic tool spec.
-pub(super) fn tool_spec() -> Value {
+/// The `linear_graphql` tool's dynamic tool spec; its description says which mutations the
+/// workflow lets through, so the agent need not find out by failing.
+pub(super) fn tool_spec(mutations: &MutationPolicy) -> Value {
+    let mut description = "Run one GraphQL query or mutation against Linear with Symphony's \
+                           credentials. Returns the `data` object as JSON; GraphQL errors fail \
+                           the call."
+        .to_owned();
+    match mutations {
+        MutationPolicy::Any => {}
+        MutationPolicy::None => description.push_str(" Mutations are turned off: queries only."),
+        MutationPolicy::Only(names) => {
+            description.push_str(" Mutations allowed: ");
+            description.push_str(&names.join(", "));
+            description.push('.');
+        }
+    }
     json!({
         "type": "function",
         "name": "linear_graphql",
-        "description": "Run one GraphQL query or mutation against Linear with Symphony's credentials. Returns the `data` object as JSON; GraphQL errors fail the call.",
+        "description": description,
         "inputSchema": {
             "type": "object",
             "properties": {
@@ -23,36 +38,12 @@ pub(super) fn tool_spec() -> Value {
     })
 }
 
-/// Whether a GraphQL document holds exactly one operation: one top-level `{ ... }` block.
-fn single_operation(document: &str) -> bool {
-    let mut depth = 0i32;
-    let mut blocks = 0;
-    let mut in_string = false;
-    let mut previous = ' ';
-    for c in document.chars() {
-        match c {
-            '"' if previous != '\\' => in_string = !in_string,
-            '{' if !in_string => {
-                if depth == 0 {
-                    blocks += 1;
-                }
-                depth += 1;
-            }
-            '}' if !in_string => depth -= 1,
-            _ => {}
-        }
-        previous = c;
-    }
-    blocks == 1 && depth == 0
-}
-
 impl LinearTracker {
     /// `linear_graphql`: one operation, the `data` object back as JSON text.
     pub(super) async fn graphql_tool(&self, arguments: &Value) -> Result<String, String> {
         let query = arguments["query"].as_str().ok_or("missing `query`")?;
-        if !single_operation(query) {
-            return Err("send exactly one GraphQL operation per call".to_owned());
-        }
+        // Checked here, before anything is sent.
+        super::graphql::admit(query, &self.mutations)?;
         let variables = arguments.get("variables").cloned().unwrap_or(json!({}));
         self.graphql(query, variables)
             .await
