@@ -1171,9 +1171,15 @@ impl Reader<'_> {
         let max_turns = self.int(&section, "agent.max_turns", 20, 1..=10_000)? as u32;
         let max_retry_backoff_ms =
             self.int(&section, "agent.max_retry_backoff_ms", 300_000, 1..=MAX_MS)? as u64;
-        let max_tokens_per_issue =
-            (self.optional_int(&section, "agent.max_tokens_per_issue", 1..=i64::MAX)?)
-                .map(|n| n as u64);
+        // aiops-platform's `max_tokens_per_claim: 0` means no limit; ours must be positive.
+        let key = "agent.max_tokens_per_issue";
+        let theirs_zero = self.aliased.contains_key(key)
+            && Self::get(&section, "max_tokens_per_issue").and_then(as_integer) == Some(0);
+        let max_tokens_per_issue = if theirs_zero {
+            None
+        } else {
+            (self.optional_int(&section, key, 1..=i64::MAX)?).map(|n| n as u64)
+        };
         let max_turns_per_issue =
             (self.optional_int(&section, "agent.max_turns_per_issue", 1..=1_000_000)?)
                 .map(|n| n as u32);
@@ -1283,14 +1289,19 @@ impl Reader<'_> {
                 .optional_int(section, key, 1..=MAX_MS)?
                 .map(|n| n as u64));
         };
-        match as_integer(&seconds).filter(|s| (1..=MAX_MS / 1000).contains(s)) {
+        // 0 is aiops-platform's "no limit".
+        match as_integer(&seconds).filter(|s| (0..=MAX_MS / 1000).contains(s)) {
+            Some(0) => {
+                self.written(key);
+                Ok(None)
+            }
             Some(s) => {
                 self.written(key);
                 Ok(Some(s as u64 * 1000))
             }
             None => Err(self.invalid(
                 "agent.max_runtime_seconds_per_claim",
-                "a positive number of seconds",
+                "a non-negative number of seconds (0: no limit)",
                 &seconds,
             )),
         }

@@ -394,6 +394,56 @@ async fn linear_graphql_mutations_are_gated_before_any_request_leaves() {
 }
 
 #[test]
+fn allowed_mutations_must_be_graphql_names_once_each_and_need_allow_mutations() {
+    let env = symphony::workflow::MapEnv::new([("LINEAR_API_KEY", KEY)]);
+    for (block, says) in [
+        (
+            "    allowed_mutations: [\" issueUpdate\"]\n",
+            "GraphQL field names",
+        ),
+        (
+            "    allowed_mutations: [issueUpdate, issueUpdate]\n",
+            "each name once",
+        ),
+        (
+            "    allow_mutations: false\n    allowed_mutations: [issueUpdate]\n",
+            "needs allow_mutations: true",
+        ),
+    ] {
+        let text = format!(
+            "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\n{block}---\n"
+        );
+        let e = symphony::workflow::parse(
+            &text,
+            std::path::Path::new("/w/WORKFLOW.md"),
+            &env,
+            &symphony::workflow::Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains(says), "{block}: {e}");
+        assert_eq!(
+            e.key.as_deref(),
+            Some("tracker.provider.allowed_mutations"),
+            "{e}"
+        );
+    }
+    // aiops-platform's block with a list and no allow_mutations: true is refused there too.
+    let text = "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\ncodex:\n  linear_graphql:\n    allowed_mutations: [issueUpdate]\n---\n";
+    let e = symphony::workflow::parse(
+        text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &env,
+        &symphony::workflow::Overrides::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.key.as_deref(),
+        Some("codex.linear_graphql.allowed_mutations"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_linear_graphql_block_without_the_linear_tracker_is_said_to_be_ignored() {
     let text =
         "---\ntracker:\n  kind: local\ncodex:\n  linear_graphql:\n    allow_mutations: true\n---\n";

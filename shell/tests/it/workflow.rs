@@ -943,6 +943,13 @@ fn aiops_run_limits_are_read_in_their_units_and_reach_the_scheduler() {
         ),
         (None, None, None)
     );
+    // aiops-platform's 0 is "no limit" for its claim budgets.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  max_tokens_per_claim: 0\n  max_runtime_seconds_per_claim: 0\n"),
+        "",
+    ));
+    assert_eq!(w.config.agent.max_tokens_per_issue, None);
+    assert_eq!(w.config.agent.max_runtime_ms_per_issue, None);
     // aiops-platform reads `timeout: 0` as its default of 30 minutes.
     let w = ok(&with_front_matter(
         &format!("{LINEAR}agent:\n  timeout: 0s\n"),
@@ -969,8 +976,13 @@ fn a_run_limit_without_a_unit_or_out_of_range_is_refused_by_name() {
         ("timeout: -5m", "agent.timeout", "such as 30m"),
         ("timeout: 500us", "agent.timeout", "such as 30m"),
         (
-            "max_runtime_seconds_per_claim: 0",
+            "max_runtime_seconds_per_claim: -1",
             "agent.max_runtime_seconds_per_claim",
+            "non-negative",
+        ),
+        (
+            "max_tokens_per_issue: 0",
+            "agent.max_tokens_per_issue",
             "positive",
         ),
         (

@@ -85,22 +85,40 @@ fn read(keys: &mut SectionKeys<'_, '_>) -> Result<ProviderSettings, WorkflowErro
 
 /// `allow_mutations` and `allowed_mutations`: neither written, any mutation (SPEC 10.5);
 /// `allow_mutations: false`, none; otherwise, when the list is written and not empty, only
-/// mutations whose top-level fields it all names.
+/// mutations whose top-level fields it all names. A list with `allow_mutations: false`, a
+/// name that is not a GraphQL name, or a name listed twice is refused, as aiops-platform does.
 fn mutation_policy(keys: &mut SectionKeys<'_, '_>) -> Result<MutationPolicy, WorkflowError> {
     let allow = keys.flag("allow_mutations", true)?;
-    let listed = keys.strings("allowed_mutations")?;
-    if !allow {
-        return Ok(MutationPolicy::None);
+    let listed = keys.strings("allowed_mutations")?.unwrap_or_default();
+    let name = "allowed_mutations";
+    for (i, field) in listed.iter().enumerate() {
+        if !is_graphql_name(field) {
+            return Err(keys.invalid(name, "GraphQL field names such as issueUpdate", field));
+        }
+        if listed[..i].contains(field) {
+            return Err(keys.invalid(name, "each name once", field));
+        }
     }
-    let listed: Vec<String> = (listed.unwrap_or_default().into_iter())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .collect();
-    Ok(if listed.is_empty() {
-        MutationPolicy::Any
-    } else {
-        MutationPolicy::Only(listed)
-    })
+    match (allow, listed.is_empty()) {
+        (false, true) => Ok(MutationPolicy::None),
+        (false, false) => Err(keys.error(
+            ErrorClass::InvalidConfigValue,
+            name,
+            "allowed_mutations needs allow_mutations: true (with allow_mutations false, no \
+             mutation is sent at all)",
+        )),
+        (true, true) => Ok(MutationPolicy::Any),
+        (true, false) => Ok(MutationPolicy::Only(listed)),
+    }
+}
+
+/// A GraphQL name: a letter or `_`, then letters, digits and `_`.
+fn is_graphql_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Settings for LinearSettings {
