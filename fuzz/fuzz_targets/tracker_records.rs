@@ -16,9 +16,16 @@ fuzz_target!(|data: &[u8]| {
             serde_json::Value::Array(items) => items,
             other => vec![other],
         };
+        let states = ["Todo", "aiops:ready", "\u{212a}"].map(String::from);
+        let labelings = [
+            records::StateLabels::new("state:", &states),
+            records::StateLabels::new("\u{212a}:", &states),
+            records::StateLabels::new("", &states),
+        ];
         for item in &items {
-            let _ = records::normalize_record(item, "state:", "acme/app");
-            let _ = records::normalize_record(item, "\u{212a}:", "acme/app");
+            for labels in &labelings {
+                let _ = records::normalize_record(item, labels, "acme/app");
+            }
         }
         let _ = records::claimed_by_open_pulls(&items, "acme/app");
     }

@@ -17,7 +17,9 @@ use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 pub use github::GithubTracker;
 /// Record parsers exposed for fuzzing (`fuzz/fuzz_targets/tracker_records.rs`).
 pub mod records {
-    pub use super::github::{claimed_by_open_pulls, closing_references, normalize_record};
+    pub use super::github::{
+        StateLabels, claimed_by_open_pulls, closing_references, normalize_record,
+    };
 }
 pub use linear::LinearTracker;
 pub use local::LocalTracker;

@@ -90,6 +90,10 @@ pub struct TrackerConfig {
     pub active_states: Vec<String>,
     /// States that end work.
     pub terminal_states: Vec<String>,
+    /// aiops-platform's `tracker.inactive_states`: states that are neither. Scheduling needs
+    /// no list of them (any other state stops a run); a tracker whose labels carry states by
+    /// name uses it to know which labels are states.
+    pub inactive_states: Vec<String>,
 }
 
 /// `polling`.
@@ -951,6 +955,20 @@ impl Reader<'_> {
                 Value::String(format!("{owner}/{name}")),
             );
             spelled.insert("repo".into(), "repo.owner and repo.name".into());
+            // aiops-platform's GitHub states are whole label names (`aiops:ready`), not a
+            // prefix and a name: with their repo block, that is the default here too.
+            if kind.provider_keys.contains(&"state_label_prefix")
+                && !provider.contains_key("state_label_prefix")
+            {
+                provider.insert("state_label_prefix".into(), "".into());
+                let why = "repo (an aiops-platform workflow: label names are states)";
+                spelled.insert("state_label_prefix".into(), why.into());
+                self.warn(
+                    "tracker.kind",
+                    "aiops-platform's repo block: GitHub label names are the states, as there \
+                     (write tracker.provider.state_label_prefix to choose a prefix instead)",
+                );
+            }
         }
         self.fold_linear_graphql(root, kind, &mut provider, &mut spelled);
         let known: Vec<&str> = TRACKER_KEYS
@@ -1035,6 +1053,8 @@ impl Reader<'_> {
                 ));
             }
         }
+        let inactive_states =
+            (self.string_list(&section, "tracker.inactive_states")?).unwrap_or_default();
         Ok(TrackerConfig {
             kind,
             provider,
@@ -1042,6 +1062,7 @@ impl Reader<'_> {
             required_labels,
             active_states,
             terminal_states,
+            inactive_states,
         })
     }
 

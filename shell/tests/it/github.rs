@@ -28,8 +28,19 @@ fn tracker_with(api_url: &str, token: &str, extra: &str) -> GithubTracker {
         &Overrides::default(),
     )
     .unwrap();
-    let settings = workflow.config.tracker.provider.get::<GithubSettings>();
-    GithubTracker::new(settings.expect("github settings")).unwrap()
+    tracker_of(&workflow)
+}
+
+/// The tracker a loaded workflow builds.
+fn tracker_of(workflow: &symphony::workflow::Workflow) -> GithubTracker {
+    let tracker = &workflow.config.tracker;
+    let settings = tracker.provider.get::<GithubSettings>();
+    let states: Vec<String> = (tracker.active_states.iter())
+        .chain(&tracker.terminal_states)
+        .chain(&tracker.inactive_states)
+        .cloned()
+        .collect();
+    GithubTracker::new(settings.expect("github settings"), &states).unwrap()
 }
 
 /// The `Todo` issues, read by a tracker with the open-PR claim skip on.
@@ -508,5 +519,84 @@ async fn oversized_response_bodies_are_refused_not_read_whole() {
         err.message.contains("a body of 1073741824 bytes"),
         "{}",
         err.message
+    );
+}
+
+/// aiops-platform's GitHub workflows name labels as states (`aiops:ready`), and with their
+/// top-level `repo` block that is what they mean here: the first configured state an issue
+/// carries as a label is its state; a closed issue is `Closed` whatever its labels; a move
+/// swaps state labels and refuses a state the workflow does not name.
+#[tokio::test]
+async fn aiops_workflows_read_whole_label_names_as_states() {
+    let (api, repo) = fake(Repo {
+        issues: vec![
+            gh_issue(1, "open", &["bug", "aiops:ready"], false),
+            gh_issue(2, "open", &["AIOPS:Human-Review", "aiops:ready"], false),
+            gh_issue(3, "open", &["bug"], false),
+            gh_issue(4, "closed", &["aiops:ready"], false),
+        ],
+        ..Repo::default()
+    });
+    let text = format!(
+        "---\nrepo:\n  owner: acme\n  name: app\ntracker:\n  kind: github\n  api_key: $GITHUB_TOKEN\n  endpoint: {api}\n  active_states: [aiops:ready]\n  terminal_states: [closed]\n  inactive_states: [aiops:human-review]\n---\n"
+    );
+    let env = MapEnv::new([("GITHUB_TOKEN", TOKEN)]);
+    let workflow = parse(
+        &text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        &env,
+        &Overrides::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        (workflow.warnings.iter()).any(|w| w.message.contains("label names are the states")),
+        "{:?}",
+        workflow.warnings
+    );
+    let t = tracker_of(&workflow);
+    let ready = t.fetch_by_states(&states(&["aiops:ready"])).await.unwrap();
+    let ids: Vec<&str> = ready.iter().map(|i| i.identifier.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["GH-1", "GH-2"],
+        "GH-2 carries two state labels: the first configured (active) one counts"
+    );
+    let all = t
+        .fetch_by_ids(&["1", "2", "3", "4"].map(|n| IssueId(n.into())))
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = all
+        .iter()
+        .map(|i| (i.identifier.as_str(), i.state.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("GH-1", "aiops:ready"),
+            ("GH-2", "aiops:ready"),
+            ("GH-3", "Open"),
+            ("GH-4", "Closed")
+        ]
+    );
+    t.set_state("GH-1", "AIOPS:HUMAN-REVIEW").await.unwrap();
+    let moved = &t.fetch_by_ids(&[IssueId("1".into())]).await.unwrap()[0];
+    assert_eq!(moved.state, "aiops:human-review");
+    assert_eq!(
+        moved.labels,
+        ["bug", "aiops:human-review"],
+        "the state label swapped, others kept"
+    );
+    let err = t.set_state("GH-1", "aiops:done").await.unwrap_err();
+    assert!(
+        err.message.contains("not one of the states"),
+        "{}",
+        err.message
+    );
+    assert_eq!(
+        repo.lock().unwrap().issues[0]["labels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 }

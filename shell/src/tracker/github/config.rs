@@ -83,7 +83,12 @@ impl Settings for GithubSettings {
         vec![&self.token]
     }
 
-    fn build(&self, _tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
-        Ok(Box::new(GithubTracker::new(self)?))
+    fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
+        let states: Vec<String> = (tracker.active_states.iter())
+            .chain(&tracker.terminal_states)
+            .chain(&tracker.inactive_states)
+            .cloned()
+            .collect();
+        Ok(Box::new(GithubTracker::new(self, &states)?))
     }
 }

@@ -3,7 +3,9 @@
 //! - Scope: issues of `provider.repo` (`owner/name`); pull requests are filtered out.
 //! - State: an open issue's state is the name after `provider.state_label_prefix` on its first
 //!   such label (`state:In Progress` -> `In Progress`), or `Open` without one; a closed issue's
-//!   state is `Closed`.
+//!   state is `Closed`. With an empty prefix (aiops-platform's convention, the default with its
+//!   `repo` block), whole label names are states: the first configured state the issue
+//!   carries as a label.
 //! - Identity: `id` is the issue number, `identifier` is `GH-<number>`; `native_ref` keeps the
 //!   number, the repository and the node id.
 //! - Priority from a `priority:<1..4>` label; labels lowercase (state and priority labels
@@ -33,8 +35,7 @@ mod tools;
 
 pub use config::GithubSettings;
 pub(crate) use config::KIND;
-use records::state_in_label;
-pub use records::{claimed_by_open_pulls, closing_references, normalize_record};
+pub use records::{StateLabels, claimed_by_open_pulls, closing_references, normalize_record};
 
 const PER_PAGE: u32 = 100;
 const MAX_PAGES: usize = 100;
@@ -53,9 +54,8 @@ pub struct GithubTracker {
     api_url: String,
     repo: String,
     token: String,
-    prefix: String,
-    /// `prefix` normalised (trimmed, lowercase), for matching labels.
-    label_prefix: String,
+    /// How labels carry states.
+    states: StateLabels,
     skip_claimed: bool,
     /// The last 200 answer per URL, for conditional requests.
     cache: Mutex<BTreeMap<String, Cached>>,
@@ -71,15 +71,15 @@ impl std::fmt::Debug for GithubTracker {
 }
 
 impl GithubTracker {
-    /// A client for `provider`.
-    pub fn new(provider: &GithubSettings) -> Result<Self, String> {
+    /// A client for `provider`; `states` are the workflow's state names (active, terminal,
+    /// inactive), which are the state labels when the prefix is empty.
+    pub fn new(provider: &GithubSettings, states: &[String]) -> Result<Self, String> {
         Ok(Self {
             client: super::http_client(Duration::from_millis(provider.timeout_ms))?,
             api_url: provider.api_url.trim_end_matches('/').to_owned(),
             repo: provider.repo.clone(),
             token: provider.token.expose().to_owned(),
-            prefix: provider.state_label_prefix.clone(),
-            label_prefix: normalize(&provider.state_label_prefix),
+            states: StateLabels::new(&provider.state_label_prefix, states),
             skip_claimed: provider.skip_issues_with_open_pull_requests,
             cache: Mutex::new(BTreeMap::new()),
         })
@@ -225,14 +225,14 @@ impl GithubTracker {
         Ok(items)
     }
 
-    /// The state a label names, trimmed, when it starts with the state prefix (any case).
-    fn state_label<'l>(&self, label: &'l str) -> Option<&'l str> {
-        state_in_label(&self.label_prefix, label)
+    /// The state a label stands for, if it is a state label.
+    fn state_label<'l>(&'l self, label: &'l str) -> Option<&'l str> {
+        self.states.state_of(label)
     }
 
     /// SPEC 11.3 normalisation; `None` for a pull request or a record without its fields.
     fn normalize(&self, item: &Value) -> Option<Issue> {
-        normalize_record(item, &self.label_prefix, &self.repo)
+        normalize_record(item, &self.states, &self.repo)
     }
 
     async fn by_states(&self, states: &[String]) -> Result<Vec<Issue>, TrackerError> {
@@ -294,11 +294,11 @@ impl GithubTracker {
             .pages(format!("{url}/labels?per_page={PER_PAGE}"), "label")
             .await?;
         let mut states = vec!["Open".to_owned(), "Closed".to_owned()];
-        states.extend(labels.iter().filter_map(|label| {
-            self.state_label(label["name"].as_str()?)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        }));
+        states.extend(
+            labels
+                .iter()
+                .filter_map(|label| self.state_label(label["name"].as_str()?).map(str::to_owned)),
+        );
         Ok(Probe {
             scope: format!(
                 "repository {}",
@@ -361,7 +361,9 @@ impl GithubTracker {
         if closing {
             patch["state"] = json!("closed");
         } else {
-            labels.push(format!("{}{state}", self.prefix));
+            let label = (self.states.label_for(state))
+                .map_err(|why| error(TrackerErrorCategory::TrackerRequest, why))?;
+            labels.push(label);
             patch["state"] = json!("open");
         }
         patch["labels"] = json!(labels);

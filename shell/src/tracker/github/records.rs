@@ -7,10 +7,92 @@ use symphony_core::{Issue, IssueId, Timestamp};
 
 pub use crate::tracker::closing::closing_references;
 
-/// SPEC 11.3 normalisation of one record of GitHub's issue listing, with `label_prefix`
-/// already normalised; `None` for a pull request or a record without its fields. Public for
-/// the `tracker_records` fuzz target.
-pub fn normalize_record(item: &Value, label_prefix: &str, repo: &str) -> Option<Issue> {
+/// How an open issue's labels carry its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateLabels {
+    /// The text after a prefix on the first label that has it (`state:In Progress`); the
+    /// prefix as written and normalised.
+    Prefix {
+        /// As written, for new labels.
+        written: String,
+        /// Trimmed and lowercased, for matching.
+        normalized: String,
+    },
+    /// Whole label names (aiops-platform's convention: `aiops:ready`): the first of these
+    /// configured states, in order, that the issue carries as a label, in any case.
+    Named(Vec<String>),
+}
+
+impl StateLabels {
+    /// `prefix` as written; an empty prefix means whole label names drawn from `states`
+    /// (`open`, `closed` and `all` are GitHub's own states, never labels).
+    pub fn new(prefix: &str, states: &[String]) -> Self {
+        if !prefix.trim().is_empty() {
+            return Self::Prefix {
+                written: prefix.to_owned(),
+                normalized: normalize(prefix),
+            };
+        }
+        let mut names: Vec<String> = Vec::new();
+        for state in states {
+            let key = normalize(state);
+            if key.is_empty() || ["open", "closed", "all"].contains(&key.as_str()) {
+                continue;
+            }
+            if !names.iter().any(|n| normalize(n) == key) {
+                names.push(state.trim().to_owned());
+            }
+        }
+        Self::Named(names)
+    }
+
+    /// The state `label` stands for, if it is a state label.
+    pub fn state_of<'a>(&'a self, label: &'a str) -> Option<&'a str> {
+        match self {
+            Self::Prefix { normalized, .. } => {
+                state_in_label(normalized, label).filter(|s| !s.is_empty())
+            }
+            Self::Named(names) => {
+                let key = normalize(label);
+                names
+                    .iter()
+                    .find(|n| normalize(n) == key)
+                    .map(String::as_str)
+            }
+        }
+    }
+
+    /// An open issue's state from its labels, if one is a state label.
+    fn issue_state(&self, labels: &[String]) -> Option<String> {
+        match self {
+            Self::Prefix { .. } => labels
+                .iter()
+                .find_map(|l| self.state_of(l))
+                .map(str::to_owned),
+            // Configured order decides, not label order, as aiops-platform has it.
+            Self::Named(names) => names
+                .iter()
+                .find(|n| labels.iter().any(|l| normalize(l) == normalize(n)))
+                .cloned(),
+        }
+    }
+
+    /// The label that puts an issue in `state`; `Err` with the known states when labels by
+    /// name cannot express it.
+    pub fn label_for(&self, state: &str) -> Result<String, String> {
+        match self {
+            Self::Prefix { written, .. } => Ok(format!("{written}{state}")),
+            Self::Named(names) => self
+                .state_of(state)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{state:?} is not one of the states: {}", names.join(", "))),
+        }
+    }
+}
+
+/// SPEC 11.3 normalisation of one record of GitHub's issue listing; `None` for a pull request
+/// or a record without its fields. Public for the `tracker_records` fuzz target.
+pub fn normalize_record(item: &Value, states: &StateLabels, repo: &str) -> Option<Issue> {
     if item.get("pull_request").is_some() {
         return None;
     }
@@ -27,11 +109,7 @@ pub fn normalize_record(item: &Value, label_prefix: &str, repo: &str) -> Option<
     let state = if item["state"] == "closed" {
         "Closed".to_owned()
     } else {
-        labels
-            .iter()
-            .find_map(|l| state_in_label(label_prefix, l))
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| "Open".to_owned(), str::to_owned)
+        (states.issue_state(&labels)).unwrap_or_else(|| "Open".to_owned())
     };
     let priority = labels.iter().find_map(|l| {
         l.to_lowercase()
@@ -109,6 +187,37 @@ mod tests {
         // The Kelvin sign lowercases to a one-byte `k`: matching on the lowercased text and
         // cutting the original at the prefix's length would split it.
         assert_eq!(state_in_label("k:", "\u{212A}:x"), None);
+    }
+
+    #[test]
+    fn labels_by_name_are_states_in_configured_order_and_any_case() {
+        let states: Vec<String> = ["aiops:ready", "closed", "aiops:human-review", "AIOPS:READY"]
+            .map(String::from)
+            .to_vec();
+        let named = StateLabels::new("", &states);
+        assert_eq!(
+            named,
+            StateLabels::Named(vec!["aiops:ready".into(), "aiops:human-review".into()]),
+            "GitHub's own states and repeats are not labels"
+        );
+        let labels = ["bug", "AIOPS:Human-Review", "aiops:ready"].map(String::from);
+        assert_eq!(
+            named.issue_state(&labels).as_deref(),
+            Some("aiops:ready"),
+            "the first configured state wins"
+        );
+        assert_eq!(named.issue_state(&["bug".to_owned()]), None);
+        assert_eq!(named.label_for("AIOPS:READY").unwrap(), "aiops:ready");
+        assert!(
+            named
+                .label_for("aiops:done")
+                .unwrap_err()
+                .contains("not one of")
+        );
+        let prefix = StateLabels::new("state:", &states);
+        assert_eq!(prefix.label_for("Todo").unwrap(), "state:Todo");
+        assert_eq!(prefix.state_of("State: Todo"), Some("Todo"));
+        assert_eq!(prefix.state_of("state:"), None);
     }
 
     #[test]
