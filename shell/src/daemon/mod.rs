@@ -694,12 +694,26 @@ impl Daemon {
                 answer
             }
             Query::Issue(identifier) => {
+                // What the tracker noticed and could not fix (a Gitea label problem, say).
+                let remark = self.bound.tracker.remark(&identifier);
                 match self.recorder.orchestrator().issue_detail(&identifier) {
-                    Some(detail) => Answer::json(200, &detail),
+                    Some(detail) => {
+                        let mut body = serde_json::to_value(&detail).unwrap_or_default();
+                        if let (Some(remark), Some(fields)) = (remark, body.as_object_mut()) {
+                            fields.insert("tracker_remark".into(), remark.into());
+                        }
+                        Answer::json(200, &body)
+                    }
                     None => Answer::error(
                         404,
                         "issue_not_found",
-                        format!("{identifier} is not running, queued or held"),
+                        match remark {
+                            Some(remark) => format!(
+                                "{identifier} is not running, queued or held; the tracker \
+                                 says: {remark}"
+                            ),
+                            None => format!("{identifier} is not running, queued or held"),
+                        },
                     ),
                 }
             }

@@ -106,6 +106,14 @@ pub trait Tracker: Send + Sync {
         let _ = session;
         self.call_tool(name, arguments)
     }
+
+    /// What the adapter noticed about the issue `identifier` when it last read it and could not
+    /// fix (Gitea: its state labels are missing, several or unknown), for the operator. `None`
+    /// by default.
+    fn remark(&self, identifier: &str) -> Option<String> {
+        let _ = identifier;
+        None
+    }
 }
 
 /// The five [`Tracker`] operations of an HTTP adapter, each boxing the adapter's inherent
@@ -362,6 +370,10 @@ impl Tracker for Scrubbed {
     ) -> Option<BoxFuture<'a, Result<String, String>>> {
         let call = self.inner.call_session_tool(name, arguments, session)?;
         Some(self.scrub_tool(call))
+    }
+
+    fn remark(&self, identifier: &str) -> Option<String> {
+        self.inner.remark(identifier).map(|text| self.text(text))
     }
 }
 

@@ -523,3 +523,51 @@ fn gitea_and_codex_move_labels_close_with_the_tool_and_clean_up() {
         lines.join("\n")
     );
 }
+
+/// A Gitea label problem the adapter will not fix is shown where an operator looks at the
+/// issue: in its API detail (and logged once).
+#[test]
+fn a_gitea_label_problem_shows_in_the_issue_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    // GT-5 is read by the startup listing of terminal issues, never claimed.
+    let repo = gitea_fake::Repo::with(&[
+        (3, true, &["aiops/todo", "aiops/in-progress"]),
+        (5, true, &["aiops/done", "aiops/canceled"]),
+    ]);
+    let (base, _repo) = gitea_fake::fake(repo);
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        format!(
+            "---\ntracker:\n  kind: gitea\n  provider:\n    endpoint: {base}\n    repo: acme/app\npolling:\n  interval_ms: 250\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\n  demo_turn_ms: 600000\nserver:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}.\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_with_env(dir.path(), &[], &[("GITEA_TOKEN", gitea_fake::TOKEN)]);
+    let logged = daemon.wait_for("the label problem", |l| l.contains("Gitea issue GT-3"));
+    assert!(logged.contains("several state labels"), "{logged}");
+    daemon.wait_for("GT-3 running", line_for("3", "turn started"));
+    let addr = daemon.http_addr();
+    let detail = get_json(&addr, "/api/v1/issues/GT-3");
+    assert_eq!(detail["status"], "running", "{detail:#}");
+    assert_eq!(
+        detail["running"]["state"], "In Progress",
+        "the higher-priority label wins"
+    );
+    let remark = detail["tracker_remark"].as_str().unwrap_or_default();
+    assert!(remark.contains("several state labels"), "{detail:#}");
+    daemon.wait_for("GT-5's problem", |l| l.contains("Gitea issue GT-5"));
+    let (status, _, body) = http(&addr, "GET", "/api/v1/issues/GT-5", None);
+    assert_eq!(status, 404);
+    assert!(
+        body.contains("the tracker says: state labels: several state labels"),
+        "{body}"
+    );
+    let (status, _, body) = http(&addr, "GET", "/api/v1/issues/GT-9", None);
+    assert_eq!(status, 404);
+    assert!(
+        !body.contains("tracker says"),
+        "no remark for an issue never read: {body}"
+    );
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+}

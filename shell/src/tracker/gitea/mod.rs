@@ -582,6 +582,12 @@ impl Tracker for GiteaTracker {
         })
     }
 
+    fn remark(&self, identifier: &str) -> Option<String> {
+        let number = Self::number(identifier).ok()?;
+        let reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        (reported.get(&number)).map(|problem| format!("state labels: {problem}"))
+    }
+
     super::http_operations!();
 }
 
