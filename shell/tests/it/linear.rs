@@ -28,15 +28,22 @@ fn tracker(endpoint: &str, key: &str) -> LinearTracker {
 fn secret(value: &str) -> Secret {
     let env = symphony::workflow::MapEnv::new([("LINEAR_API_KEY", value)]);
     let text = "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\n---\n";
-    let workflow = symphony::workflow::parse(
-        text,
-        std::path::Path::new("/w/WORKFLOW.md"),
-        &env,
-        &symphony::workflow::Overrides::default(),
-    )
-    .unwrap();
+    let workflow = parse_with(text, &env).unwrap();
     let settings = workflow.config.tracker.provider.get::<LinearSettings>();
     settings.expect("linear settings").api_key.clone()
+}
+
+/// A workflow parsed from `text` with `env`, as if at `/w/WORKFLOW.md`.
+fn parse_with(
+    text: &str,
+    env: &symphony::workflow::MapEnv,
+) -> Result<symphony::workflow::Workflow, symphony::workflow::WorkflowError> {
+    symphony::workflow::parse(
+        text,
+        std::path::Path::new("/w/WORKFLOW.md"),
+        env,
+        &symphony::workflow::Overrides::default(),
+    )
 }
 
 fn board(count: usize) -> Board {
@@ -292,13 +299,7 @@ async fn a_team_key_narrows_the_listing_to_that_team() {
     let text = format!(
         "---\ntracker:\n  kind: linear\n  endpoint: {endpoint}\n  project_slug: proj-1\n  team_key: ENG\n---\n"
     );
-    let workflow = symphony::workflow::parse(
-        &text,
-        std::path::Path::new("/w/WORKFLOW.md"),
-        &env,
-        &symphony::workflow::Overrides::default(),
-    )
-    .unwrap();
+    let workflow = parse_with(&text, &env).unwrap();
     let settings = (workflow.config.tracker.provider.get::<LinearSettings>()).unwrap();
     assert_eq!(settings.team_key.as_deref(), Some("ENG"));
     let t = LinearTracker::new(settings, &["Done".into()]).unwrap();
@@ -315,13 +316,7 @@ fn settings_with(extra: &str, endpoint: &str) -> (LinearSettings, symphony::work
     let text = format!(
         "---\ntracker:\n  kind: linear\n  provider:\n    endpoint: {endpoint}\n    project_slug: proj-1\n{extra}---\n"
     );
-    let workflow = symphony::workflow::parse(
-        &text,
-        std::path::Path::new("/w/WORKFLOW.md"),
-        &env,
-        &symphony::workflow::Overrides::default(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let workflow = parse_with(&text, &env).unwrap_or_else(|e| panic!("{e}"));
     let settings = workflow.config.tracker.provider.get::<LinearSettings>();
     (settings.unwrap().clone(), workflow)
 }
@@ -413,13 +408,7 @@ fn allowed_mutations_must_be_graphql_names_once_each_and_need_allow_mutations() 
         let text = format!(
             "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\n{block}---\n"
         );
-        let e = symphony::workflow::parse(
-            &text,
-            std::path::Path::new("/w/WORKFLOW.md"),
-            &env,
-            &symphony::workflow::Overrides::default(),
-        )
-        .unwrap_err();
+        let e = parse_with(&text, &env).unwrap_err();
         assert!(e.message.contains(says), "{block}: {e}");
         assert_eq!(
             e.key.as_deref(),
@@ -429,13 +418,7 @@ fn allowed_mutations_must_be_graphql_names_once_each_and_need_allow_mutations() 
     }
     // aiops-platform's block with a list and no allow_mutations: true is refused there too.
     let text = "---\ntracker:\n  kind: linear\n  provider:\n    project_slug: p\ncodex:\n  linear_graphql:\n    allowed_mutations: [issueUpdate]\n---\n";
-    let e = symphony::workflow::parse(
-        text,
-        std::path::Path::new("/w/WORKFLOW.md"),
-        &env,
-        &symphony::workflow::Overrides::default(),
-    )
-    .unwrap_err();
+    let e = parse_with(text, &env).unwrap_err();
     assert_eq!(
         e.key.as_deref(),
         Some("codex.linear_graphql.allowed_mutations"),
@@ -447,13 +430,7 @@ fn allowed_mutations_must_be_graphql_names_once_each_and_need_allow_mutations() 
 fn a_linear_graphql_block_without_the_linear_tracker_is_said_to_be_ignored() {
     let text =
         "---\ntracker:\n  kind: local\ncodex:\n  linear_graphql:\n    allow_mutations: true\n---\n";
-    let workflow = symphony::workflow::parse(
-        text,
-        std::path::Path::new("/w/WORKFLOW.md"),
-        &symphony::workflow::MapEnv::new([]),
-        &symphony::workflow::Overrides::default(),
-    )
-    .unwrap();
+    let workflow = parse_with(text, &symphony::workflow::MapEnv::new([])).unwrap();
     let warning = (workflow.warnings.iter())
         .find(|w| w.key == "codex.linear_graphql")
         .expect("a warning");
