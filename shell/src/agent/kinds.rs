@@ -32,7 +32,11 @@ pub struct RunnerKind {
 }
 
 /// Every runner this build has; the first is the default.
-pub static KINDS: [&RunnerKind; 2] = [&super::codex::KIND, &super::demo::KIND];
+pub static KINDS: [&RunnerKind; 3] = [
+    &super::codex::KIND,
+    &super::claude::KIND,
+    &super::demo::KIND,
+];
 
 /// The kind named `name` (already normalised).
 pub fn find(name: &str) -> Option<&'static RunnerKind> {

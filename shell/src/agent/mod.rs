@@ -1,11 +1,13 @@
 //! Coding agents. A session runs in a worker thread: the first turn with the rendered prompt,
 //! then one turn per [`Control::Turn`] the core asks for, until [`Control::Stop`]. The turn
 //! loop, the continuation prompt and the host-side tools are runner-independent
-//! ([`session`]); a runner (`codex`, the demo agent) implements [`Runner`] only.
+//! ([`session`]); a runner (`codex`, `claude`, the demo agent) implements [`Runner`] only.
 
+pub mod claude;
 pub mod codex;
 mod demo;
 pub mod kinds;
+pub mod process;
 pub mod session;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ use symphony_core::issue::normalize;
 use super::env::{Env, var_reference};
 use super::error::{ErrorClass, Position, Warning, WorkflowError};
 use super::front_matter::key_positions;
+pub use crate::agent::claude::ClaudeConfig;
 pub use crate::agent::codex::{ApprovalDecision, CodexConfig};
 use crate::agent::kinds::{self as runners, RunnerKind};
 use crate::tracker::kinds::{self, Kind, ProviderSettings};
@@ -257,6 +258,8 @@ pub struct ServiceConfig {
     pub agent: AgentConfig,
     /// `codex`.
     pub codex: CodexConfig,
+    /// `claude`.
+    pub claude: ClaudeConfig,
     /// `server`.
     pub server: ServerConfig,
     /// `repo` (aiops-platform's key).
@@ -332,6 +335,7 @@ const TOP_LEVEL: &[&str] = &[
     "hooks",
     "agent",
     "codex",
+    "claude",
     "server",
     "repo",
     "policy",
@@ -393,6 +397,21 @@ pub(crate) fn resolve(
         };
         crate::agent::codex::read_config(&mut keys)?
     };
+    let claude = {
+        let section = r.section(root, "claude")?;
+        let mut keys = SectionKeys {
+            reader: &mut r,
+            map: section,
+            prefix: "claude",
+            spelled: BTreeMap::new(),
+        };
+        crate::agent::claude::read_config(&mut keys)?
+    };
+    if agent.kind.name == "claude"
+        && let Some(problem) = crate::agent::claude::command_problem(&claude.command)
+    {
+        return Err(r.error(ErrorClass::InvalidConfigValue, "claude.command", problem));
+    }
     let server = r.server(root, overrides)?;
     // In file order, so a reader can walk down the file; position-less ones last.
     r.warnings
@@ -416,6 +435,7 @@ pub(crate) fn resolve(
             hooks,
             agent,
             codex,
+            claude,
             server,
             repo,
             handoff,
@@ -431,6 +451,7 @@ const ALIASES: &[(&str, &str, &str)] = &[
     ("agent", "max_tokens_per_claim", "max_tokens_per_issue"),
     ("agent", "max_continuation_turns", "max_turns_per_issue"),
     ("codex", "env_passthrough", "env"),
+    ("claude", "env_passthrough", "env"),
     ("hooks", "env_passthrough", "env"),
     ("server", "host", "bind"),
 ];
@@ -1358,20 +1379,13 @@ impl Reader<'_> {
     }
 
     /// aiops-platform's `agent.default` (read when `agent.kind` is not written): `mock` is the
-    /// demo agent, `codex-app-server` is Codex; `claude` waits for the Claude runner.
+    /// demo agent, `codex-app-server` is Codex, `claude` is Claude Code.
     fn agent_default(&mut self, agent: &Mapping) -> Result<&'static RunnerKind, WorkflowError> {
         let raw = self.string(agent, "agent.default")?.unwrap_or_default();
         let name = match normalize(&raw).as_str() {
             "mock" | "demo" => "demo",
             "codex-app-server" | "codex" => "codex",
-            "claude" => {
-                return Err(self.error(
-                    ErrorClass::InvalidConfigValue,
-                    "agent.default",
-                    "agent.default: claude (Claude Code) is not available in this build yet; \
-                     use codex-app-server or mock",
-                ));
-            }
+            "claude" => "claude",
             _ => {
                 return Err(self.invalid(
                     "agent.default",

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use config::{
-    AgentConfig, ApprovalDecision, CodexConfig, HandoffConfig, HooksConfig, Overrides, PolicyMode,
-    PollingConfig, RepoConfig, Secret, SectionKeys, ServerConfig, ServiceConfig, Source,
-    TrackerConfig, WorkspaceConfig,
+    AgentConfig, ApprovalDecision, ClaudeConfig, CodexConfig, HandoffConfig, HooksConfig,
+    Overrides, PolicyMode, PollingConfig, RepoConfig, Secret, SectionKeys, ServerConfig,
+    ServiceConfig, Source, TrackerConfig, WorkspaceConfig,
 };
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};

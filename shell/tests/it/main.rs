@@ -1,7 +1,9 @@
 //! The shell's integration tests, one binary: one link, one place for the helpers
-//! (`support`, `daemon_harness`) and the fakes of external APIs (`gitea_fake`, `github_fake`,
-//! `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
+//! (`support`, `daemon_harness`) and the fakes of external APIs (`anthropic_fake`, `gitea_fake`,
+//! `github_fake`, `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
 
+#[path = "fakes/anthropic.rs"]
+mod anthropic_fake;
 #[path = "support/daemon.rs"]
 mod daemon_harness;
 #[path = "fakes/gitea.rs"]
@@ -13,6 +15,7 @@ mod linear_fake;
 mod support;
 
 mod check_cli;
+mod claude_real;
 mod codex_fake;
 mod codex_real;
 mod contract;

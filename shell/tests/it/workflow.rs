@@ -853,13 +853,71 @@ fn an_aiops_platform_workflow_loads_with_its_repo_block_agent_default_and_variab
 }
 
 #[test]
-fn aiops_agent_default_claude_is_refused_until_that_runner_exists() {
-    let e = aiops_fixture("claude-default.md").unwrap_err();
-    assert_eq!(e.class, ErrorClass::InvalidConfigValue);
-    assert!(
-        e.message.contains("claude") && e.message.contains("not available"),
-        "{e}"
+fn aiops_agent_default_claude_runs_claude_code_with_their_env_passthrough() {
+    let w = aiops_fixture("claude-default.md").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(w.config.agent.kind.name, "claude");
+    assert_eq!(
+        w.sources["agent.kind"],
+        Source::Workflow("agent.default".into())
     );
+    assert_eq!(w.config.claude.command, "claude");
+    assert_eq!(w.config.claude.env, ["ANTHROPIC_API_KEY"]);
+    assert_eq!(
+        w.sources["claude.env"],
+        Source::Workflow("claude.env_passthrough".into())
+    );
+}
+
+#[test]
+fn the_claude_section_reads_its_flags_and_refuses_unconfined_bypass() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}agent:\n  kind: claude\nclaude:\n  model: claude-x\n  allowed_tools: [Bash, Edit]\n  disallowed_tools: [WebFetch]\n  permission_mode: acceptEdits\n  max_turns_per_run: 12\n  max_budget_usd: 2.5\n  settings: {{includeCoAuthoredBy: false}}\n  read_timeout_ms: 1000\n  turn_timeout_ms: 2000\n"
+        ),
+        "",
+    ));
+    let c = &w.config.claude;
+    assert_eq!(c.model.as_deref(), Some("claude-x"));
+    assert_eq!(c.allowed_tools, ["Bash", "Edit"]);
+    assert_eq!(c.disallowed_tools, ["WebFetch"]);
+    assert_eq!(c.permission_mode.as_deref(), Some("acceptEdits"));
+    assert_eq!(c.max_turns_per_run, Some(12));
+    assert_eq!(c.max_budget_usd, Some(2.5));
+    assert_eq!(
+        c.settings,
+        Some(serde_json::json!({"includeCoAuthoredBy": false}))
+    );
+    assert_eq!((c.read_timeout_ms, c.turn_timeout_ms), (1000, 2000));
+    // Defaults: the tools to edit files and run commands unattended.
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}agent:\n  kind: claude\n"),
+        "",
+    ));
+    assert!(w.config.claude.allowed_tools.contains(&"Bash".to_owned()));
+    assert_eq!(w.config.claude.permission_mode, None);
+    for (claude, says) in [
+        ("permission_mode: bypassPermissions", "no sandbox"),
+        ("permission_mode: yolo", "one of default"),
+        ("max_budget_usd: -1", "positive number of dollars"),
+        ("settings: [1]", "a map"),
+        ("command: ' '", "empty"),
+        (
+            "command: claude -p --permission-mode bypassPermissions --output-format text",
+            "bypasses permissions",
+        ),
+        (
+            "command: claude --output-format=json",
+            "sets --output-format=json",
+        ),
+    ] {
+        let e = load_text(&with_front_matter(
+            &format!("{LINEAR}agent:\n  kind: claude\nclaude:\n  {claude}\n"),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.class, ErrorClass::InvalidConfigValue, "{claude}");
+        assert!(e.message.contains(says), "{claude}: {e}");
+    }
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! read, unknown notifications ignored.
 
 mod config;
-mod process;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use symphony_core::{AgentUpdate, ExitOutcome};
 
-pub use process::{AgentProcess, Line, MAX_LINE, agent_env};
+pub use super::process::{AgentProcess, Line, MAX_LINE, agent_env};
 
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 pub use config::{ApprovalDecision, CodexConfig, read_config};

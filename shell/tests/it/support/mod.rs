@@ -24,6 +24,28 @@ pub(crate) fn codex_binary() -> PathBuf {
     path
 }
 
+/// The pinned Claude Code CLI `.ci/test` installs.
+pub(crate) const CLAUDE_VERSION: &str = "2.1.332";
+
+/// The real `claude` CLI: `$SYMPHONY_TEST_CLAUDE`, or where `.ci/test` installs it.
+pub(crate) fn claude_binary() -> PathBuf {
+    let path = std::env::var_os("SYMPHONY_TEST_CLAUDE").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(format!(
+                ".cache/symphony-rs/claude-code-{CLAUDE_VERSION}/node_modules/.bin/claude"
+            ))
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "the real claude CLI is not installed at {}: run ./.ci/test (it installs it)",
+        path.display()
+    );
+    path
+}
+
 /// Whether process `pid` has terminated, waiting up to 5 s on a pidfd (readable once the
 /// process has exited; SIGKILL is delivered at once but the kernel finishes the exit a moment
 /// later). An id that no longer exists was reaped already.

@@ -1,5 +1,6 @@
-//! The app-server child process: launched with `bash -lc` in the workspace, in its own process
-//! group, with an allowlisted environment; stdout framed into lines, stderr drained apart.
+//! An agent's child process (Codex's app-server, a Claude turn): launched with `bash -lc` in
+//! the workspace, in its own process group, with an allowlisted environment; stdout framed into
+//! lines, stderr drained apart.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -70,9 +71,34 @@ impl AgentProcess {
         lines: Sender<T>,
         identifier: &str,
     ) -> std::io::Result<Self> {
+        Self::spawn_with_args(host, command, &[], cwd, env, lines, identifier)
+    }
+
+    /// [`Self::spawn`] with `args` after the command, passed as `bash`'s positional parameters
+    /// (`bash -lc '<command> "$@"' <command> <args>...`), so no argument is ever re-parsed by a
+    /// shell, whatever it contains.
+    pub fn spawn_with_args<T: From<Line> + Send + 'static>(
+        host: &dyn Host,
+        command: &str,
+        args: &[String],
+        cwd: &Path,
+        env: Vec<(OsString, OsString)>,
+        lines: Sender<T>,
+        identifier: &str,
+    ) -> std::io::Result<Self> {
+        let script = if args.is_empty() {
+            command.to_owned()
+        } else {
+            format!("{command} \"$@\"")
+        };
+        let mut argv: Vec<&str> = vec!["-lc", &script];
+        if !args.is_empty() {
+            argv.push(command);
+            argv.extend(args.iter().map(String::as_str));
+        }
         let mut child = host.launch(&Launch {
             program: "bash",
-            args: &["-lc", command],
+            args: &argv,
             cwd,
             env,
             stdin: true,
@@ -113,6 +139,20 @@ impl AgentProcess {
         stdin.write_all(line.as_bytes())?;
         stdin.write_all(b"\n")?;
         stdin.flush()
+    }
+
+    /// Writes `text` whole to stdin, then closes it (a prompt read to its end). A thread
+    /// writes, so a process that does not read cannot block the caller; the write ends when the
+    /// process exits or is stopped.
+    pub fn send_all_and_close(&mut self, text: String) -> std::io::Result<()> {
+        let mut stdin =
+            (self.stdin.take()).ok_or_else(|| std::io::Error::other("stdin already closed"))?;
+        thread::Builder::new()
+            .name("agent-in".into())
+            .spawn(move || {
+                let _ = stdin.write_all(text.as_bytes());
+            })
+            .map(drop)
     }
 
     /// Ends the process: close stdin (app-server exits on EOF), SIGTERM the group if it is

@@ -1,0 +1,302 @@
+//! The Claude runner against the real `claude` CLI (npm `@anthropic-ai/claude-code`, pinned),
+//! talking to a fake Messages API on 127.0.0.1 (`fakes/anthropic.rs`). `.ci/test` installs the
+//! CLI into `~/.cache/symphony-rs/claude-code-<version>` and exports `SYMPHONY_TEST_CLAUDE`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::anthropic_fake::{self, Script, USAGE};
+use crate::support::{self, claude_binary};
+use symphony::agent::claude::{ClaudeAgent, ClaudeConfig, DEFAULT_ALLOWED_TOOLS};
+use symphony::agent::{Control, SessionContext};
+use symphony::tracker::{LocalTracker, Tracker};
+use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
+
+/// The CLI pointed at the fake, offline (the variables `real-agents-offline.md` names).
+fn command(binary: &Path, base: &str) -> String {
+    format!(
+        "env ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=dummy \
+         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 \
+         DISABLE_ERROR_REPORTING=1 {}",
+        binary.display()
+    )
+}
+
+fn config(base: &str) -> ClaudeConfig {
+    ClaudeConfig {
+        command: command(&claude_binary(), base),
+        model: None,
+        allowed_tools: DEFAULT_ALLOWED_TOOLS.map(String::from).to_vec(),
+        disallowed_tools: Vec::new(),
+        permission_mode: None,
+        max_turns_per_run: None,
+        max_budget_usd: None,
+        env: Vec::new(),
+        settings: None,
+        read_timeout_ms: 60_000,
+        turn_timeout_ms: 120_000,
+    }
+}
+
+/// A running session and its ends.
+struct Running {
+    control: Sender<Control>,
+    updates: Receiver<AgentUpdate>,
+    session: JoinHandle<ExitOutcome>,
+    seen: Vec<AgentUpdate>,
+    workspace: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Running {
+    fn start(config: ClaudeConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (workspace, issues) = (dir.path().join("ws"), dir.path().join("issues"));
+        for d in [&workspace, &issues] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(
+            issues.join("CL-1.md"),
+            "---\ntitle: Write the file\nstate: Todo\n---\n",
+        )
+        .unwrap();
+        let tracker: Arc<dyn Tracker> = Arc::new(LocalTracker::new(issues, vec!["Done".into()]));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let issue = Issue {
+            id: IssueId("CL-1".into()),
+            identifier: "CL-1".into(),
+            title: "Write the file".into(),
+            state: "Todo".into(),
+            dispatchable: true,
+            ..Issue::default()
+        };
+        let context = SessionContext {
+            issue,
+            run: RunId(1),
+            attempt: None,
+            workspace: workspace.clone(),
+            prompt: "Write result.txt.".into(),
+            tracker,
+            done_state: "Done".into(),
+            runtime: runtime.handle().clone(),
+            host: Arc::new(symphony::host::LocalHost),
+        };
+        let agent = ClaudeAgent {
+            config,
+            secret_names: &[],
+        };
+        let (control, control_rx) = channel();
+        let (updates_tx, updates) = channel::<AgentUpdate>();
+        let session = std::thread::spawn(move || {
+            let mut update = |u: AgentUpdate| {
+                let _ = updates_tx.send(u);
+            };
+            symphony::agent::run(&agent, &context, control_rx, &mut update)
+        });
+        Self {
+            control,
+            updates,
+            session,
+            seen: Vec::new(),
+            workspace,
+            _dir: dir,
+            _runtime: runtime,
+        }
+    }
+
+    /// Collects updates until one satisfies `done`, within a bound.
+    fn until(&mut self, what: &str, done: impl Fn(&AgentUpdate) -> bool) {
+        loop {
+            let update = (self.updates.recv_timeout(Duration::from_secs(90)))
+                .unwrap_or_else(|_| panic!("no {what}; updates so far: {:#?}", self.seen));
+            let hit = done(&update);
+            self.seen.push(update);
+            if hit {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the session to end by itself (the control channel stays open).
+    fn outcome(self) -> ExitOutcome {
+        let _control = self.control;
+        self.session.join().unwrap()
+    }
+
+    fn finish(self) -> (ExitOutcome, Vec<AgentUpdate>) {
+        drop(self.control);
+        let outcome = self.session.join().unwrap();
+        let mut seen = self.seen;
+        seen.extend(self.updates.try_iter());
+        (outcome, seen)
+    }
+
+    fn pid(&self) -> u32 {
+        (self.seen.iter())
+            .find_map(|u| match u {
+                AgentUpdate::SessionStarted { pid: Some(pid), .. } => Some(*pid),
+                _ => None,
+            })
+            .expect("a session with a pid")
+    }
+}
+
+fn completed(u: &AgentUpdate) -> bool {
+    matches!(u, AgentUpdate::TurnCompleted { .. })
+}
+
+fn last_tokens(seen: &[AgentUpdate]) -> (u64, u64, u64) {
+    (seen.iter().rev())
+        .find_map(|u| match u {
+            AgentUpdate::TokenUsage {
+                input_tokens,
+                output_tokens,
+                total_tokens,
+            } => Some((*input_tokens, *output_tokens, *total_tokens)),
+            _ => None,
+        })
+        .expect("token usage reported")
+}
+
+/// Two turns on one Claude session: the first runs a Bash call that writes a file in the
+/// workspace; the second continues the same session with `--resume` (its request carries the
+/// first turn). Token totals are the fake's usage, summed once per model call.
+#[test]
+fn two_turns_on_one_session_with_resume_and_exact_tokens() {
+    let (base, fake) = anthropic_fake::fake(Script::Work);
+    let mut run = Running::start(config(&base));
+    run.until("first turn completion", completed);
+    let written = std::fs::read_to_string(run.workspace.join("result.txt"));
+    assert_eq!(written.unwrap(), "written-by-claude\n", "{:#?}", run.seen);
+    let turn = Control::Turn {
+        turn: 2,
+        issue: Box::new(Issue {
+            identifier: "CL-1".into(),
+            title: "Write the file".into(),
+            state: "In Progress".into(),
+            ..Issue::default()
+        }),
+    };
+    run.control.send(turn).unwrap();
+    run.until("second turn completion", completed);
+    let pid = run.pid();
+    run.control.send(Control::Stop).unwrap();
+    let (outcome, seen) = run.finish();
+    assert!(
+        matches!(outcome, ExitOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+    assert!(support::process_is_gone(pid), "claude {pid} is gone");
+
+    let sessions: Vec<&str> = (seen.iter())
+        .filter_map(|u| match u {
+            AgentUpdate::SessionStarted { thread_id, .. } => Some(thread_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions.len(), 1, "one session for both turns: {seen:#?}");
+    let requests = fake.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 4, "two model calls per turn");
+    let resumed = requests[2]["messages"].to_string();
+    assert!(
+        resumed.contains("written-by-claude") && resumed.contains("Continue working on CL-1"),
+        "the resumed turn carries the first and the continuation prompt: {resumed}"
+    );
+    let (input, cache_creation, cache_read, output) = USAGE;
+    let calls = 4;
+    let prompt = (input + cache_creation + cache_read) * calls;
+    assert_eq!(
+        last_tokens(&seen),
+        (prompt, output * calls, prompt + output * calls)
+    );
+}
+
+/// `--max-turns` reached is a typed failure of the turn, with the CLI's own words.
+#[test]
+fn the_clis_turn_cap_fails_the_turn_with_its_reason() {
+    let (base, _fake) = anthropic_fake::fake(Script::Loop);
+    let run = Running::start(ClaudeConfig {
+        max_turns_per_run: Some(1),
+        ..config(&base)
+    });
+    let outcome = run.outcome();
+    let ExitOutcome::Failed { reason } = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        reason.contains("error_max_turns") && reason.contains("maximum number of turns"),
+        "{reason}"
+    );
+}
+
+/// A stop while the model has not answered ends the turn at once and leaves no process.
+#[test]
+fn a_stop_mid_turn_leaves_no_process() {
+    let (base, _fake) = anthropic_fake::fake(Script::Hang);
+    let mut run = Running::start(config(&base));
+    run.until("the turn start", |u| {
+        matches!(u, AgentUpdate::TurnStarted { .. })
+    });
+    let pid = run.pid();
+    // The turn has started (its init came); the model will never answer it.
+    run.control.send(Control::Stop).unwrap();
+    let (outcome, _) = run.finish();
+    assert!(
+        matches!(outcome, ExitOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+    assert!(support::process_is_gone(pid), "claude {pid} is gone");
+}
+
+/// The daemon binary with `agent.kind: claude` against the local tracker and the fake model:
+/// the first turn writes the file, the continuation resumes the session, the claim's turn budget
+/// then holds the issue; the API's token totals are the fake's, summed once per model call.
+#[test]
+fn the_daemon_runs_claude_end_to_end() {
+    let (base, fake) = anthropic_fake::fake(Script::Work);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    std::fs::write(
+        dir.path().join("issues/CL-1.md"),
+        "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
+    )
+    .unwrap();
+    let workflow = format!(
+        "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns: 5\n  max_turns_per_issue: 2\nclaude:\n  command: '{}'\n  read_timeout_ms: 60000\nserver:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}.\n",
+        command(&claude_binary(), &base)
+    );
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow).unwrap();
+    let mut daemon = crate::daemon_harness::Daemon::start(dir.path(), &[]);
+    let held = daemon.wait_for("the hold", |l| {
+        l.contains("held:") && l.contains("issue_identifier=\"CL-1\"")
+    });
+    assert!(held.contains("turn budget used: 2 of 2"), "{held}");
+    let written = std::fs::read_to_string(dir.path().join("ws/CL-1/result.txt")).unwrap();
+    assert_eq!(written, "written-by-claude\n");
+    let addr = daemon.http_addr();
+    let state = crate::daemon_harness::get_json(&addr, "/api/v1/state");
+    let calls = fake.lock().unwrap().requests.len() as u64;
+    assert_eq!(calls, 4, "two turns of two model calls");
+    let (input, cache_creation, cache_read, output) = USAGE;
+    let prompt = (input + cache_creation + cache_read) * calls;
+    assert_eq!(state["codex_totals"]["input_tokens"], prompt, "{state:#}");
+    assert_eq!(
+        state["codex_totals"]["output_tokens"],
+        output * calls,
+        "{state:#}"
+    );
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    let sessions = (lines.iter())
+        .filter(|l| l.contains("agent session started"))
+        .count();
+    assert_eq!(sessions, 1, "both turns on one session: {lines:#?}");
+}
