@@ -117,6 +117,13 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Internal: the stdio MCP server a Claude Code agent starts to reach its session's host
+    /// tools; it relays to SOCKET and holds nothing itself.
+    #[command(hide = true)]
+    McpBridge {
+        /// The session's tools socket.
+        socket: PathBuf,
+    },
 }
 
 /// Flags that override the workflow's `server` section.

@@ -225,6 +225,18 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "symphony", &mut script);
             print_bytes(&script, "the completion script")
         }
+        Some(cli::Command::McpBridge { socket }) => {
+            match symphony::agent::claude::tools::bridge(&socket) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot reach the session's tools at {}: {e}",
+                        socket.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(cli::Command::Man) => {
             let command = <cli::Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();

@@ -48,6 +48,7 @@ struct Running {
     session: JoinHandle<ExitOutcome>,
     seen: Vec<AgentUpdate>,
     workspace: std::path::PathBuf,
+    issues: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _runtime: tokio::runtime::Runtime,
 }
@@ -64,7 +65,8 @@ impl Running {
             "---\ntitle: Write the file\nstate: Todo\n---\n",
         )
         .unwrap();
-        let tracker: Arc<dyn Tracker> = Arc::new(LocalTracker::new(issues, vec!["Done".into()]));
+        let tracker: Arc<dyn Tracker> =
+            Arc::new(LocalTracker::new(issues.clone(), vec!["Done".into()]));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -91,6 +93,7 @@ impl Running {
         let agent = ClaudeAgent {
             config,
             secret_names: &[],
+            bridge: env!("CARGO_BIN_EXE_symphony").into(),
         };
         let (control, control_rx) = channel();
         let (updates_tx, updates) = channel::<AgentUpdate>();
@@ -106,6 +109,7 @@ impl Running {
             session,
             seen: Vec::new(),
             workspace,
+            issues,
             _dir: dir,
             _runtime: runtime,
         }
@@ -299,4 +303,86 @@ fn the_daemon_runs_claude_end_to_end() {
         .filter(|l| l.contains("agent session started"))
         .count();
     assert_eq!(sessions, 1, "both turns on one session: {lines:#?}");
+}
+
+/// The host tools reach Claude over MCP: the model calls `mcp__symphony__comment_on_issue`, the
+/// session runs it with the tracker (here the local one) on its own issue, and the result goes
+/// back to the model.
+#[test]
+fn host_tools_reach_claude_over_mcp() {
+    let (base, fake) = anthropic_fake::fake(Script::Tools);
+    let mut run = Running::start(config(&base));
+    run.until("turn completion", completed);
+    let issue = std::fs::read_to_string(run.issues.join("CL-1.md")).unwrap();
+    assert!(
+        issue.contains("Wrote result.txt"),
+        "the comment is on the issue: {issue}"
+    );
+    run.control.send(Control::Stop).unwrap();
+    let (outcome, seen) = run.finish();
+    assert!(
+        matches!(outcome, ExitOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+    let requests = fake.lock().unwrap().requests.clone();
+    // This CLI defers MCP tools: they are named in a system message and loaded on use.
+    let offered = requests[0].to_string();
+    assert!(
+        offered.contains("mcp__symphony__comment_on_issue")
+            && offered.contains("mcp__symphony__update_issue_state"),
+        "the host tools are offered to the model"
+    );
+    let answered = requests.last().unwrap()["messages"].to_string();
+    assert!(
+        answered.contains("comment added to CL-1"),
+        "the tool's result went back to the model: {answered}"
+    );
+    assert!(
+        seen.iter().any(
+            |u| matches!(u, AgentUpdate::Message { event, message: Some(m) }
+            if event == "tool_call" && m.contains("comment_on_issue"))
+        ),
+        "{seen:#?}"
+    );
+}
+
+/// With a real tracker credential in the daemon's environment (GitHub's, against its fake), a
+/// Claude agent comments through the host tool over MCP and the comment lands; the agent's own
+/// environment, which it dumps with Bash, holds no tracker secret.
+#[test]
+fn the_tracker_credential_stays_in_the_daemon_while_claude_comments() {
+    let (base, _fake) = anthropic_fake::fake(Script::Tools);
+    let mut repo = crate::github_fake::Repo::default();
+    repo.issues.push(crate::github_fake::gh_issue(
+        1,
+        "open",
+        &["state:Todo"],
+        false,
+    ));
+    let (api, repo) = crate::github_fake::fake(repo);
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = format!(
+        "---\ntracker:\n  kind: github\n  provider:\n    api_url: {api}\n    repo: acme/app\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns_per_issue: 1\nclaude:\n  command: '{}'\n---\nWork on {{{{ issue.identifier }}}}.\n",
+        command(&claude_binary(), &base)
+    );
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow).unwrap();
+    let token = crate::github_fake::TOKEN;
+    let mut daemon =
+        crate::daemon_harness::Daemon::start_with_env(dir.path(), &[], &[("GITHUB_TOKEN", token)]);
+    daemon.wait_for("the hold after one turn", |l| {
+        l.contains("held:") && l.contains("issue_identifier=\"GH-1\"")
+    });
+    assert_eq!(
+        repo.lock().unwrap().comments,
+        [(1, "Wrote result.txt".to_owned())],
+        "the comment went through the daemon"
+    );
+    let env = std::fs::read_to_string(dir.path().join("ws/GH-1/agent-env.txt")).unwrap();
+    assert!(
+        !env.contains("GITHUB_TOKEN") && !env.contains(token),
+        "{env}"
+    );
+    assert!(env.contains("CLAUDE_CONFIG_DIR="), "{env}");
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
 }

@@ -10,6 +10,7 @@
 
 mod config;
 pub mod stream;
+pub mod tools;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
     Arc::new(ClaudeAgent {
         config: config.claude.clone(),
         secret_names: config.tracker.kind.secret_vars,
+        bridge: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("symphony")),
     })
 }
 
@@ -76,11 +78,14 @@ pub struct ClaudeAgent {
     pub config: ClaudeConfig,
     /// The tracker adapter's secret variable names: never passed unless named.
     pub secret_names: &'static [&'static str],
+    /// The `symphony` binary, whose `mcp-bridge` Claude starts to reach the host tools.
+    pub bridge: PathBuf,
 }
 
 enum Incoming {
     Line(Line),
     Wake,
+    Tool(tools::Call),
 }
 
 impl From<Line> for Incoming {
@@ -105,6 +110,9 @@ struct ClaudeSession {
     totals: Usage,
     process: Option<AgentProcess>,
     host: Arc<dyn Host>,
+    /// `--mcp-config` for the host tools; the server stops with the session.
+    mcp_config: String,
+    tools: Option<tools::ToolsServer>,
 }
 
 fn failed(category: &str, detail: impl std::fmt::Display) -> ExitOutcome {
@@ -116,7 +124,7 @@ fn failed(category: &str, detail: impl std::fmt::Display) -> ExitOutcome {
 impl Runner for ClaudeAgent {
     fn start(
         &self,
-        _tools: &[serde_json::Value],
+        tools: &[serde_json::Value],
         io: &mut SessionIo<'_>,
     ) -> Result<Box<dyn RunnerSession>, ExitOutcome> {
         let context = io.context();
@@ -129,6 +137,14 @@ impl Runner for ClaudeAgent {
         let mut env = agent_env(std::env::vars_os(), &self.config.env, self.secret_names);
         env.push(("CLAUDE_CONFIG_DIR".into(), config_dir.clone().into()));
         let (tx, rx) = channel();
+        let server = tools::ToolsServer::start(
+            &config_dir.join("tools.sock"),
+            tools,
+            tx.clone(),
+            Incoming::Tool,
+        )
+        .map_err(|e| failed("startup_failed", format!("cannot serve the tools: {e}")))?;
+        let mcp_config = server.mcp_config(&self.bridge);
         Ok(Box::new(ClaudeSession {
             config: self.config.clone(),
             env,
@@ -140,6 +156,8 @@ impl Runner for ClaudeAgent {
             totals: Usage::default(),
             process: None,
             host: Arc::clone(&context.host),
+            mcp_config,
+            tools: Some(server),
         }))
     }
 }
@@ -180,9 +198,11 @@ impl ClaudeSession {
             args.push(name.to_owned());
             args.push(value);
         };
-        if !c.allowed_tools.is_empty() {
-            flag("--allowedTools", c.allowed_tools.join(","));
-        }
+        // The host tools are always allowed: they act on this session's issue only.
+        let mut allowed = c.allowed_tools.clone();
+        allowed.push(format!("mcp__{}", tools::SERVER));
+        flag("--allowedTools", allowed.join(","));
+        flag("--mcp-config", self.mcp_config.clone());
         if !c.disallowed_tools.is_empty() {
             flag("--disallowedTools", c.disallowed_tools.join(","));
         }
@@ -204,6 +224,8 @@ impl ClaudeSession {
         if let Some(id) = resume {
             flag("--resume", id.to_owned());
         }
+        // Only our server: none from the operator's or the repository's settings.
+        args.push("--strict-mcp-config".to_owned());
         args
     }
 
@@ -247,6 +269,11 @@ impl ClaudeSession {
                         self.stop_process();
                         return Err(stopped_by_orchestrator());
                     }
+                    continue;
+                }
+                Ok(Incoming::Tool(call)) => {
+                    let result = io.call_tool(&call.name, &call.arguments);
+                    let _ = call.reply.send(result);
                     continue;
                 }
                 Ok(Incoming::Line(Line::Text(line))) => line,
@@ -421,6 +448,12 @@ impl RunnerSession for ClaudeSession {
         loop {
             match self.rx.recv() {
                 Ok(Incoming::Wake) | Err(_) => return Ok(()),
+                Ok(Incoming::Tool(call)) => {
+                    let _ = call.reply.send(crate::agent::ToolResult {
+                        success: false,
+                        text: "no turn is running".to_owned(),
+                    });
+                }
                 Ok(Incoming::Line(_)) => {}
             }
         }
@@ -428,6 +461,8 @@ impl RunnerSession for ClaudeSession {
 
     fn stop(&mut self) {
         self.stop_process();
+        // The tools go first (their listener wakes through the socket), then the dir.
+        drop(self.tools.take());
         // The session's transcripts and settings; nothing else lives there.
         let _ = self.host.remove_dir_all(&self.config_dir);
     }

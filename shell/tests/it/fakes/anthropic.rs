@@ -26,6 +26,9 @@ pub(crate) enum Script {
     Loop,
     /// Holds every request open without answering (a stop mid-turn).
     Hang,
+    /// Per user prompt: a Bash call (writing `result.txt` and the agent's environment to
+    /// `agent-env.txt`), then the host tool `comment_on_issue` over MCP, then "Done.".
+    Tools,
 }
 
 /// What the fake saw.
@@ -42,13 +45,28 @@ fn event(kind: &str, data: &Value) -> String {
 /// The SSE body answering `request`.
 fn answer(script: Script, request: &Value, n: usize) -> String {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
-    let last_user = messages.iter().rev().find(|m| m["role"] == "user");
-    let after_tool = last_user.is_some_and(|m| {
-        (m["content"].as_array().map(Vec::as_slice))
-            .unwrap_or_default()
-            .iter()
-            .any(|block| block["type"] == "tool_result")
-    });
+    // The model's steps since the prompt: assistant messages after the last user text.
+    let is_prompt = |m: &Value| {
+        m["role"] == "user"
+            && (m["content"].is_string()
+                || (m["content"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter())
+                .any(|b| {
+                    b["type"] == "text"
+                        && !b["text"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("<system-reminder>")
+                }))
+    };
+    let prompt_at = messages.iter().rposition(is_prompt).unwrap_or(0);
+    let steps = (messages[prompt_at..].iter())
+        .filter(|m| m["role"] == "assistant")
+        .count();
+    let after_tool = steps > 0;
     let (input, cache_creation, cache_read, output) = USAGE;
     let mut out = event(
         "message_start",
@@ -58,18 +76,26 @@ fn answer(script: Script, request: &Value, n: usize) -> String {
             "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_creation,
                 "cache_read_input_tokens": cache_read, "output_tokens": 1}}}),
     );
-    let tool = script == Script::Loop || !after_tool;
+    let mcp = script == Script::Tools && steps == 1;
+    let tool = script == Script::Loop || !after_tool || mcp;
     if tool {
         let command = match script {
             Script::Loop => "true",
+            Script::Tools => "env > agent-env.txt; echo written-by-claude > result.txt",
             _ => "echo written-by-claude > result.txt",
+        };
+        let (name, input) = if mcp {
+            let body = json!({"body": "Wrote result.txt"});
+            ("mcp__symphony__comment_on_issue", body.to_string())
+        } else {
+            let input = json!({"command": command, "description": "write the file"});
+            ("Bash", input.to_string())
         };
         out += &event(
             "content_block_start",
             &json!({"type": "content_block_start", "index": 0, "content_block":
-                {"type": "tool_use", "id": format!("toolu_{n}"), "name": "Bash", "input": {}}}),
+                {"type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": {}}}),
         );
-        let input = json!({"command": command, "description": "write the file"}).to_string();
         out += &event(
             "content_block_delta",
             &json!({"type": "content_block_delta", "index": 0,
