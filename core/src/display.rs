@@ -143,6 +143,10 @@ impl Display for AgentUpdate {
                 "tokens in={input_tokens} out={output_tokens} total={total_tokens}"
             ),
             Self::RateLimits { snapshot } => write!(f, "rate limits {snapshot}"),
+            Self::Cost { total_usd_micros } => write!(f, "cost {total_usd_micros} micro-USD"),
+            Self::PermissionDenied { tools } => {
+                write!(f, "permission denied: {}", tools.join(", "))
+            }
             Self::Message { event, message } => {
                 write!(f, "{event}")?;
                 if let Some(message) = message {

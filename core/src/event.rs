@@ -295,6 +295,17 @@ pub enum AgentUpdate {
         /// Opaque payload.
         snapshot: serde_json::Value,
     },
+    /// The session's cost so far, as the agent reports it (Claude Code's `total_cost_usd`),
+    /// in millionths of a dollar; absolute for the thread, never a delta.
+    Cost {
+        /// Total for the thread.
+        total_usd_micros: u64,
+    },
+    /// Tools the agent was refused for want of permission in its last turn.
+    PermissionDenied {
+        /// Tool names.
+        tools: Vec<String>,
+    },
     /// Any other agent event worth showing: its name and a short summary.
     Message {
         /// Event name, e.g. `notification` or `approval_auto_approved`.

@@ -96,6 +96,12 @@ pub struct RunningRow {
     pub pid: Option<u32>,
     /// Set while the worker is being stopped: why.
     pub stopping: Option<String>,
+    /// Cost of this run as the agent reports it, in millionths of a dollar (Claude Code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd_micros: Option<u64>,
+    /// Tools the agent was refused for want of permission in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permission_denials: Vec<String>,
 }
 
 /// One queued retry (SPEC 13.7.2 `retrying[]`).
@@ -334,6 +340,8 @@ fn running_row(entry: &RunningEntry, stopping: Option<String>) -> RunningRow {
         workspace_path: entry.workspace_path.clone(),
         pid: entry.pid,
         stopping,
+        cost_usd_micros: (entry.cost_usd_micros > 0).then_some(entry.cost_usd_micros),
+        permission_denials: entry.denied.clone(),
     }
 }
 

@@ -14,6 +14,8 @@ use crate::time::Timestamp;
 
 /// The longest last-message summary kept, in characters (SPEC 13.7 API guidance).
 pub const MAX_MESSAGE_CHARS: usize = 256;
+/// The most refused tool names kept per run.
+pub(crate) const MAX_DENIED: usize = 20;
 
 /// Token counts (SPEC 4.1.6, 13.5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,16 @@ pub(crate) struct RunningEntry {
     /// Turns of this run that completed.
     #[serde(default)]
     pub(crate) turns_completed: u32,
+    /// Cost of this run so far, summed over its threads, in millionths of a dollar.
+    #[serde(default)]
+    pub(crate) cost_usd_micros: u64,
+    /// The latest absolute cost the current thread reported.
+    #[serde(default)]
+    pub(crate) reported_cost: u64,
+    /// Tools refused for want of permission in this run, each once, at most
+    /// [`MAX_DENIED`].
+    #[serde(default)]
+    pub(crate) denied: Vec<String>,
     /// What the earlier runs of this claim used (the per-claim budgets count them all).
     #[serde(default)]
     pub(crate) spent_before: Spent,
@@ -88,6 +100,9 @@ impl RunningEntry {
             reported: Tokens::default(),
             awaiting_refresh: None,
             turns_completed: 0,
+            cost_usd_micros: 0,
+            reported_cost: 0,
+            denied: Vec::new(),
             spent_before: Spent::default(),
         }
     }

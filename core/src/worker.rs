@@ -7,7 +7,9 @@ use crate::event::{AgentUpdate, ExitOutcome};
 use crate::issue::{Issue, IssueId};
 use crate::orchestrator::{Lifecycle, Orchestrator, Pending};
 use crate::retry::RetryTarget;
-use crate::state::{AfterStop, BlockedEntry, Claim, PendingStop, RunningEntry, Tokens, summarize};
+use crate::state::{
+    AfterStop, BlockedEntry, Claim, MAX_DENIED, PendingStop, RunningEntry, Tokens, summarize,
+};
 
 impl Orchestrator {
     pub(crate) fn on_worker_started(
@@ -56,6 +58,7 @@ impl Orchestrator {
                 entry.pid = *pid;
                 // A new thread reports totals from zero.
                 entry.reported = Tokens::default();
+                entry.reported_cost = 0;
                 Cow::Borrowed("session_started")
             }
             AgentUpdate::TurnStarted { turn_id } => {
@@ -89,6 +92,20 @@ impl Orchestrator {
                     over_budget = Some(Reason::TokenBudget { used, limit });
                 }
                 Cow::Borrowed("token_usage")
+            }
+            AgentUpdate::Cost { total_usd_micros } => {
+                let delta = total_usd_micros.saturating_sub(entry.reported_cost);
+                entry.reported_cost = entry.reported_cost.max(*total_usd_micros);
+                entry.cost_usd_micros = entry.cost_usd_micros.saturating_add(delta);
+                Cow::Borrowed("cost")
+            }
+            AgentUpdate::PermissionDenied { tools } => {
+                for tool in tools {
+                    if entry.denied.len() < MAX_DENIED && !entry.denied.contains(tool) {
+                        entry.denied.push(summarize(tool));
+                    }
+                }
+                Cow::Borrowed("permission_denied")
             }
             AgentUpdate::RateLimits { snapshot } => {
                 self.rate_limits = Some(snapshot.clone());

@@ -1236,3 +1236,38 @@ fn the_workspace_age_sweep_runs_after_the_first_fetch_then_every_six_hours() {
     poll(&mut off);
     assert!(sweeps(&off).is_empty());
 }
+
+/// An agent's reported cost (Claude Code's, absolute per thread) adds up over the run's threads,
+/// and refused tools are kept once each; both show in the running row.
+#[test]
+fn cost_adds_up_over_threads_and_denials_are_kept_once() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    let session = |thread: &str| AgentUpdate::SessionStarted {
+        thread_id: thread.into(),
+        pid: None,
+    };
+    let cost = |micros| AgentUpdate::Cost {
+        total_usd_micros: micros,
+    };
+    let denied = |tools: &[&str]| AgentUpdate::PermissionDenied {
+        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    sim.agent(1, session("s-1"));
+    sim.agent(1, cost(1_000));
+    sim.agent(1, cost(2_500));
+    sim.agent(1, denied(&["Bash", "WebFetch"]));
+    sim.agent(1, session("s-2"));
+    sim.agent(1, cost(400));
+    sim.agent(1, denied(&["Bash"]));
+    let row = &sim.orch.snapshot(sim.now).running[0];
+    assert_eq!(
+        row.cost_usd_micros,
+        Some(2_900),
+        "2,500 on s-1, then 400 on s-2"
+    );
+    assert_eq!(row.permission_denials, ["Bash", "WebFetch"]);
+    assert_eq!(row.last_event.as_deref(), Some("permission_denied"));
+}

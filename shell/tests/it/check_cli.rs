@@ -449,3 +449,36 @@ fn doctor_names_the_gitea_state_labels_the_repository_lacks() {
     );
     assert!(!stdout.contains(gitea_fake::TOKEN), "{stdout}");
 }
+
+/// `doctor` with `agent.kind: claude`: the CLI found with its version, and, as root with no
+/// sandbox, a warning in the same line; a missing CLI fails with the install hint.
+#[test]
+fn doctor_finds_the_claude_cli_and_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    let doctor = |command: &str| {
+        std::fs::write(
+            dir.path().join("WORKFLOW.md"),
+            format!(
+                "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: claude\nclaude:\n  command: '{command}'\nserver:\n  port: -1\n---\nWork.\n"
+            ),
+        )
+        .unwrap();
+        let out = symphony(dir.path(), &["doctor"], &[]);
+        line(&text(&out.stdout, dir.path()), "agent").to_owned()
+    };
+    let binary = crate::support::claude_binary();
+    let agent = doctor(&binary.display().to_string());
+    assert!(
+        agent.starts_with("ok") && agent.contains("(Claude Code)"),
+        "{agent}"
+    );
+    if rustix::process::geteuid().is_root() {
+        assert!(agent.contains("running as root with no sandbox"), "{agent}");
+    }
+    let agent = doctor("no-such-claude-7c1");
+    assert!(
+        agent.starts_with("fail") && agent.contains("@anthropic-ai/claude-code"),
+        "{agent}"
+    );
+}

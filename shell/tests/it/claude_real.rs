@@ -220,6 +220,39 @@ fn two_turns_on_one_session_with_resume_and_exact_tokens() {
         last_tokens(&seen),
         (prompt, output * calls, prompt + output * calls)
     );
+    // The session's cost, cumulative, reported after each turn (the CLI prices the fake model
+    // at its default rates).
+    let costs: Vec<u64> = (seen.iter())
+        .filter_map(|u| match u {
+            AgentUpdate::Cost { total_usd_micros } => Some(*total_usd_micros),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(costs.len(), 2, "{seen:#?}");
+    assert!(costs[0] > 0 && costs[1] > costs[0], "{costs:?}");
+}
+
+/// A tool the workflow does not allow is refused by the CLI; the refusal is reported (and so
+/// shown in the API detail) and the turn still completes.
+#[test]
+fn a_refused_tool_is_reported_as_a_permission_denial() {
+    let (base, _fake) = anthropic_fake::fake(Script::Work);
+    let mut run = Running::start(ClaudeConfig {
+        allowed_tools: vec!["Read".into()],
+        ..config(&base)
+    });
+    run.until("turn completion", completed);
+    assert!(
+        !run.workspace.join("result.txt").exists(),
+        "Bash did not run"
+    );
+    run.control.send(Control::Stop).unwrap();
+    let (_, seen) = run.finish();
+    assert!(
+        seen.iter()
+            .any(|u| matches!(u, AgentUpdate::PermissionDenied { tools } if tools == &["Bash"])),
+        "{seen:#?}"
+    );
 }
 
 /// `--max-turns` reached is a typed failure of the turn, with the CLI's own words.

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
-use symphony_core::{AgentUpdate, ExitOutcome};
+use symphony_core::ExitOutcome;
 
 pub use config::{ClaudeConfig, DEFAULT_ALLOWED_TOOLS, command_problem, read_config};
-use stream::{Message, Outcome, Usage};
+use stream::Outcome;
 
 use super::kinds::{Preflight, RunnerKind, on_path, version};
 use super::process::{AgentProcess, Line, agent_env};
@@ -102,12 +102,10 @@ struct ClaudeSession {
     config_dir: PathBuf,
     rx: Receiver<Incoming>,
     tx: Sender<Incoming>,
-    /// Known after the first turn's `system/init`.
-    session_id: Option<String>,
     /// Turns run (invocations), for turn ids.
     turns: u32,
-    /// Sums of the session's invocations.
-    totals: Usage,
+    /// The session id (known after the first turn's `system/init`) and its token sums.
+    translator: stream::Translator,
     process: Option<AgentProcess>,
     host: Arc<dyn Host>,
     /// `--mcp-config` for the host tools; the server stops with the session.
@@ -151,9 +149,8 @@ impl Runner for ClaudeAgent {
             config_dir,
             rx,
             tx,
-            session_id: None,
             turns: 0,
-            totals: Usage::default(),
+            translator: stream::Translator::default(),
             process: None,
             host: Arc::clone(&context.host),
             mcp_config,
@@ -231,7 +228,7 @@ impl ClaudeSession {
 
     /// Runs one invocation with `text` on stdin to its end, reporting what it says.
     fn invoke(&mut self, text: &str, io: &mut SessionIo<'_>) -> Result<Ended, ExitOutcome> {
-        let resume = self.session_id.clone();
+        let resume = self.translator.session_id.clone();
         let args = self.args(resume.as_deref());
         let context = io.context();
         let identifier = context.issue.identifier.clone();
@@ -320,74 +317,13 @@ impl ClaudeSession {
                     "claude wrote a line that is not stream-json",
                 ));
             };
-            match message {
-                Message::Init { session_id, .. } => {
-                    init_seen = true;
-                    if self.session_id.as_deref() != Some(&session_id) {
-                        // A new session counts its tokens from zero.
-                        self.totals = Usage::default();
-                        io.report(AgentUpdate::SessionStarted {
-                            thread_id: session_id.clone(),
-                            pid: Some(pid),
-                        });
-                        self.session_id = Some(session_id);
-                    }
-                    io.report(AgentUpdate::TurnStarted {
-                        turn_id: turn_id.clone(),
-                    });
-                }
-                Message::Assistant { text, tools } => {
-                    if let Some(text) = text {
-                        io.report(AgentUpdate::Message {
-                            event: "assistant".into(),
-                            message: Some(text),
-                        });
-                    }
-                    for tool in tools {
-                        io.report(AgentUpdate::Message {
-                            event: "tool_use".into(),
-                            message: Some(tool),
-                        });
-                    }
-                }
-                Message::ToolResults { count, errors } => io.report(AgentUpdate::Message {
-                    event: "tool_result".into(),
-                    message: Some(format!("{count} result(s), {errors} error(s)")),
-                }),
-                Message::ApiRetry {
-                    attempt,
-                    max_retries,
-                    delay_ms,
-                    status,
-                } => io.report(AgentUpdate::Message {
-                    event: "api_retry".into(),
-                    message: Some(format!(
-                        "model API retry {attempt} of {max_retries} in {delay_ms} ms{}",
-                        status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
-                    )),
-                }),
-                Message::RateLimit(snapshot) => io.report(AgentUpdate::RateLimits { snapshot }),
-                Message::Result(outcome) => {
-                    self.totals.add(&outcome.usage);
-                    let input = self.totals.prompt();
-                    let output = self.totals.output;
-                    io.report(AgentUpdate::TokenUsage {
-                        input_tokens: input,
-                        output_tokens: output,
-                        total_tokens: input.saturating_add(output),
-                    });
-                    if !outcome.denied.is_empty() {
-                        io.report(AgentUpdate::Message {
-                            event: "permission_denied".into(),
-                            message: Some(format!(
-                                "refused without permission: {}",
-                                outcome.denied.join(", ")
-                            )),
-                        });
-                    }
-                    result = Some(outcome);
-                }
-                Message::Other => {}
+            let step = self.translator.feed(message, pid, &turn_id);
+            for update in step.updates {
+                io.report(update);
+            }
+            init_seen |= step.init;
+            if step.outcome.is_some() {
+                result = step.outcome;
             }
         }
     }
@@ -413,7 +349,7 @@ impl RunnerSession for ClaudeSession {
         let mut ended = self.invoke(text, io)?;
         // A resume of a session the CLI does not know (its files gone): a fresh session, once.
         if let Ended::Result(outcome, false) = &ended
-            && self.session_id.is_some()
+            && self.translator.session_id.is_some()
             && outcome.subtype == "error_during_execution"
         {
             tracing::warn!(
@@ -421,7 +357,7 @@ impl RunnerSession for ClaudeSession {
                 "claude could not resume its session ({}); starting a fresh one",
                 outcome.text
             );
-            self.session_id = None;
+            self.translator.forget_session();
             ended = self.invoke(text, io)?;
         }
         match ended {

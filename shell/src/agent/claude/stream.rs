@@ -3,6 +3,7 @@
 //! fuzzable on its own. Unknown message kinds decode to [`Message::Other`], never an error.
 
 use serde_json::Value;
+use symphony_core::AgentUpdate;
 
 /// Longest assistant text kept for the status surfaces, in characters.
 const MAX_TEXT: usize = 2_000;
@@ -111,6 +112,107 @@ impl Usage {
         self.output = self.output.saturating_add(other.output);
         self.cache_read = self.cache_read.saturating_add(other.cache_read);
         self.cache_creation = self.cache_creation.saturating_add(other.cache_creation);
+    }
+}
+
+/// What one message means for the orchestrator.
+#[derive(Debug, Default, PartialEq)]
+pub struct Step {
+    /// Updates to report, in order.
+    pub updates: Vec<AgentUpdate>,
+    /// The message was the invocation's `system/init`.
+    pub init: bool,
+    /// The message was its `result`.
+    pub outcome: Option<Outcome>,
+}
+
+/// Turns decoded messages into orchestrator updates, keeping what spans invocations: the
+/// session id and the session's token sums.
+#[derive(Debug, Default)]
+pub struct Translator {
+    /// The session the last `system/init` named.
+    pub session_id: Option<String>,
+    totals: Usage,
+}
+
+impl Translator {
+    /// Forgets the session: the next `system/init` starts a new one, tokens from zero.
+    pub fn forget_session(&mut self) {
+        self.session_id = None;
+    }
+
+    /// The updates `message` means; `pid` is the invocation's process, `turn_id` its turn.
+    pub fn feed(&mut self, message: Message, pid: u32, turn_id: &str) -> Step {
+        let mut step = Step::default();
+        let note = |event: &str, text: String| AgentUpdate::Message {
+            event: event.to_owned(),
+            message: Some(text),
+        };
+        match message {
+            Message::Init { session_id, .. } => {
+                step.init = true;
+                if self.session_id.as_deref() != Some(&session_id) {
+                    // A new session counts its tokens from zero.
+                    self.totals = Usage::default();
+                    step.updates.push(AgentUpdate::SessionStarted {
+                        thread_id: session_id.clone(),
+                        pid: Some(pid),
+                    });
+                    self.session_id = Some(session_id);
+                }
+                step.updates.push(AgentUpdate::TurnStarted {
+                    turn_id: turn_id.to_owned(),
+                });
+            }
+            Message::Assistant { text, tools } => {
+                step.updates
+                    .extend(text.map(|text| note("assistant", text)));
+                step.updates
+                    .extend(tools.into_iter().map(|tool| note("tool_use", tool)));
+            }
+            Message::ToolResults { count, errors } => step.updates.push(note(
+                "tool_result",
+                format!("{count} result(s), {errors} error(s)"),
+            )),
+            Message::ApiRetry {
+                attempt,
+                max_retries,
+                delay_ms,
+                status,
+            } => step.updates.push(note(
+                "api_retry",
+                format!(
+                    "model API retry {attempt} of {max_retries} in {delay_ms} ms{}",
+                    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+                ),
+            )),
+            Message::RateLimit(snapshot) => {
+                step.updates.push(AgentUpdate::RateLimits { snapshot });
+            }
+            Message::Result(outcome) => {
+                self.totals.add(&outcome.usage);
+                let (input, output) = (self.totals.prompt(), self.totals.output);
+                step.updates.push(AgentUpdate::TokenUsage {
+                    input_tokens: input,
+                    output_tokens: output,
+                    total_tokens: input.saturating_add(output),
+                });
+                if let Some(usd) = outcome.total_cost_usd.filter(|usd| usd.is_finite()) {
+                    // Cumulative over the session already, as the core wants it.
+                    step.updates.push(AgentUpdate::Cost {
+                        total_usd_micros: (usd.max(0.0) * 1_000_000.0).round() as u64,
+                    });
+                }
+                if !outcome.denied.is_empty() {
+                    step.updates.push(AgentUpdate::PermissionDenied {
+                        tools: outcome.denied.clone(),
+                    });
+                }
+                step.outcome = Some(outcome);
+            }
+            Message::Other => {}
+        }
+        step
     }
 }
 
@@ -300,6 +402,70 @@ mod tests {
             panic!("a result");
         };
         assert!(!outcome.succeeded() && outcome.rate_limited());
+    }
+
+    #[test]
+    fn a_session_starts_once_and_its_token_sums_restart_with_a_new_one() {
+        let mut t = Translator::default();
+        let init = |id: &str| Message::Init {
+            session_id: id.into(),
+            model: None,
+        };
+        let result = |input: u64| {
+            Message::Result(Outcome {
+                subtype: "success".into(),
+                usage: Usage {
+                    input,
+                    output: 10,
+                    cache_read: 5,
+                    cache_creation: 0,
+                },
+                total_cost_usd: Some(0.0125),
+                ..Outcome::default()
+            })
+        };
+        let first = t.feed(init("s-1"), 7, "turn-1");
+        assert!(first.init);
+        assert!(matches!(
+            first.updates[0],
+            AgentUpdate::SessionStarted { pid: Some(7), .. }
+        ));
+        t.feed(result(100), 7, "turn-1");
+        let again = t.feed(init("s-1"), 8, "turn-2");
+        assert_eq!(
+            again.updates.len(),
+            1,
+            "a resumed session does not start again"
+        );
+        let step = t.feed(result(200), 8, "turn-2");
+        assert_eq!(
+            step.updates[..2],
+            [
+                AgentUpdate::TokenUsage {
+                    input_tokens: 310,
+                    output_tokens: 20,
+                    total_tokens: 330
+                },
+                AgentUpdate::Cost {
+                    total_usd_micros: 12_500
+                }
+            ],
+            "sums of both invocations"
+        );
+        assert!(step.outcome.is_some());
+        t.forget_session();
+        t.feed(init("s-2"), 9, "turn-3");
+        let fresh = t.feed(result(50), 9, "turn-3");
+        assert!(
+            matches!(
+                fresh.updates[0],
+                AgentUpdate::TokenUsage {
+                    input_tokens: 55,
+                    ..
+                }
+            ),
+            "a new session from zero: {fresh:?}"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(crate) enum Kind {
 }
 
 /// Whether `policy` lets `document` be sent; the reason when not, for the agent.
-pub(crate) fn admit(document: &str, policy: &MutationPolicy) -> Result<(), String> {
+pub fn admit(document: &str, policy: &MutationPolicy) -> Result<(), String> {
     let operation = inspect(document)?;
     match (operation.kind, policy) {
         (Kind::Query, _) | (Kind::Mutation, MutationPolicy::Any) => Ok(()),

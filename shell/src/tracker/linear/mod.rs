@@ -25,7 +25,7 @@ mod tools;
 
 pub(crate) use config::KIND;
 pub use config::LinearSettings;
-pub use graphql::MutationPolicy;
+pub use graphql::{MutationPolicy, admit};
 use tools::tool_spec;
 
 const PAGE: u32 = 50;
