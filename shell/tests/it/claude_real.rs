@@ -419,3 +419,61 @@ fn the_tracker_credential_stays_in_the_daemon_while_claude_comments() {
     daemon.interrupt();
     assert_eq!(daemon.wait_exit().0, Some(0));
 }
+
+/// A continuation whose session the CLI no longer has (its transcript gone) starts a fresh
+/// session once, logged, instead of failing or looping.
+#[test]
+fn a_lost_session_is_replaced_by_a_fresh_one() {
+    let (base, _fake) = anthropic_fake::fake(Script::Work);
+    let mut run = Running::start(config(&base));
+    run.until("first turn completion", completed);
+    let first = (run.seen.iter())
+        .find_map(|u| match u {
+            AgentUpdate::SessionStarted { thread_id, .. } => Some(thread_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // The transcript lives in the session's private config dir, under the temporary directory.
+    let prefix = format!("symphony-claude-{}-", std::process::id());
+    let mut removed = 0;
+    for dir in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if !dir.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        for project in std::fs::read_dir(dir.path().join("projects"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let transcript = project.path().join(format!("{first}.jsonl"));
+            if std::fs::remove_file(&transcript).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    assert_eq!(removed, 1, "the first session's transcript");
+    let turn = Control::Turn {
+        turn: 2,
+        issue: Box::new(Issue {
+            identifier: "CL-1".into(),
+            state: "Todo".into(),
+            ..Issue::default()
+        }),
+    };
+    run.control.send(turn).unwrap();
+    run.until("second turn completion", completed);
+    run.control.send(Control::Stop).unwrap();
+    let (outcome, seen) = run.finish();
+    assert!(
+        matches!(outcome, ExitOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+    let sessions: Vec<&str> = (seen.iter())
+        .filter_map(|u| match u {
+            AgentUpdate::SessionStarted { thread_id, .. } => Some(thread_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sessions.len(), 2, "{seen:#?}");
+    assert_ne!(sessions[0], sessions[1], "a fresh session");
+}

@@ -179,13 +179,21 @@ impl Translator {
                 max_retries,
                 delay_ms,
                 status,
-            } => step.updates.push(note(
-                "api_retry",
-                format!(
-                    "model API retry {attempt} of {max_retries} in {delay_ms} ms{}",
-                    status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
-                ),
-            )),
+            } => {
+                // Retry state, shown as the rate-limit view; the CLI bounds its own retries.
+                step.updates.push(AgentUpdate::RateLimits {
+                    snapshot: serde_json::json!({"source": "claude_api_retry",
+                        "attempt": attempt, "max_retries": max_retries,
+                        "retry_delay_ms": delay_ms, "error_status": status}),
+                });
+                step.updates.push(note(
+                    "api_retry",
+                    format!(
+                        "model API retry {attempt} of {max_retries} in {delay_ms} ms{}",
+                        status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
+                    ),
+                ));
+            }
             Message::RateLimit(snapshot) => {
                 step.updates.push(AgentUpdate::RateLimits { snapshot });
             }
@@ -453,6 +461,17 @@ mod tests {
             "sums of both invocations"
         );
         assert!(step.outcome.is_some());
+        let retry = Message::ApiRetry {
+            attempt: 3,
+            max_retries: 10,
+            delay_ms: 2_300,
+            status: Some(429),
+        };
+        let shown = t.feed(retry, 8, "turn-2").updates;
+        assert!(
+            matches!(&shown[0], AgentUpdate::RateLimits { snapshot } if snapshot["error_status"] == 429),
+            "{shown:?}"
+        );
         t.forget_session();
         t.feed(init("s-2"), 9, "turn-3");
         let fresh = t.feed(result(50), 9, "turn-3");
