@@ -81,6 +81,20 @@ impl Serialize for RunnerKind {
 
 // Preflight helpers for the rooms.
 
+/// `doctor`'s check of an agent CLI started by `command` (through `bash -lc`): its program (the
+/// first word that is not `env` or an assignment, else `default`) is on `PATH`, and its version.
+/// `install` says how to get it.
+pub fn cli_preflight(command: &str, default: &str, install: &str) -> Preflight {
+    let program = (command.split_whitespace())
+        .find(|w| *w != "env" && !w.contains('='))
+        .unwrap_or(default);
+    if !on_path(program) {
+        return Preflight::Missing(format!("`{program}` is not on PATH (hint: {install})"));
+    }
+    let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
+    Preflight::Ready(format!("{program}: {found}"))
+}
+
 /// Whether `program` is an executable on `$PATH` (or a path that exists).
 pub fn on_path(program: &str) -> bool {
     if program.contains('/') {

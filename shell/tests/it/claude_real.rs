@@ -3,17 +3,15 @@
 //! CLI into `~/.cache/symphony-rs/claude-code-<version>` and exports `SYMPHONY_TEST_CLAUDE`.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::anthropic_fake::{self, Script, USAGE};
 use crate::support::{self, claude_binary};
+use symphony::agent::Control;
 use symphony::agent::claude::{ClaudeAgent, ClaudeConfig, DEFAULT_ALLOWED_TOOLS};
-use symphony::agent::{Control, SessionContext};
-use symphony::tracker::{LocalTracker, Tracker};
-use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
+use symphony_core::{AgentUpdate, ExitOutcome, Issue};
 
 /// The CLI pointed at the fake, offline (the variables `real-agents-offline.md` names).
 fn command(binary: &Path, base: &str) -> String {
@@ -56,62 +54,23 @@ struct Running {
 impl Running {
     fn start(config: ClaudeConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (workspace, issues) = (dir.path().join("ws"), dir.path().join("issues"));
-        for d in [&workspace, &issues] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(
-            issues.join("CL-1.md"),
-            "---\ntitle: Write the file\nstate: Todo\n---\n",
-        )
-        .unwrap();
-        let tracker: Arc<dyn Tracker> =
-            Arc::new(LocalTracker::new(issues.clone(), vec!["Done".into()]));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let issue = Issue {
-            id: IssueId("CL-1".into()),
-            identifier: "CL-1".into(),
-            title: "Write the file".into(),
-            state: "Todo".into(),
-            dispatchable: true,
-            ..Issue::default()
-        };
-        let context = SessionContext {
-            issue,
-            run: RunId(1),
-            attempt: None,
-            workspace: workspace.clone(),
-            prompt: "Write result.txt.".into(),
-            tracker,
-            done_state: "Done".into(),
-            runtime: runtime.handle().clone(),
-            host: Arc::new(symphony::host::LocalHost),
-        };
+        let bed = support::SessionBed::new(dir.path(), "CL-1");
+        let context = bed.context("CL-1", "Write result.txt.");
         let agent = ClaudeAgent {
             config,
             secret_names: &[],
             bridge: env!("CARGO_BIN_EXE_symphony").into(),
         };
-        let (control, control_rx) = channel();
-        let (updates_tx, updates) = channel::<AgentUpdate>();
-        let session = std::thread::spawn(move || {
-            let mut update = |u: AgentUpdate| {
-                let _ = updates_tx.send(u);
-            };
-            symphony::agent::run(&agent, &context, control_rx, &mut update)
-        });
+        let (control, updates, session) = support::spawn_session(agent, context);
         Self {
             control,
             updates,
             session,
             seen: Vec::new(),
-            workspace,
-            issues,
+            workspace: bed.workspace,
+            issues: bed.issues,
             _dir: dir,
-            _runtime: runtime,
+            _runtime: bed.runtime,
         }
     }
 

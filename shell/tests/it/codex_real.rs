@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,11 +16,10 @@ use crate::support;
 use serde_json::{Value, json};
 
 use support::codex_binary;
+use symphony::agent::Control;
 use symphony::agent::codex::{ApprovalDecision, CodexAgent};
-use symphony::agent::{Control, SessionContext};
-use symphony::tracker::{LocalTracker, Tracker};
 use symphony::workflow::CodexConfig;
-use symphony_core::{AgentUpdate, ExitOutcome, Issue, IssueId, RunId};
+use symphony_core::{AgentUpdate, ExitOutcome};
 
 /// Usage the fake reports for every model response.
 const USAGE: (u64, u64) = (1_000, 50);
@@ -134,25 +132,12 @@ fn one_attempt_through_the_real_codex_app_server() {
         .prefix("codex-real-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
-    let (home, workspace, issues) = (
-        dir.path().join("codex-home"),
-        dir.path().join("ws"),
-        dir.path().join("issues"),
-    );
-    for d in [&home, &home.join("tmp"), &workspace, &issues] {
+    let home = dir.path().join("codex-home");
+    for d in [&home, &home.join("tmp")] {
         std::fs::create_dir_all(d).unwrap();
     }
-    std::fs::write(
-        issues.join("CX-1.md"),
-        "---\ntitle: Write the file\nstate: Todo\n---\n",
-    )
-    .unwrap();
-    let tracker: Arc<dyn Tracker> =
-        Arc::new(LocalTracker::new(issues.clone(), vec!["Done".into()]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let bed = support::SessionBed::new(dir.path(), "CX-1");
+    let (workspace, issues) = (bed.workspace.clone(), bed.issues.clone());
 
     let agent = CodexAgent {
         config: CodexConfig {
@@ -168,33 +153,8 @@ fn one_attempt_through_the_real_codex_app_server() {
         env_names: Vec::new(),
         secret_names: &[],
     };
-    let issue = Issue {
-        id: IssueId("CX-1".into()),
-        identifier: "CX-1".into(),
-        title: "Write the file".into(),
-        state: "Todo".into(),
-        dispatchable: true,
-        ..Issue::default()
-    };
-    let context = SessionContext {
-        issue,
-        run: RunId(1),
-        attempt: None,
-        workspace: workspace.clone(),
-        prompt: "Write result.txt, then comment on the issue.".into(),
-        tracker,
-        done_state: "Done".into(),
-        runtime: runtime.handle().clone(),
-        host: Arc::new(symphony::host::LocalHost),
-    };
-    let (control, control_rx) = channel();
-    let (updates_tx, updates) = channel::<AgentUpdate>();
-    let session = std::thread::spawn(move || {
-        let mut update = |u: AgentUpdate| {
-            let _ = updates_tx.send(u);
-        };
-        symphony::agent::run(&agent, &context, control_rx, &mut update)
-    });
+    let context = bed.context("CX-1", "Write result.txt, then comment on the issue.");
+    let (control, updates, session) = support::spawn_session(agent, context);
 
     // Collect updates until the first turn completes, then stop the session.
     let mut seen = Vec::new();

@@ -24,7 +24,7 @@ use symphony_core::ExitOutcome;
 pub use config::{ClaudeConfig, DEFAULT_ALLOWED_TOOLS, command_problem, read_config};
 use stream::Outcome;
 
-use super::kinds::{Preflight, RunnerKind, on_path, version};
+use super::kinds::{Preflight, RunnerKind, cli_preflight};
 use super::process::{AgentProcess, Line, agent_env};
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 use crate::host::Host;
@@ -48,22 +48,15 @@ fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
 /// The program `claude.command` starts (its first word that is not an `env` assignment), its
 /// version, and a warning for root without a sandbox.
 fn preflight(config: &ServiceConfig) -> Preflight {
-    let program = (config.claude.command.split_whitespace())
-        .find(|w| *w != "env" && !w.contains('='))
-        .unwrap_or("claude");
-    if !on_path(program) {
-        return Preflight::Missing(format!(
-            "`{program}` is not on PATH (hint: npm install -g @anthropic-ai/claude-code)"
-        ));
+    let install = "npm install -g @anthropic-ai/claude-code";
+    match cli_preflight(&config.claude.command, "claude", install) {
+        Preflight::Ready(found) if rustix::process::geteuid().is_root() => {
+            Preflight::Ready(format!(
+                "{found}; running as root with no sandbox around the agent: it can do anything root can"
+            ))
+        }
+        other => other,
     }
-    let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
-    let root = rustix::process::geteuid().is_root();
-    let warning = if root {
-        "; running as root with no sandbox around the agent: it can do anything root can"
-    } else {
-        ""
-    };
-    Preflight::Ready(format!("{program}: {found}{warning}"))
 }
 
 /// How long a stopping turn's process gets after its stdin closed, then after SIGTERM.

@@ -20,7 +20,7 @@ pub use config::{ApprovalDecision, CodexConfig, read_config};
 
 use std::sync::Arc;
 
-use super::kinds::{Preflight, RunnerKind, on_path, version};
+use super::kinds::{Preflight, RunnerKind, cli_preflight};
 use crate::workflow::ServiceConfig;
 
 /// The kinds-table row.
@@ -38,19 +38,13 @@ fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
     })
 }
 
-/// The program `codex.command` starts: its first word that is not an `env` assignment (the
-/// command runs through `bash -lc`).
+/// The program `codex.command` starts, and its version.
 fn preflight(config: &ServiceConfig) -> Preflight {
-    let program = (config.codex.command.split_whitespace())
-        .find(|w| *w != "env" && !w.contains('='))
-        .unwrap_or("codex");
-    if !on_path(program) {
-        return Preflight::Missing(format!(
-            "`{program}` is not on PATH (hint: npm install -g @openai/codex)"
-        ));
-    }
-    let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
-    Preflight::Ready(format!("{program}: {found}"))
+    cli_preflight(
+        &config.codex.command,
+        "codex",
+        "npm install -g @openai/codex",
+    )
 }
 
 /// Startup requests (`initialize`, `thread/start`) may take this long at least: a cold start

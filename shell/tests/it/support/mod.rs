@@ -149,3 +149,79 @@ pub(crate) fn respond(
         body.len()
     );
 }
+
+/// What a runner session runs against in a test: a local tracker holding one `Todo` issue, the
+/// workspace, and a runtime for the host-side tool calls.
+pub(crate) struct SessionBed {
+    pub(crate) issues: PathBuf,
+    pub(crate) workspace: PathBuf,
+    pub(crate) runtime: tokio::runtime::Runtime,
+}
+
+impl SessionBed {
+    /// Creates `root/ws` and `root/issues/<id>.md` titled "Write the file".
+    pub(crate) fn new(root: &std::path::Path, id: &str) -> Self {
+        let (workspace, issues) = (root.join("ws"), root.join("issues"));
+        for dir in [&workspace, &issues] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(
+            issues.join(format!("{id}.md")),
+            "---\ntitle: Write the file\nstate: Todo\n---\n",
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Self {
+            issues,
+            workspace,
+            runtime,
+        }
+    }
+
+    /// A first-run session context for issue `id` with `prompt`.
+    pub(crate) fn context(&self, id: &str, prompt: &str) -> symphony::agent::SessionContext {
+        let tracker =
+            symphony::tracker::LocalTracker::new(self.issues.clone(), vec!["Done".into()]);
+        symphony::agent::SessionContext {
+            issue: symphony_core::Issue {
+                id: symphony_core::IssueId(id.into()),
+                identifier: id.into(),
+                title: "Write the file".into(),
+                state: "Todo".into(),
+                dispatchable: true,
+                ..symphony_core::Issue::default()
+            },
+            run: symphony_core::RunId(1),
+            attempt: None,
+            workspace: self.workspace.clone(),
+            prompt: prompt.into(),
+            tracker: std::sync::Arc::new(tracker),
+            done_state: "Done".into(),
+            runtime: self.runtime.handle().clone(),
+            host: std::sync::Arc::new(symphony::host::LocalHost),
+        }
+    }
+}
+
+/// Runs a session of `agent` in a thread: its control channel, its updates, its outcome.
+pub(crate) fn spawn_session<A: symphony::agent::Runner + 'static>(
+    agent: A,
+    context: symphony::agent::SessionContext,
+) -> (
+    std::sync::mpsc::Sender<symphony::agent::Control>,
+    std::sync::mpsc::Receiver<symphony_core::AgentUpdate>,
+    std::thread::JoinHandle<symphony_core::ExitOutcome>,
+) {
+    let (control, control_rx) = std::sync::mpsc::channel();
+    let (updates_tx, updates) = std::sync::mpsc::channel();
+    let session = std::thread::spawn(move || {
+        let mut update = |u| {
+            let _ = updates_tx.send(u);
+        };
+        symphony::agent::run(&agent, &context, control_rx, &mut update)
+    });
+    (control, updates, session)
+}
