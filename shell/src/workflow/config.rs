@@ -202,6 +202,9 @@ pub struct HandoffConfig {
     pub mode: PolicyMode,
     /// `verify.commands`: to run, and pass, before handing off.
     pub verify_commands: Vec<String>,
+    /// `prompt.untrusted_input`: `bounded` (default) puts tracker text in marked blocks and
+    /// prepends the managed preamble; `raw` renders it as written.
+    pub bounded_tracker_text: bool,
 }
 
 /// `agent`.
@@ -340,6 +343,7 @@ const TOP_LEVEL: &[&str] = &[
     "repo",
     "policy",
     "verify",
+    "prompt",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -813,9 +817,33 @@ impl Reader<'_> {
             .into_iter()
             .filter(|c| !c.trim().is_empty())
             .collect();
+        let prompt = self.section(root, "prompt")?;
+        self.check_keys(&prompt, "prompt", &["untrusted_input"]);
+        let bounded_tracker_text = match self.string(&prompt, "prompt.untrusted_input")? {
+            None => {
+                self.source("prompt.untrusted_input", Source::Default);
+                true
+            }
+            Some(raw) => {
+                let bounded = match normalize(&raw).as_str() {
+                    "bounded" => true,
+                    "raw" => false,
+                    _ => {
+                        return Err(self.invalid(
+                            "prompt.untrusted_input",
+                            "bounded or raw",
+                            &Value::String(raw),
+                        ));
+                    }
+                };
+                self.written("prompt.untrusted_input");
+                bounded
+            }
+        };
         Ok(HandoffConfig {
             mode,
             verify_commands,
+            bounded_tracker_text,
         })
     }
 

@@ -9,6 +9,7 @@ mod env;
 mod error;
 pub(crate) mod front_matter;
 mod template;
+mod untrusted;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use config::{
 pub use env::{Env, MapEnv, ProcessEnv};
 pub use error::{ErrorClass, Position, Warning, WorkflowError};
 pub use template::{DEFAULT_PROMPT, PromptTemplate, sample_issue};
+pub use untrusted::PREAMBLE as UNTRUSTED_PREAMBLE;
 pub use watch::{DEFAULT_INTERVAL, WatchEvent, Watcher};
 
 /// A loaded workflow: everything the daemon needs from WORKFLOW.md.

@@ -38,6 +38,8 @@ pub struct PromptTemplate {
     repo: serde_json::Value,
     /// Appended to every render: the `policy` and `verify` directives, or nothing.
     directives: String,
+    /// Whether tracker text goes in marked blocks behind the managed preamble.
+    bounded: bool,
 }
 
 impl PromptTemplate {
@@ -64,6 +66,7 @@ impl PromptTemplate {
             is_default,
             repo: repo_value(&RepoConfig::default()),
             directives: String::new(),
+            bounded: true,
         }
     }
 
@@ -71,6 +74,7 @@ impl PromptTemplate {
     #[must_use]
     pub fn with_handoff(mut self, handoff: &HandoffConfig) -> Self {
         self.directives = directives(handoff);
+        self.bounded = handoff.bounded_tracker_text;
         self
     }
 
@@ -106,6 +110,13 @@ impl PromptTemplate {
     pub fn render(&self, issue: &Issue, attempt: Option<u32>) -> Result<String, WorkflowError> {
         let tera = self.engine.as_ref().map_err(Clone::clone)?;
         let mut context = Context::new();
+        let bounded;
+        let issue = if self.bounded {
+            bounded = super::untrusted::bound_issue(issue);
+            &bounded
+        } else {
+            issue
+        };
         context.insert("issue", &issue_value(issue));
         // aiops-platform's names for the same facts.
         context.insert("task", &task_value(issue));
@@ -116,7 +127,12 @@ impl PromptTemplate {
         let mut out = Capped(Vec::new());
         match tera.render_to(NAME, &context, &mut out) {
             Ok(()) => {
-                let mut text = String::from_utf8_lossy(&out.0).into_owned();
+                let body = String::from_utf8_lossy(&out.0);
+                let mut text = String::with_capacity(body.len() + 1024);
+                if self.bounded {
+                    text.push_str(super::untrusted::PREAMBLE);
+                }
+                text.push_str(&body);
                 text.push_str(&self.directives);
                 Ok(text)
             }
