@@ -117,12 +117,30 @@ pub(crate) enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Check the tamper-evident audit log: every record's hash, and the chain across lines and
+    /// days. Exit 0 when intact (a torn last line from a crash is reported), 1 at the first
+    /// break, naming the file, the line and how it broke.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Internal: the stdio MCP server a Claude Code agent starts to reach its session's host
     /// tools; it relays to SOCKET and holds nothing itself.
     #[command(hide = true)]
     McpBridge {
         /// The session's tools socket.
         socket: PathBuf,
+    },
+}
+
+/// `symphony audit ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verify day files, or every `*.ndjson` in a directory (default: `audit`).
+    Verify {
+        /// Files or directories.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
 }
 

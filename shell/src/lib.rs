@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod audit;
 mod child;
 pub mod daemon;
 pub mod host;

@@ -225,6 +225,9 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command, "symphony", &mut script);
             print_bytes(&script, "the completion script")
         }
+        Some(cli::Command::Audit {
+            command: cli::AuditCommand::Verify { paths },
+        }) => audit_verify(&paths),
         Some(cli::Command::McpBridge { socket }) => {
             match symphony::agent::claude::tools::bridge(&socket) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -315,6 +318,67 @@ fn main() -> ExitCode {
                 event_log_rotation: cli.logs.rotation(),
                 announce_status: false,
             })
+        }
+    }
+}
+
+/// `symphony audit verify`: the day files named, or found in the directories named, in day
+/// order.
+fn audit_verify(paths: &[std::path::PathBuf]) -> ExitCode {
+    use symphony::audit;
+    let paths = if paths.is_empty() {
+        vec![std::path::PathBuf::from("audit")]
+    } else {
+        paths.to_vec()
+    };
+    let mut files = Vec::new();
+    for path in &paths {
+        if path.is_dir() {
+            match audit::day_files(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    match audit::verify(&files) {
+        Err(e) => {
+            eprintln!("error: cannot read the audit log: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Err(failure)) => {
+            let kind = match failure.kind {
+                audit::Break::Edited => "a record was edited: its content does not match its hash",
+                audit::Break::Deleted => "a record before this one was deleted",
+                audit::Break::InsertedOrReordered => {
+                    "a record was inserted, or records reordered, before this one"
+                }
+                audit::Break::Truncated => "the file is cut short: this line is not a whole record",
+                audit::Break::BrokenLinkAcrossDays => {
+                    "this day does not continue the day before: its last records are missing"
+                }
+            };
+            eprintln!("error: {}:{}: {kind}", failure.file.display(), failure.line);
+            ExitCode::FAILURE
+        }
+        Ok(Ok(report)) => {
+            println!(
+                "ok: {} records in {} files, chain intact",
+                report.records,
+                files.len()
+            );
+            if let Some((file, line)) = report.torn {
+                println!(
+                    "note: {}:{line} is a torn last line (a crash mid-write); the chain before it is intact",
+                    file.display()
+                );
+            }
+            ExitCode::SUCCESS
         }
     }
 }

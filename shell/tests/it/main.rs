@@ -14,6 +14,7 @@ mod github_fake;
 mod linear_fake;
 mod support;
 
+mod audit;
 mod check_cli;
 mod claude_real;
 mod codex_fake;
