@@ -250,6 +250,40 @@ fn last_record_hash(file: &Path) -> io::Result<Option<String>> {
     Ok(last)
 }
 
+/// The two fields [`verify`] reads of a record; the rest is checked through the hash.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    #[serde(default)]
+    previous_hash: String,
+    #[serde(default)]
+    record_hash: String,
+}
+
+/// The hash of a record line as written (canonical JSON): the line without its top-level
+/// `record_hash` member is exactly the canonical JSON the hash was taken over, so no
+/// re-serialisation is needed. The top-level member is the last match: keys are sorted, the
+/// ones after it (`run`, `session`, `ts`, `type`) hold no unescaped quote, and a `data` object
+/// with a key of that name comes before it. A line not in canonical form does not hash to
+/// what it states, so it reads as edited.
+fn text_hash(line: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"\"record_hash\":\"";
+    let at = line.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let end = at + KEY.len() + 64 + 1; // the hash and its closing quote
+    if line.get(end - 1) != Some(&b'"') {
+        return None;
+    }
+    // The member and one comma beside it.
+    let (cut_from, cut_to) = match line.get(end) {
+        Some(b',') => (at, end + 1),
+        _ if at > 0 && line[at - 1] == b',' => (at - 1, end),
+        _ => (at, end),
+    };
+    let mut hash = Sha256::new();
+    hash.update(&line[..cut_from]);
+    hash.update(&line[cut_to..]);
+    Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// How the chain broke.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Break {
@@ -305,19 +339,16 @@ pub fn verify(files: &[PathBuf]) -> io::Result<Result<Report, Failure>> {
         }
         // Every hash in the file, and where, to tell deletions from insertions.
         let mut hashes: BTreeMap<String, usize> = BTreeMap::new();
-        let records: Vec<Option<Map<String, Value>>> = (lines.iter())
-            .map(|line| match serde_json::from_slice::<Value>(line) {
-                Ok(Value::Object(record)) if line.ends_with(b"\n") => Some(record),
-                _ => None,
+        let records: Vec<Option<Stamp>> = (lines.iter())
+            .map(|line| {
+                let whole = line.strip_suffix(b"\n")?;
+                let stamp: Stamp = serde_json::from_slice(whole).ok()?;
+                Some(stamp)
             })
             .collect();
         for (i, record) in records.iter().enumerate() {
-            if let Some(hash) = record
-                .as_ref()
-                .and_then(|r| r.get("record_hash"))
-                .and_then(Value::as_str)
-            {
-                hashes.insert(hash.to_owned(), i);
+            if let Some(record) = record {
+                hashes.insert(record.record_hash.clone(), i);
             }
         }
         let fail = |line: usize, kind| {
@@ -336,17 +367,11 @@ pub fn verify(files: &[PathBuf]) -> io::Result<Result<Report, Failure>> {
                 }
                 return fail(line, Break::Truncated);
             };
-            let stated = record
-                .get("record_hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if record_hash(record) != stated {
+            let stated = record.record_hash.as_str();
+            if text_hash(&lines[i][..lines[i].len() - 1]) != Some(stated.to_owned()) {
                 return fail(line, Break::Edited);
             }
-            let link = record
-                .get("previous_hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let link = record.previous_hash.as_str();
             if link != previous {
                 let kind = if i == 0 && index > 0 {
                     Break::BrokenLinkAcrossDays
@@ -362,6 +387,75 @@ pub fn verify(files: &[PathBuf]) -> io::Result<Result<Report, Failure>> {
         }
     }
     Ok(Ok(report))
+}
+
+/// The daemon's audit log, once installed: where [`record`] writes.
+static SINK: std::sync::Mutex<Option<AuditLog>> = std::sync::Mutex::new(None);
+
+/// Makes `log` the one [`record`] writes to (the daemon, at start).
+pub fn install(log: AuditLog) {
+    *SINK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(log);
+}
+
+/// Appends `entry` to the installed log, stamped now; without one, does nothing. A failed
+/// write is logged, never fatal: auditing must not stop the work it watches.
+pub fn record(entry: Entry) {
+    let mut sink = SINK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(log) = sink.as_mut() else {
+        return;
+    };
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let ts = symphony_core::Timestamp(ms).to_rfc3339();
+    if let Err(e) = log.append(&ts, &entry) {
+        tracing::warn!("audit log: cannot write a {} record: {e}", entry.kind);
+    }
+}
+
+/// The SHA-256 of `text`, in hex.
+pub fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Creates the state root (0700) when missing, and refuses one that is a symlink, not a
+/// directory, not ours, or open to others.
+pub fn prepare_state_root(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(format!("the state root {shown} is a symlink; refused"))
+        }
+        Ok(meta) if !meta.is_dir() => Err(format!("the state root {shown} is not a directory")),
+        Ok(meta) if meta.uid() != rustix::process::geteuid().as_raw() => Err(format!(
+            "the state root {shown} belongs to another user (uid {}); refused",
+            meta.uid()
+        )),
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => Err(format!(
+            "the state root {shown} is open to others (mode {:o}); run `chmod 700 {shown}`",
+            meta.permissions().mode() & 0o777
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(path)
+                .map_err(|e| format!("cannot create the state root {shown}: {e}"))
+        }
+        Err(e) => Err(format!("cannot read the state root {shown}: {e}")),
+    }
 }
 
 #[cfg(test)]

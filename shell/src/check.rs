@@ -16,6 +16,7 @@ fn overrides(flags: &ServerFlags) -> Overrides {
     Overrides {
         port: flags.port,
         bind: flags.bind.clone(),
+        state_dir: flags.state_dir.clone(),
     }
 }
 

@@ -154,6 +154,11 @@ pub(crate) struct ServerFlags {
     /// Address for the HTTP server; overrides `server.bind`.
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<String>,
+
+    /// The state root (the audit log lives there); overrides `$SYMPHONY_STATE_DIR` and
+    /// `state.root`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -313,6 +313,7 @@ fn main() -> ExitCode {
                 overrides: symphony::workflow::Overrides {
                     port: cli.server.port,
                     bind: cli.server.bind,
+                    state_dir: cli.server.state_dir,
                 },
                 event_log,
                 event_log_rotation: cli.logs.rotation(),

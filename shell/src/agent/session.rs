@@ -164,6 +164,18 @@ impl SessionIo<'_> {
                 None => Err(format!("unknown tool {other:?}")),
             },
         };
+        let writes = matches!(tool, "update_issue_state" | "comment_on_issue");
+        let (ok, said) = match &outcome {
+            Ok(text) | Err(text) => (outcome.is_ok(), text.chars().take(200).collect::<String>()),
+        };
+        crate::audit::record(crate::audit::Entry {
+            kind: if writes { "tracker_write" } else { "tool_call" }.to_owned(),
+            issue: Some(identifier.to_owned()),
+            run: Some(context.run.0),
+            session: None,
+            data: serde_json::json!({"tool": tool, "arguments": arguments, "ok": ok,
+                "result": crate::redact::mask(&said)}),
+        });
         self.report(AgentUpdate::Message {
             event: "tool_call".into(),
             message: Some(match &outcome {

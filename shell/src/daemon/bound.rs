@@ -22,12 +22,20 @@ impl Bound {
     /// is logged, never fatal.
     pub(crate) fn clean(&self, issue: IssueRef<'_>) {
         match self.workspace.remove(issue) {
-            Ok(removal) if removal.existed => tracing::info!(
-                issue_id = issue.id,
-                issue_identifier = issue.identifier,
-                "workspace removed: {}",
-                removal.path.display()
-            ),
+            Ok(removal) if removal.existed => {
+                crate::audit::record(crate::audit::Entry {
+                    kind: "workspace_removed".into(),
+                    issue: Some(issue.identifier.to_owned()),
+                    data: serde_json::json!({"path": removal.path}),
+                    ..crate::audit::Entry::default()
+                });
+                tracing::info!(
+                    issue_id = issue.id,
+                    issue_identifier = issue.identifier,
+                    "workspace removed: {}",
+                    removal.path.display()
+                );
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(
                 issue_id = issue.id,

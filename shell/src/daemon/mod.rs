@@ -85,6 +85,29 @@ pub fn run(options: Options) -> ExitCode {
         eprintln!("{error}");
         return ExitCode::FAILURE;
     }
+    // The state root, and the audit log in it.
+    let state_root = workflow.config.state_root.clone();
+    if let Err(message) = crate::audit::prepare_state_root(&state_root) {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
+    match crate::audit::AuditLog::open(&state_root.join("audit"), workflow.config.secret_values()) {
+        Ok(log) => {
+            crate::audit::install(log);
+            crate::audit::record(crate::audit::Entry {
+                kind: "daemon_started".into(),
+                data: serde_json::json!({"workflow": workflow.path, "pid": std::process::id()}),
+                ..crate::audit::Entry::default()
+            });
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the audit log in {}: {e}",
+                state_root.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

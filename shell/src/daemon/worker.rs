@@ -119,6 +119,19 @@ fn run_worker(
         run,
         workspace_path: Some(prepared.path.display().to_string()),
     });
+    let audit = |kind: &str, data: serde_json::Value| {
+        crate::audit::record(crate::audit::Entry {
+            kind: kind.to_owned(),
+            issue: Some(issue.identifier.clone()),
+            run: Some(run.0),
+            session: None,
+            data,
+        });
+    };
+    audit(
+        "workspace_ready",
+        serde_json::json!({"path": prepared.path, "created": prepared.created_now}),
+    );
     let outcome = match bound.prompt.render(&issue, attempt) {
         Err(e) => ExitOutcome::Failed {
             reason: format!("{}: {}", e.class, e.message),
@@ -128,6 +141,13 @@ fn run_worker(
                 reason: format!("workspace: {e}"),
             },
             Ok(()) => {
+                // Its hash and the start of it: never the whole prompt.
+                let preview: String = prompt.chars().take(200).collect();
+                audit(
+                    "prompt_sent",
+                    serde_json::json!({"sha256": crate::audit::sha256(&prompt),
+                        "bytes": prompt.len(), "preview": crate::redact::mask(&preview)}),
+                );
                 let context = SessionContext {
                     issue: issue.clone(),
                     run,

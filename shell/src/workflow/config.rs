@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
+use sha2::Digest as _;
 use symphony_core::SchedulerConfig;
 use symphony_core::issue::normalize;
 
@@ -269,6 +270,8 @@ pub struct ServiceConfig {
     pub repo: RepoConfig,
     /// `policy` and `verify` (aiops-platform's keys).
     pub handoff: HandoffConfig,
+    /// `state.root`: where what must survive a restart lives (the audit log, ...).
+    pub state_root: PathBuf,
 }
 
 impl ServiceConfig {
@@ -318,6 +321,8 @@ pub struct Overrides {
     pub port: Option<i64>,
     /// `--bind`.
     pub bind: Option<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A resolved config with the source of every value and the warnings found on the way.
@@ -344,6 +349,7 @@ const TOP_LEVEL: &[&str] = &[
     "policy",
     "verify",
     "prompt",
+    "state",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -417,6 +423,7 @@ pub(crate) fn resolve(
         return Err(r.error(ErrorClass::InvalidConfigValue, "claude.command", problem));
     }
     let server = r.server(root, overrides)?;
+    let state_root = r.state_root(root, overrides)?;
     // In file order, so a reader can walk down the file; position-less ones last.
     r.warnings
         .sort_by_key(|w| w.at.map_or((usize::MAX, 0), |at| (at.line, at.col)));
@@ -443,6 +450,7 @@ pub(crate) fn resolve(
             server,
             repo,
             handoff,
+            state_root,
         },
         sources: r.sources,
         warnings: r.warnings,
@@ -883,6 +891,54 @@ impl Reader<'_> {
             clone_url: get("clone_url")?,
             default_branch: get("default_branch")?,
         })
+    }
+
+    /// The state root: `--state-dir`, else `$SYMPHONY_STATE_DIR`, else `state.root`, else a
+    /// directory for this workflow under the XDG state directory
+    /// (`$XDG_STATE_HOME` or `~/.local/state`, then `symphony/<file stem>-<hash of its path>`).
+    /// Only resolved here; the daemon creates and checks it (0700, not a symlink, ours).
+    fn state_root(
+        &mut self,
+        root: &Mapping,
+        overrides: &Overrides,
+    ) -> Result<PathBuf, WorkflowError> {
+        let key = "state.root";
+        let section = self.section(root, "state")?;
+        self.check_keys(&section, "state", &["root"]);
+        if let Some(dir) = &overrides.state_dir {
+            self.source(key, Source::Flag("--state-dir".into()));
+            let raw = dir.to_string_lossy().into_owned();
+            return self.path(key, &raw);
+        }
+        if let Some(dir) = self.env.var("SYMPHONY_STATE_DIR").filter(|v| !v.is_empty()) {
+            self.source(key, Source::Env("SYMPHONY_STATE_DIR".into()));
+            return self.path(key, &dir);
+        }
+        if let Some(raw) = self.string(&section, key)? {
+            self.written(key);
+            return self.path(key, &raw);
+        }
+        self.source(key, Source::Default);
+        let base = match self
+            .env
+            .var("XDG_STATE_HOME")
+            .filter(|v| v.starts_with('/'))
+        {
+            Some(xdg) => PathBuf::from(xdg),
+            None => match self.env.home() {
+                Some(home) => home.join(".local/state"),
+                None => self.env.temp_dir(),
+            },
+        };
+        let absolute = self
+            .base_dir
+            .join(self.file.file_name().unwrap_or_default());
+        let stem = (self.file.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "workflow".to_owned());
+        let digest = sha2::Sha256::digest(absolute.to_string_lossy().as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        Ok(base.join("symphony").join(format!("{stem}-{hash}")))
     }
 
     /// aiops-platform narrows the `linear_graphql` tool under `codex.linear_graphql`

@@ -100,7 +100,15 @@ fn config_shows_values_sources_and_masks_secrets() {
     ];
     let out = symphony(
         dir.path(),
-        &["config", "--port", "0", "--bind", "::1"],
+        &[
+            "config",
+            "--port",
+            "0",
+            "--bind",
+            "::1",
+            "--state-dir",
+            "state",
+        ],
         &secrets,
     );
     assert_eq!(

@@ -871,3 +871,70 @@ fn a_claim_out_of_turns_is_held_not_continued() {
     let turns = lines.iter().filter(|l| l.contains("turn started")).count();
     assert_eq!(turns, 1, "no turn after the budget: {lines:#?}");
 }
+
+/// The daemon writes the tamper-evident audit log in its state root (issue 18): a demo run
+/// leaves a chain that `symphony audit verify` accepts, with the prompt sent (its hash, not the
+/// prompt), the workspace, the tracker write and the removal; a state root that is a symlink
+/// is refused at start.
+#[test]
+fn a_run_leaves_a_verifiable_audit_trail_in_the_state_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    issue(dir.path(), "A-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &[]);
+    daemon.wait_for("A-1 released", |l| {
+        l.contains("released") && l.contains("issue_id=\"A-1\"")
+    });
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+    let audit = dir.path().join("state/audit");
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text: String = (std::fs::read_dir(&audit).unwrap().flatten())
+        .map(|f| std::fs::read_to_string(f.path()).unwrap())
+        .collect();
+    for kind in [
+        "daemon_started",
+        "workspace_ready",
+        "prompt_sent",
+        "tracker_write",
+        "workspace_removed",
+    ] {
+        assert!(
+            text.contains(&format!("\"type\":\"{kind}\"")),
+            "{kind}: {text}"
+        );
+    }
+    assert!(text.contains("\"sha256\":"), "{text}");
+    assert!(
+        !text.contains("Work on A-1."),
+        "never the whole prompt: {text}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.path().join("state"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    // A planted symlink as the state root is refused.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let planted = dir.path().join("planted");
+    std::os::unix::fs::symlink(elsewhere.path(), &planted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+        .current_dir(dir.path())
+        .args(["--state-dir", "planted", "--port", "-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a symlink; refused"));
+}

@@ -452,6 +452,7 @@ fn server_defaults_to_loopback_and_refuses_open_binds_without_a_token() {
     let overrides = Overrides {
         port: Some(4000),
         bind: Some("::1".into()),
+        state_dir: None,
     };
     let w = parse(
         &with_front_matter(LINEAR, ""),
@@ -1180,4 +1181,74 @@ fn tracker_text_that_forges_its_block_end_stays_inside_it() {
     ))
     .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("prompt.untrusted_input"));
+}
+
+/// The state root: `--state-dir`, else `$SYMPHONY_STATE_DIR`, else `state.root`, else a directory
+/// for this workflow under the XDG state directory.
+#[test]
+fn the_state_root_comes_from_the_flag_the_environment_the_file_or_xdg() {
+    let text = with_front_matter(&format!("{LINEAR}state:\n  root: ./state\n"), "");
+    let load = |vars: &[(&str, &str)], flag: Option<&str>| {
+        let mut all = vec![("LINEAR_API_KEY", "k"), ("HOME", "/home/op")];
+        all.extend_from_slice(vars);
+        let overrides = Overrides {
+            state_dir: flag.map(PathBuf::from),
+            ..Overrides::default()
+        };
+        let w = parse(&text, Path::new(FILE), &MapEnv::new(all), &overrides).unwrap();
+        (w.config.state_root, w.sources["state.root"].clone())
+    };
+    let env_dir = [("SYMPHONY_STATE_DIR", "/var/lib/symphony")];
+    assert_eq!(
+        load(&env_dir, Some("/run/flag")),
+        (
+            PathBuf::from("/run/flag"),
+            Source::Flag("--state-dir".into())
+        )
+    );
+    assert_eq!(
+        load(&env_dir, None),
+        (
+            PathBuf::from("/var/lib/symphony"),
+            Source::Env("SYMPHONY_STATE_DIR".into())
+        )
+    );
+    assert_eq!(
+        load(&[], None).0,
+        PathBuf::from("/srv/flows/state"),
+        "relative to the file"
+    );
+    let plain = with_front_matter(LINEAR, "");
+    let default = |vars: Vec<(&str, &str)>| {
+        parse(
+            &plain,
+            Path::new(FILE),
+            &MapEnv::new(vars),
+            &Overrides::default(),
+        )
+        .unwrap()
+        .config
+        .state_root
+    };
+    let home = default(vec![("LINEAR_API_KEY", "k"), ("HOME", "/home/op")]);
+    assert!(
+        home.to_string_lossy()
+            .starts_with("/home/op/.local/state/symphony/WORKFLOW-"),
+        "{}",
+        home.display()
+    );
+    let xdg = default(vec![("LINEAR_API_KEY", "k"), ("XDG_STATE_HOME", "/xdg")]);
+    assert!(
+        xdg.to_string_lossy().starts_with("/xdg/symphony/WORKFLOW-"),
+        "{}",
+        xdg.display()
+    );
+    let other = parse(
+        &plain,
+        Path::new("/srv/other/WORKFLOW.md"),
+        &MapEnv::new([("LINEAR_API_KEY", "k"), ("XDG_STATE_HOME", "/xdg")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert_ne!(other.config.state_root, xdg, "one per workflow");
 }

@@ -44,6 +44,8 @@ impl Daemon {
             .current_dir(dir)
             .env("SYMPHONY_LOG", "info")
             .env("NO_COLOR", "1")
+            // The state root (audit log, ...) inside the test's directory.
+            .env("SYMPHONY_STATE_DIR", dir.join("state"))
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
