@@ -392,6 +392,16 @@ fn a_key_echoed_by_the_tracker_is_masked_in_every_output() {
         l.contains("candidate fetch failed")
     });
     assert!(failed.contains("Authorization: ****"), "{failed}");
+    // That line is logged by the fetch task before its event reaches the daemon's loop; a
+    // second failing fetch means the first event was handled (the next poll waits for the
+    // tick it ends), so it is in the event log before the shutdown below.
+    let seen = std::cell::Cell::new(0);
+    daemon.wait_for("a second failing fetch", |l| {
+        if l.contains("candidate fetch failed") {
+            seen.set(seen.get() + 1);
+        }
+        seen.get() >= 2
+    });
     let (_, _, state) = http(&addr, "GET", "/api/v1/state", None);
     let (_, _, dashboard) = http(&addr, "GET", "/", None);
     daemon.interrupt();
