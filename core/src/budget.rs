@@ -69,6 +69,43 @@ impl From<SpentRepr> for Spent {
     }
 }
 
+/// Milliseconds in a day.
+const DAY_MS: u64 = 86_400_000;
+
+/// Tokens used in one UTC day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DayUse {
+    /// Days since the epoch.
+    pub(crate) day: u64,
+    /// Tokens used that day.
+    pub(crate) tokens: u64,
+}
+
+impl DayUse {
+    /// Counts `tokens` used at `now`, starting over on a new day.
+    pub(crate) fn add(&mut self, now: Timestamp, tokens: u64) {
+        let day = now.0 / DAY_MS;
+        if day != self.day {
+            *self = Self { day, tokens: 0 };
+        }
+        self.tokens = self.tokens.saturating_add(tokens);
+    }
+
+    /// Tokens used on `now`'s day.
+    pub(crate) fn used(&self, now: Timestamp) -> u64 {
+        if now.0 / DAY_MS == self.day {
+            self.tokens
+        } else {
+            0
+        }
+    }
+
+    /// The next UTC midnight after `now`.
+    pub(crate) fn resets_at(now: Timestamp) -> Timestamp {
+        Timestamp((now.0 / DAY_MS + 1) * DAY_MS)
+    }
+}
+
 impl SchedulerConfig {
     /// The first per-claim budget `spent` has used up, as the reason to hold the issue.
     pub(crate) fn budget_used(&self, spent: &Spent) -> Option<Reason> {
@@ -114,6 +151,19 @@ impl SchedulerConfig {
 }
 
 impl Orchestrator {
+    /// Why nothing new is dispatched today, when the day's token budget is used up.
+    pub(crate) fn daily_budget_used(&self) -> Option<String> {
+        let limit = self.config.max_tokens_per_day?;
+        let used = self.today.used(self.now);
+        (used >= limit).then(|| {
+            format!(
+                "the daily token budget is used ({used} of {limit} tokens, \
+                 agent.max_tokens_per_day); it resets at {}",
+                DayUse::resets_at(self.now).to_rfc3339()
+            )
+        })
+    }
+
     /// The earliest run-limit deadline of a live run, if any limit is set.
     pub(crate) fn next_run_limit(&self) -> Option<Timestamp> {
         if self.config.run_timeout_ms.is_none() && self.config.max_runtime_ms_per_issue.is_none() {

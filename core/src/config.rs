@@ -51,6 +51,11 @@ pub struct SchedulerConfig {
     /// the encoding when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_runtime_ms_per_issue: Option<u64>,
+    /// `agent.max_tokens_per_day`: tokens all runs may use in one UTC day; reached, nothing new
+    /// is dispatched until the next day (running agents finish). Left out of the encoding when
+    /// `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens_per_day: Option<u64>,
     /// `agent.run_timeout_ms`: wall-clock time one worker run may take before it is stopped
     /// and retried with the failure backoff; `None`: no limit. Left out of the encoding when
     /// `None`.
@@ -79,6 +84,7 @@ impl Default for SchedulerConfig {
             max_tokens_per_issue: None,
             max_turns_per_issue: None,
             max_runtime_ms_per_issue: None,
+            max_tokens_per_day: None,
             run_timeout_ms: None,
             workspace_max_age_days: None,
         }

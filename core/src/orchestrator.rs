@@ -50,6 +50,9 @@ pub struct Orchestrator {
     pub(crate) disk_low: Option<String>,
     /// Aggregate tokens over every run (SPEC 13.5).
     pub(crate) totals: Tokens,
+    /// Tokens used in the current UTC day, for `agent.max_tokens_per_day`.
+    #[serde(default)]
+    pub(crate) today: crate::budget::DayUse,
     /// Runtime of runs that have ended, in milliseconds.
     pub(crate) ended_runtime_ms: u64,
     pub(crate) rate_limits: Option<serde_json::Value>,
@@ -143,6 +146,7 @@ impl Orchestrator {
             preflight_error: None,
             disk_low: None,
             totals: Tokens::default(),
+            today: crate::budget::DayUse::default(),
             ended_runtime_ms: 0,
             rate_limits: None,
             completed_runs: 0,

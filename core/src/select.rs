@@ -236,6 +236,9 @@ impl Orchestrator {
         if let Some(reason) = &self.disk_low {
             return Err(Ineligible::Paused(reason.clone()));
         }
+        if let Some(reason) = self.daily_budget_used() {
+            return Err(Ineligible::Paused(reason));
+        }
         self.issue_eligible(issue)?;
         match self.claims.get(&issue.id) {
             None => {}
@@ -348,9 +351,8 @@ impl Orchestrator {
                 error.class
             ));
         }
-        self.disk_low
-            .as_ref()
-            .map(|reason| format!("dispatch paused: {reason}"))
+        let reason = (self.disk_low.clone()).or_else(|| self.daily_budget_used())?;
+        Some(format!("dispatch paused: {reason}"))
     }
 
     /// Why an issue the tracker marks not dispatchable waits: its unfinished blockers when it

@@ -189,6 +189,21 @@ pub struct DispatchStatus {
     pub next_poll_at: Option<Timestamp>,
     /// Normal worker exits since startup.
     pub completed_runs: u64,
+    /// The daily token budget, when `agent.max_tokens_per_day` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_tokens: Option<DailyTokens>,
+}
+
+/// The day's token use against `agent.max_tokens_per_day`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DailyTokens {
+    /// Tokens used this UTC day.
+    pub used: u64,
+    /// The limit.
+    pub limit: u64,
+    /// The next UTC midnight, when the count starts over.
+    #[serde(with = "rfc3339")]
+    pub resets_at: Timestamp,
 }
 
 /// Everything known about one issue (`GET /api/v1/<identifier>`).
@@ -268,6 +283,11 @@ impl Orchestrator {
                 ticks_completed: self.ticks_completed,
                 next_poll_at: self.next_poll,
                 completed_runs: self.completed_runs,
+                daily_tokens: self.config.max_tokens_per_day.map(|limit| DailyTokens {
+                    used: self.today.used(now),
+                    limit,
+                    resets_at: crate::budget::DayUse::resets_at(now),
+                }),
             },
         }
     }

@@ -84,6 +84,7 @@ impl Orchestrator {
                 let delta = absorb_totals(&mut entry.reported, latest);
                 add_tokens(&mut entry.tokens, delta);
                 add_tokens(&mut self.totals, delta);
+                self.today.add(now, delta.total_tokens);
                 let used = entry.spent(now).tokens;
                 if let Some(limit) = self.config.max_tokens_per_issue
                     && !stopping

@@ -100,6 +100,7 @@ struct Knobs {
     turn_budget: Option<u32>,
     runtime_budget_ms: Option<u64>,
     run_timeout_ms: Option<u64>,
+    day_budget: Option<u64>,
 }
 
 impl Knobs {
@@ -122,6 +123,7 @@ impl Knobs {
             max_turns_per_issue: self.turn_budget,
             max_runtime_ms_per_issue: self.runtime_budget_ms,
             run_timeout_ms: self.run_timeout_ms,
+            max_tokens_per_day: self.day_budget,
             workspace_max_age_days: self.max_age_days,
         }
     }
@@ -138,6 +140,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop::option::weighted(0.3, 1u32..=6),
         prop::option::weighted(0.3, 5_000u64..=200_000),
         prop::option::weighted(0.3, 5_000u64..=120_000),
+        prop::option::weighted(0.2, 1_000u64..=50_000),
     );
     (
         (
@@ -156,7 +159,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         .prop_map(
             |(
                 (max_agents, by_state, require_label, max_turns, stall, backoff, poll, budget, age),
-                (turn_budget, runtime_budget_ms, run_timeout_ms),
+                (turn_budget, runtime_budget_ms, run_timeout_ms, day_budget),
             )| {
                 Knobs {
                     max_agents,
@@ -171,6 +174,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                     turn_budget,
                     runtime_budget_ms,
                     run_timeout_ms,
+                    day_budget,
                 }
             },
         )

@@ -1271,3 +1271,42 @@ fn cost_adds_up_over_threads_and_denials_are_kept_once() {
     assert_eq!(row.permission_denials, ["Bash", "WebFetch"]);
     assert_eq!(row.last_event.as_deref(), Some("permission_denied"));
 }
+
+/// Extension `agent.max_tokens_per_day` (issue 18): once the UTC day's tokens reach the budget,
+/// nothing new starts (running agents finish; retries wait) until the next day.
+#[test]
+fn the_daily_token_budget_stops_new_dispatch_until_the_next_utc_day() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_tokens_per_day: Some(1_000),
+        max_concurrent_agents: 1,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.turn(1, "t1", 800); // 800 in, 400 out: 1,200 today
+    sim.respond_all();
+    sim.exit(1, ExitOutcome::Normal);
+    sim.put(issue(2, "Todo"));
+    sim.advance(40_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1"], "nothing new today");
+    let snapshot = sim.orch.snapshot(sim.now);
+    let daily = snapshot.dispatch.daily_tokens.expect("shown");
+    assert_eq!((daily.used, daily.limit), (1_200, 1_000));
+    assert_eq!(daily.resets_at, T0.plus_millis(86_400_000));
+    assert!(
+        snapshot
+            .waiting
+            .iter()
+            .any(|w| w.reason.contains("daily token budget is used")),
+        "{:?}",
+        snapshot.waiting
+    );
+    // The next day: work starts again.
+    sim.advance(86_400_000);
+    sim.run_until(|s| dispatched(s).len() >= 2);
+    let day2 = sim.orch.snapshot(sim.now).dispatch.daily_tokens.unwrap();
+    assert_eq!(day2.used, 0, "a new day counts from zero");
+    insta::assert_snapshot!(sim.transcript);
+}

@@ -234,6 +234,8 @@ pub struct AgentConfig {
     pub max_runtime_ms_per_issue: Option<u64>,
     /// Wall-clock milliseconds one run may take before it is stopped and retried.
     pub run_timeout_ms: Option<u64>,
+    /// Tokens all runs may use in one UTC day; `None`: no limit.
+    pub max_tokens_per_day: Option<u64>,
 }
 
 /// `server` (HTTP extension, SPEC 13.7).
@@ -308,6 +310,7 @@ impl ServiceConfig {
             max_turns_per_issue: self.agent.max_turns_per_issue,
             max_runtime_ms_per_issue: self.agent.max_runtime_ms_per_issue,
             run_timeout_ms: self.agent.run_timeout_ms,
+            max_tokens_per_day: self.agent.max_tokens_per_day,
             workspace_max_age_days: self.workspace.max_age_days,
             stall_timeout_ms: self.agent.stall_timeout_ms,
         }
@@ -1267,6 +1270,7 @@ impl Reader<'_> {
                 "max_runtime_seconds_per_claim",
                 "run_timeout_ms",
                 "timeout",
+                "max_tokens_per_day",
                 "stall_timeout_ms",
                 "default",
             ],
@@ -1311,6 +1315,9 @@ impl Reader<'_> {
                 .map(|n| n as u32);
         let max_runtime_ms_per_issue = self.runtime_budget(&mut section)?;
         let run_timeout_ms = self.run_timeout(&mut section)?;
+        let max_tokens_per_day =
+            (self.optional_int(&section, "agent.max_tokens_per_day", 1..=i64::MAX)?)
+                .map(|n| n as u64);
         let key = "agent.max_concurrent_agents_by_state";
         let mut by_state = BTreeMap::new();
         match Self::get(&section, "max_concurrent_agents_by_state") {
@@ -1362,6 +1369,7 @@ impl Reader<'_> {
             max_turns_per_issue,
             max_runtime_ms_per_issue,
             run_timeout_ms,
+            max_tokens_per_day,
         })
     }
 
