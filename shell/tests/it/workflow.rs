@@ -1002,12 +1002,12 @@ fn aiops_run_limits_are_read_in_their_units_and_reach_the_scheduler() {
     ));
     assert_eq!(w.config.agent.run_timeout_ms, Some(5000));
     assert_eq!(w.config.agent.max_runtime_ms_per_issue, Some(9000));
-    let w = ok(&with_front_matter(
+    assert_eq!(w.config.agent.max_turns_per_issue, Some(3));
+    let daily = ok(&with_front_matter(
         &format!("{LINEAR}agent:\n  max_tokens_per_day: 2000000\n"),
         "",
     ));
-    assert_eq!(w.config.scheduler().max_tokens_per_day, Some(2_000_000));
-    assert_eq!(w.config.agent.max_turns_per_issue, Some(3));
+    assert_eq!(daily.config.scheduler().max_tokens_per_day, Some(2_000_000));
     let w = ok(&with_front_matter(LINEAR, ""));
     let scheduler = w.config.scheduler();
     assert_eq!(
