@@ -102,6 +102,16 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
     if let Some(low) = state["dispatch"]["disk_low"].as_str() {
         let _ = writeln!(out, "{}", fit(&format!("dispatch paused: {low}"), width));
     }
+    let daily = &state["dispatch"]["daily_tokens"];
+    if let (Some(used), Some(limit)) = (daily["used"].as_u64(), daily["limit"].as_u64()) {
+        let resets = daily["resets_at"].as_str().unwrap_or("");
+        let line = if used >= limit {
+            format!("dispatch paused: daily token budget used ({used} of {limit}), resets {resets}")
+        } else {
+            format!("tokens today: {used} of {limit}, resets {resets}")
+        };
+        let _ = writeln!(out, "{}", fit(&line, width));
+    }
     let _ = writeln!(out, "\nRUNNING");
     let rows = state["running"].as_array().cloned().unwrap_or_default();
     if rows.is_empty() {
@@ -322,6 +332,37 @@ fn restore_terminal(saved: Option<rustix::termios::Termios>) {
             std::io::stdin(),
             rustix::termios::OptionalActions::Now,
             &saved,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daily_token_budget_shows_and_says_when_it_pauses_dispatch() {
+        let mut state = serde_json::json!({
+            "generated_at": "2026-01-01T00:01:00Z",
+            "counts": {"running": 0, "retrying": 0, "blocked": 0, "waiting": 0},
+            "running": [], "retrying": [], "blocked": [], "waiting": [],
+            "codex_totals": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+                             "seconds_running": 0.0},
+            "dispatch": {"ready": true, "preflight_error": null, "disk_low": null}
+        });
+        assert!(!render("http://x", &state, 120).contains("tokens today"));
+        state["dispatch"]["daily_tokens"] =
+            serde_json::json!({"used": 10, "limit": 1000, "resets_at": "2026-01-02T00:00:00Z"});
+        let text = render("http://x", &state, 120);
+        assert!(
+            text.contains("tokens today: 10 of 1000, resets 2026-01-02T00:00:00Z"),
+            "{text}"
+        );
+        state["dispatch"]["daily_tokens"]["used"] = serde_json::json!(1000);
+        let text = render("http://x", &state, 120);
+        assert!(
+            text.contains("dispatch paused: daily token budget used (1000 of 1000)"),
+            "{text}"
         );
     }
 }

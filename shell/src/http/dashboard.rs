@@ -34,6 +34,7 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
   {% if state.dispatch.ready %}<span class="pill">ready</span>{% else %}<span class="pill warn">starting</span>{% endif %}
   {% if state.dispatch.preflight_error %}<span class="pill warn">dispatch paused: {{ state.dispatch.preflight_error.class }}</span>{% endif %}
   {% if state.dispatch.disk_low %}<span class="pill warn">{{ state.dispatch.disk_low }}</span>{% endif %}
+  {% if state.dispatch.daily_tokens %}<span class="pill{% if state.dispatch.daily_tokens.used >= state.dispatch.daily_tokens.limit %} warn{% endif %}" id="daily-tokens">tokens today: {{ state.dispatch.daily_tokens.used }} of {{ state.dispatch.daily_tokens.limit }}, resets {{ state.dispatch.daily_tokens.resets_at }}</span>{% endif %}
   · {{ state.counts.running }} running · {{ state.counts.retrying }} retrying · {{ state.counts.blocked }} held · {{ state.counts.waiting }} waiting
 </div>
 
@@ -198,6 +199,15 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<b>hi</b>"));
+        assert!(!html.contains("daily-tokens"), "no budget, no pill");
+        let mut spent = state.clone();
+        spent["dispatch"]["daily_tokens"] = serde_json::json!(
+            {"used": 1200, "limit": 1000, "resets_at": "2026-01-02T00:00:00Z"});
+        let html = render(&spent);
+        assert!(
+            html.contains("class=\"pill warn\" id=\"daily-tokens\">tokens today: 1200 of 1000, resets 2026-01-02T00:00:00Z"),
+            "{html}"
+        );
         assert!(html.contains("boom") && html.contains("MT-2"));
         assert!(
             !html.contains("http://") && !html.contains("https://"),
