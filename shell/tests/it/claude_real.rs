@@ -115,19 +115,6 @@ fn completed(u: &AgentUpdate) -> bool {
     matches!(u, AgentUpdate::TurnCompleted { .. })
 }
 
-fn last_tokens(seen: &[AgentUpdate]) -> (u64, u64, u64) {
-    (seen.iter().rev())
-        .find_map(|u| match u {
-            AgentUpdate::TokenUsage {
-                input_tokens,
-                output_tokens,
-                total_tokens,
-            } => Some((*input_tokens, *output_tokens, *total_tokens)),
-            _ => None,
-        })
-        .expect("token usage reported")
-}
-
 /// Two turns on one Claude session: the first runs a Bash call that writes a file in the
 /// workspace; the second continues the same session with `--resume` (its request carries the
 /// first turn). Token totals are the fake's usage, summed once per model call.
@@ -176,7 +163,7 @@ fn two_turns_on_one_session_with_resume_and_exact_tokens() {
     let calls = 4;
     let prompt = (input + cache_creation + cache_read) * calls;
     assert_eq!(
-        last_tokens(&seen),
+        support::last_tokens(&seen),
         (prompt, output * calls, prompt + output * calls)
     );
     // The session's cost, cumulative, reported after each turn (the CLI prices the fake model

@@ -185,18 +185,7 @@ fn one_attempt_through_the_real_codex_app_server() {
     // Tokens: the last absolute total equals the sum of what the fake reported.
     let calls = *calls.lock().unwrap();
     assert_eq!(calls, 3, "exec, tool, final message");
-    let last_total = seen
-        .iter()
-        .rev()
-        .find_map(|u| match u {
-            AgentUpdate::TokenUsage {
-                input_tokens,
-                output_tokens,
-                total_tokens,
-            } => Some((*input_tokens, *output_tokens, *total_tokens)),
-            _ => None,
-        })
-        .expect("token usage reported");
+    let last_total = support::last_tokens(&seen);
     let n = calls as u64;
     assert_eq!(
         last_total,

@@ -225,3 +225,17 @@ pub(crate) fn spawn_session<A: symphony::agent::Runner + 'static>(
     });
     (control, updates, session)
 }
+
+/// The last absolute token totals an agent reported: (input, output, total).
+pub(crate) fn last_tokens(seen: &[symphony_core::AgentUpdate]) -> (u64, u64, u64) {
+    (seen.iter().rev())
+        .find_map(|u| match u {
+            symphony_core::AgentUpdate::TokenUsage {
+                input_tokens,
+                output_tokens,
+                total_tokens,
+            } => Some((*input_tokens, *output_tokens, *total_tokens)),
+            _ => None,
+        })
+        .expect("token usage reported")
+}
