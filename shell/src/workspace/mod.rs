@@ -357,6 +357,13 @@ impl WorkspaceManager {
             self.hook_env(context),
             Duration::from_millis(self.hooks.timeout_ms),
         );
+        crate::audit::record(crate::audit::Entry {
+            kind: "hook_run".into(),
+            issue: Some(context.identifier.to_owned()),
+            data: serde_json::json!({"hook": kind.name(), "ok": outcome.succeeded(),
+                "result": outcome.describe(), "elapsed_ms": outcome.elapsed.as_millis() as u64}),
+            ..crate::audit::Entry::default()
+        });
         if outcome.succeeded() {
             tracing::info!(
                 issue_id = context.issue_id,

@@ -879,7 +879,8 @@ fn a_claim_out_of_turns_is_held_not_continued() {
 #[test]
 fn a_run_leaves_a_verifiable_audit_trail_in_the_state_root() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    let hooks = workflow("").replace("polling:", "hooks:\n  before_run: echo ready\npolling:");
+    std::fs::write(dir.path().join("WORKFLOW.md"), hooks).unwrap();
     issue(dir.path(), "A-1", "Todo", "");
     let mut daemon = Daemon::start(dir.path(), &[]);
     daemon.wait_for("A-1 released", |l| {
@@ -908,6 +909,7 @@ fn a_run_leaves_a_verifiable_audit_trail_in_the_state_root() {
         "prompt_sent",
         "tracker_write",
         "workspace_removed",
+        "hook_run",
     ] {
         assert!(
             text.contains(&format!("\"type\":\"{kind}\"")),
