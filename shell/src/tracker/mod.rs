@@ -2,6 +2,7 @@
 //! [`symphony_core::Issue`]s and typed [`TrackerError`]s; the core sees nothing else.
 
 pub(crate) mod closing;
+mod forge;
 pub mod gitea;
 pub mod github;
 pub mod kinds;

@@ -226,17 +226,22 @@ impl GiteaTracker {
         self.terminal.contains(&normalize(state))
     }
 
-    /// Normalises `item`, logging a label problem once per change.
-    fn read(&self, item: &Value) -> Option<Issue> {
+    /// SPEC 11.3 normalisation of `item` with this adapter's state labels and repository.
+    fn normalize(&self, item: &Value) -> Option<Read> {
         let closed_state = self.terminal_name();
         let terminal = |s: &str| self.is_terminal(s);
-        let read = normalize_record(
+        normalize_record(
             item,
             &self.state_labels,
             &closed_state,
             &terminal,
             &self.repo,
-        )?;
+        )
+    }
+
+    /// Normalises `item`, logging a label problem once per change.
+    fn read(&self, item: &Value) -> Option<Issue> {
+        let read = self.normalize(item)?;
         let number = item["number"].as_u64()?;
         let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
         match &read.problem {
@@ -345,15 +350,7 @@ impl GiteaTracker {
     /// named `owner/name#N` and without an id here.
     fn blocker(&self, item: &Value) -> Option<BlockerRef> {
         let number = item["number"].as_u64()?;
-        let closed_state = self.terminal_name();
-        let terminal = |s: &str| self.is_terminal(s);
-        let read = normalize_record(
-            item,
-            &self.state_labels,
-            &closed_state,
-            &terminal,
-            &self.repo,
-        )?;
+        let read = self.normalize(item)?;
         let repo = item["repository"]["full_name"]
             .as_str()
             .unwrap_or(&self.repo);

@@ -2,8 +2,7 @@
 //! label of the configured set: pure functions over JSON.
 
 use serde_json::{Value, json};
-use symphony_core::issue::normalize;
-use symphony_core::{Issue, IssueId, Timestamp};
+use symphony_core::Issue;
 
 /// The identifier of issue `number` (`GT-12`), and back.
 pub fn identifier(number: u64) -> String {
@@ -95,28 +94,11 @@ pub fn normalize_record(
     if carried.is_empty() && !closed {
         problems.push("no state label".to_owned());
     }
-    let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
     let mut native = serde_json::Map::new();
     native.insert("number".into(), json!(number));
     native.insert("repo".into(), json!(repo));
-    let issue = Issue {
-        id: IssueId(number.to_string()),
-        identifier: identifier(number),
-        title: item["title"].as_str()?.to_owned(),
-        description: item["body"]
-            .as_str()
-            .map(str::to_owned)
-            .filter(|b| !b.is_empty()),
-        state,
-        url: item["html_url"].as_str().map(str::to_owned),
-        assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
-        labels: labels.iter().map(|l| normalize(l)).collect(),
-        created_at: ts(&item["created_at"]),
-        updated_at: ts(&item["updated_at"]),
-        dispatchable: true,
-        native_ref: Some(native),
-        ..Issue::default()
-    };
+    let issue =
+        crate::tracker::forge::issue(item, number, identifier(number), state, &labels, native)?;
     Some(Read {
         issue,
         problem: (!problems.is_empty()).then(|| problems.join("; ")),

@@ -2,8 +2,8 @@
 //! functions over JSON, fuzzed by `fuzz/fuzz_targets/tracker_records.rs`.
 
 use serde_json::{Value, json};
+use symphony_core::Issue;
 use symphony_core::issue::normalize;
-use symphony_core::{Issue, IssueId, Timestamp};
 
 pub use crate::tracker::closing::closing_references;
 
@@ -63,16 +63,16 @@ impl StateLabels {
     }
 
     /// An open issue's state from its labels, if one is a state label.
-    fn issue_state(&self, labels: &[String]) -> Option<String> {
+    fn issue_state<L: AsRef<str>>(&self, labels: &[L]) -> Option<String> {
         match self {
             Self::Prefix { .. } => labels
                 .iter()
-                .find_map(|l| self.state_of(l))
+                .find_map(|l| self.state_of(l.as_ref()))
                 .map(str::to_owned),
             // Configured order decides, not label order, as aiops-platform has it.
             Self::Named(names) => names
                 .iter()
-                .find(|n| labels.iter().any(|l| normalize(l) == normalize(n)))
+                .find(|n| labels.iter().any(|l| normalize(l.as_ref()) == normalize(n)))
                 .cloned(),
         }
     }
@@ -97,15 +97,12 @@ pub fn normalize_record(item: &Value, states: &StateLabels, repo: &str) -> Optio
         return None;
     }
     let number = item["number"].as_u64()?;
-    let labels: Vec<String> = item["labels"]
-        .as_array()
-        .map(|ls| {
-            ls.iter()
-                .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Label objects, or bare names.
+    let labels: Vec<&str> = (item["labels"].as_array().map(Vec::as_slice))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| l["name"].as_str().or_else(|| l.as_str()))
+        .collect();
     let state = if item["state"] == "closed" {
         "Closed".to_owned()
     } else {
@@ -117,32 +114,15 @@ pub fn normalize_record(item: &Value, states: &StateLabels, repo: &str) -> Optio
             .and_then(|p| p.trim().parse::<i64>().ok())
             .filter(|p| (1..=4).contains(p))
     });
-    let ts = |v: &Value| v.as_str().and_then(|s| Timestamp::parse_rfc3339(s).ok());
     let mut native = serde_json::Map::new();
     native.insert("number".into(), json!(number));
     native.insert("repo".into(), json!(repo));
     if let Some(node) = item["node_id"].as_str() {
         native.insert("node_id".into(), json!(node));
     }
-    Some(Issue {
-        id: IssueId(number.to_string()),
-        identifier: format!("GH-{number}"),
-        title: item["title"].as_str()?.to_owned(),
-        description: item["body"]
-            .as_str()
-            .map(str::to_owned)
-            .filter(|b| !b.is_empty()),
-        priority,
-        state,
-        url: item["html_url"].as_str().map(str::to_owned),
-        assignee_id: item["assignee"]["login"].as_str().map(str::to_owned),
-        labels: labels.iter().map(|l| normalize(l)).collect(),
-        created_at: ts(&item["created_at"]),
-        updated_at: ts(&item["updated_at"]),
-        dispatchable: true,
-        native_ref: Some(native),
-        ..Issue::default()
-    })
+    let issue =
+        crate::tracker::forge::issue(item, number, format!("GH-{number}"), state, &labels, native)?;
+    Some(Issue { priority, ..issue })
 }
 
 /// What follows `prefix` (normalised) in `label`, trimmed, when the label starts with it in
