@@ -285,30 +285,8 @@ impl Subject for Github {
     }
 
     fn looping() -> Box<dyn Tracker> {
-        // Two pages that name each other as next.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let link_base = base.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let Some(request) = support::read_request(&stream) else {
-                    continue;
-                };
-                let other = if request.path.contains("page=2") {
-                    1
-                } else {
-                    2
-                };
-                let body = "[]";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLink: \
-                     <{link_base}/repos/acme/app/issues?state=open&per_page=100&page={other}>; \
-                     rel=\"next\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
+        let base = looping_pages(|base, _, other| {
+            format!("{base}/repos/acme/app/issues?state=open&per_page=100&page={other}")
         });
         build(
             &format!(
@@ -370,27 +348,8 @@ impl Subject for Gitea {
     }
 
     fn looping() -> Box<dyn Tracker> {
-        // Two pages that name each other as next.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let link_base = base.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let Some(request) = support::read_request(&stream) else {
-                    continue;
-                };
-                let (path, query) = request.path.split_once('?').unwrap();
-                let other = if query.contains("page=2") { 1 } else { 2 };
-                let body = "[]";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLink: \
-                     <{link_base}{path}?state=open&type=issues&labels=aiops%2Ftodo&page={other}&limit=50>; \
-                     rel=\"next\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
+        let base = looping_pages(|base, path, other| {
+            format!("{base}{path}?state=open&type=issues&labels=aiops%2Ftodo&page={other}&limit=50")
         });
         build(
             &format!(
@@ -523,4 +482,31 @@ async fn github_passes_the_tracker_contract() {
 #[tokio::test]
 async fn gitea_passes_the_tracker_contract() {
     contract::<Gitea>().await;
+}
+
+/// A loopback server whose list pages name each other as next (page 1 links to 2, 2 to 1):
+/// `next(base, path, other)` is the `Link` target. Returns the base URL.
+fn looping_pages(next: fn(&str, &str, u32) -> String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let link_base = base.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some(request) = support::read_request(&stream) else {
+                continue;
+            };
+            let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+            let other = if query.contains("page=2") { 1 } else { 2 };
+            let body = "[]";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLink: <{}>; \
+                 rel=\"next\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                next(&link_base, path, other),
+                body.len()
+            );
+        }
+    });
+    base
 }
