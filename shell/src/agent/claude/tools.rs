@@ -307,4 +307,35 @@ mod tests {
         drop(reader);
         let _ = worker;
     }
+
+    /// Hostile bytes from the agent's side of the socket: a line past the limit, or one that is
+    /// not UTF-8, ends that connection; the server goes on serving others.
+    #[test]
+    fn an_oversized_or_non_utf8_line_closes_only_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tools.sock");
+        let (calls, _session) = channel::<Call>();
+        let _server = ToolsServer::start(&socket, &[], calls, |call| call).unwrap();
+        for hostile in [vec![b'a'; MAX_LINE as usize + 10], b"\xff\xfe{}\n".to_vec()] {
+            let mut stream = UnixStream::connect(&socket).unwrap();
+            // The server may close before reading it all: a failed write is as good.
+            let _ = stream.write_all(&hostile);
+            // Without a limit the server would answer the parse error once input ends.
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+            assert!(
+                rest.is_empty(),
+                "no answer, the connection closed: {rest:?}"
+            );
+        }
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let ping = roundtrip(
+            &mut stream,
+            &mut reader,
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "ping"}),
+        );
+        assert_eq!(ping["result"], json!({}), "still serving");
+    }
 }
