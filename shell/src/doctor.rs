@@ -182,6 +182,29 @@ fn check_agent(workflow: &Workflow, report: &mut Report) {
     }
 }
 
+fn check_sandbox(workflow: &Workflow, report: &mut Report) {
+    let config = &workflow.config.sandbox;
+    if !config.enabled() {
+        let who = if rustix::process::geteuid().is_root() {
+            "root"
+        } else {
+            "the daemon's user"
+        };
+        return report.line(
+            Level::Ok,
+            "sandbox",
+            format!(
+                "none: agents run as {who}, confined only by their own policy (sandbox.backend: \
+                 bubblewrap adds one)"
+            ),
+        );
+    }
+    match symphony::host::sandbox::probe(config, &workflow.config.workspace.root) {
+        Ok(found) => report.line(Level::Ok, "sandbox", found),
+        Err(why) => report.line(Level::Fail, "sandbox", why),
+    }
+}
+
 fn check_workspace(workflow: &Workflow, report: &mut Report) {
     let root = &workflow.config.workspace.root;
     let host = LocalHost;
@@ -280,6 +303,7 @@ pub(crate) fn run(args: &CheckArgs) -> Outcome {
                 }
             }
             check_workspace(&workflow, &mut report);
+            check_sandbox(&workflow, &mut report);
             check_http(&workflow, &mut report);
         }
     }

@@ -114,6 +114,7 @@ pub fn version(program: &str) -> Option<String> {
             cwd: &cwd,
             env: std::env::vars_os().collect(),
             stdin: false,
+            writable: &[],
         })
         .ok()?;
     drop(child.stderr.take()); // not read: closed, so it cannot fill and block

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin};
 use std::sync::mpsc::Sender;
 use std::thread;
@@ -60,28 +60,38 @@ pub struct AgentProcess {
     pgid: u32,
 }
 
+/// Where an agent process runs: the host, its working directory (the workspace), and the
+/// directories its runtime writes besides (kept writable by a sandbox).
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    /// The host.
+    pub host: &'a dyn Host,
+    /// The workspace.
+    pub cwd: &'a Path,
+    /// The runtime's own writable directories (Codex home, Claude config dir).
+    pub writable: &'a [PathBuf],
+}
+
 impl AgentProcess {
-    /// Starts `bash -lc <command>` in `cwd` on `host`. stdout lines go to `lines` (ending
-    /// with [`Line::Eof`]); stderr is drained and logged, never parsed.
+    /// Starts `bash -lc <command>` at `place`. stdout lines go to `lines` (ending with
+    /// [`Line::Eof`]); stderr is drained and logged, never parsed.
     pub fn spawn<T: From<Line> + Send + 'static>(
-        host: &dyn Host,
+        place: Place<'_>,
         command: &str,
-        cwd: &Path,
         env: Vec<(OsString, OsString)>,
         lines: Sender<T>,
         identifier: &str,
     ) -> std::io::Result<Self> {
-        Self::spawn_with_args(host, command, &[], cwd, env, lines, identifier)
+        Self::spawn_with_args(place, command, &[], env, lines, identifier)
     }
 
     /// [`Self::spawn`] with `args` after the command, passed as `bash`'s positional parameters
     /// (`bash -lc '<command> "$@"' <command> <args>...`), so no argument is ever re-parsed by a
     /// shell, whatever it contains.
     pub fn spawn_with_args<T: From<Line> + Send + 'static>(
-        host: &dyn Host,
+        place: Place<'_>,
         command: &str,
         args: &[String],
-        cwd: &Path,
         env: Vec<(OsString, OsString)>,
         lines: Sender<T>,
         identifier: &str,
@@ -96,12 +106,13 @@ impl AgentProcess {
             argv.push(command);
             argv.extend(args.iter().map(String::as_str));
         }
-        let mut child = host.launch(&Launch {
+        let mut child = place.host.launch(&Launch {
             program: "bash",
             args: &argv,
-            cwd,
+            cwd: place.cwd,
             env,
             stdin: true,
+            writable: place.writable,
         })?;
         let pgid = child.id();
         let stdin = child.stdin.take();

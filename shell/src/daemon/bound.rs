@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::agent::Runner;
+use crate::host::{Host, Sandboxed};
 use crate::tracker::{self, Tracker};
 use crate::workflow::{PromptTemplate, Workflow};
 use crate::workspace::{IssueRef, WorkspaceManager};
@@ -13,6 +14,8 @@ pub(crate) struct Bound {
     pub(crate) workspace: WorkspaceManager,
     pub(crate) tracker: Arc<dyn Tracker>,
     pub(crate) agent: Arc<dyn Runner>,
+    /// Where the agent runs: the workspace's host, inside the sandbox when one is configured.
+    pub(crate) agent_host: Arc<dyn Host>,
     pub(crate) prompt: PromptTemplate,
     pub(crate) done_state: String,
 }
@@ -56,6 +59,14 @@ impl Bound {
         }
         .map_err(|e| e.to_string())?;
         let agent = (config.agent.kind.build)(config);
+        let agent_host: Arc<dyn Host> = if config.sandbox.enabled() {
+            Arc::new(Sandboxed::new(
+                Arc::clone(workspace.host()),
+                config.sandbox.clone(),
+            ))
+        } else {
+            Arc::clone(workspace.host())
+        };
         let done_state = config
             .tracker
             .terminal_states
@@ -66,6 +77,7 @@ impl Bound {
             workspace,
             tracker,
             agent,
+            agent_host,
             prompt: workflow.prompt,
             done_state,
         })

@@ -157,7 +157,7 @@ fn run_worker(
                     tracker: Arc::clone(&bound.tracker),
                     done_state: bound.done_state.clone(),
                     runtime,
-                    host: Arc::clone(bound.workspace.host()),
+                    host: Arc::clone(&bound.agent_host),
                 };
                 let issue_id = issue.id.clone();
                 let mut update = |update| {

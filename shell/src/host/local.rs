@@ -154,6 +154,7 @@ mod tests {
                 ("PATH".into(), "/usr/bin:/bin".into()),
             ],
             stdin: false,
+            writable: &[],
         };
         let child = LocalHost.launch(&launch).unwrap();
         let pid = child.id();

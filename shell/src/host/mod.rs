@@ -1,12 +1,14 @@
 //! The execution seam: every process the daemon starts for an issue (hooks, agents, `doctor`'s
 //! version probes) and every workspace filesystem operation goes through a [`Host`].
-//! [`LocalHost`] is this machine. Remote hosts (SSH) and sandboxes plug in here; the
-//! workspace manager, the hook runner and the agent runners do not change for them.
+//! [`LocalHost`] is this machine; [`Sandboxed`] wraps a host's agent launches in a sandbox.
+//! Remote hosts (SSH) plug in here too; the workspace manager, the hook runner and the agent
+//! runners do not change for them.
 //!
 //! `.ci/run` keeps the seam whole: no `Command::new` outside `host/`, and no `std::fs` in the
 //! workspace manager, the agent runners or the worker.
 
 mod local;
+pub mod sandbox;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -16,6 +18,7 @@ use std::process::Child;
 use std::time::SystemTime;
 
 pub use local::LocalHost;
+pub use sandbox::Sandboxed;
 
 /// A process to start: `program` with `args` in `cwd`, with exactly `env` as its environment
 /// (the caller has already filtered it), stdout and stderr piped, in a process group of its
@@ -32,6 +35,9 @@ pub struct Launch<'a> {
     pub env: Vec<(OsString, OsString)>,
     /// Whether stdin is a pipe (agents) or `/dev/null` (hooks, probes).
     pub stdin: bool,
+    /// Directories the process writes besides `cwd` (an agent runtime's own home): a sandbox
+    /// keeps them writable.
+    pub writable: &'a [PathBuf],
 }
 
 /// What is at a path, without following a symlink there.

@@ -272,6 +272,8 @@ pub struct ServiceConfig {
     pub repo: RepoConfig,
     /// `policy` and `verify` (aiops-platform's keys).
     pub handoff: HandoffConfig,
+    /// `sandbox`: what wraps the agent process.
+    pub sandbox: crate::host::sandbox::SandboxConfig,
     /// `state.root`: where what must survive a restart lives (the audit log, ...).
     pub state_root: PathBuf,
 }
@@ -353,6 +355,7 @@ const TOP_LEVEL: &[&str] = &[
     "verify",
     "prompt",
     "state",
+    "sandbox",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -387,7 +390,6 @@ pub(crate) fn resolve(
         aliased: BTreeMap::new(),
     };
     r.check_keys(root, "", TOP_LEVEL);
-    r.refuse_sandbox(root)?;
     let repo = r.repo(root)?;
     let handoff = r.handoff(root)?;
     let tracker = r.tracker(root, &repo)?;
@@ -410,6 +412,16 @@ pub(crate) fn resolve(
         };
         crate::agent::codex::read_config(&mut keys)?
     };
+    let sandbox = {
+        let section = r.section(root, "sandbox")?;
+        let mut keys = SectionKeys {
+            reader: &mut r,
+            map: section,
+            prefix: "sandbox",
+            spelled: BTreeMap::new(),
+        };
+        crate::host::sandbox::read_config(&mut keys)?
+    };
     let claude = {
         let section = r.section(root, "claude")?;
         let mut keys = SectionKeys {
@@ -418,15 +430,27 @@ pub(crate) fn resolve(
             prefix: "claude",
             spelled: BTreeMap::new(),
         };
-        crate::agent::claude::read_config(&mut keys)?
+        crate::agent::claude::read_config(&mut keys, sandbox.enabled())?
     };
     if agent.kind.name == "claude"
-        && let Some(problem) = crate::agent::claude::command_problem(&claude.command)
+        && let Some(problem) =
+            crate::agent::claude::command_problem(&claude.command, sandbox.enabled())
     {
         return Err(r.error(ErrorClass::InvalidConfigValue, "claude.command", problem));
     }
     let server = r.server(root, overrides)?;
     let state_root = r.state_root(root, overrides)?;
+    let mut sandbox = sandbox;
+    sandbox.state_root = Some(state_root.clone());
+    // aiops-platform's sandbox.env_allowlist names variables the agent gets, whichever runs.
+    let (mut codex, mut claude) = (codex, claude);
+    for name in &sandbox.env_allowlist {
+        for env in [&mut codex.env, &mut claude.env] {
+            if !env.contains(name) {
+                env.push(name.clone());
+            }
+        }
+    }
     // In file order, so a reader can walk down the file; position-less ones last.
     r.warnings
         .sort_by_key(|w| w.at.map_or((usize::MAX, 0), |at| (at.line, at.col)));
@@ -453,6 +477,7 @@ pub(crate) fn resolve(
             server,
             repo,
             handoff,
+            sandbox,
             state_root,
         },
         sources: r.sources,
@@ -776,24 +801,6 @@ impl Reader<'_> {
             self.base_dir.join(expanded)
         };
         Ok(normalize_path(&absolute))
-    }
-
-    /// aiops-platform's `sandbox.enabled: true` asks for a sandbox this build does not have:
-    /// refused, never run without one (the sandbox issue adds it).
-    fn refuse_sandbox(&self, root: &Mapping) -> Result<(), WorkflowError> {
-        let Some(Value::Mapping(sandbox)) = Self::get(root, "sandbox") else {
-            return Ok(());
-        };
-        if Self::get(sandbox, "enabled") == Some(&Value::Bool(true)) {
-            return Err(self.error(
-                ErrorClass::InvalidConfigValue,
-                "sandbox.enabled",
-                "sandbox.enabled: true asks for a sandbox, and this build has none yet; agents \
-                 would run unconfined, so the workflow is refused (set it to false to run \
-                 without one)",
-            ));
-        }
-        Ok(())
     }
 
     /// `policy.mode` and `verify.commands`.
@@ -1885,6 +1892,16 @@ impl SectionKeys<'_, '_> {
             }
             Some(other) => Err(self.reader.invalid(&written, "true or false", other)),
         }
+    }
+
+    /// A list of paths (`~`, `$VAR`, relative to the workflow), each normalised; empty when
+    /// absent.
+    pub fn paths(&mut self, name: &str) -> Result<Vec<PathBuf>, WorkflowError> {
+        let items = self.strings(name)?.unwrap_or_default();
+        let key = self.key(name);
+        (items.iter())
+            .map(|raw| self.reader.path(&key, raw))
+            .collect()
     }
 
     /// A list of strings as written; `None` when absent.

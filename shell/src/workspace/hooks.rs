@@ -188,6 +188,7 @@ pub fn run_hook(
         cwd: context.workspace,
         env,
         stdin: false,
+        writable: &[],
     });
     let mut child = match spawned {
         Ok(child) => child,

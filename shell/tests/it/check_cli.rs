@@ -202,11 +202,47 @@ fn doctor_passes_a_healthy_local_setup() {
         "git",
         "bash",
         "workspace",
+        "sandbox",
         "http",
     ] {
         assert!(line(&stdout, check).starts_with("ok"), "{stdout}");
     }
     assert!(line(&stdout, "workspace").contains("[DIR]/ws writable"));
+    assert!(
+        line(&stdout, "sandbox").contains("none: agents run as"),
+        "{stdout}"
+    );
+}
+
+/// `doctor` tries the configured sandbox on this host: bubblewrap works here (`.ci/test`
+/// installs it); a `bwrap` that cannot start is a failure naming the package.
+#[test]
+fn doctor_reports_the_sandbox_backend_and_whether_it_works_here() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: bubblewrap\n  network: none\n---\nWork.\n",
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["doctor"], &[]);
+    let stdout = text(&out.stdout, dir.path());
+    let sandbox = line(&stdout, "sandbox");
+    assert!(
+        sandbox.starts_with("ok")
+            && sandbox.contains("bubblewrap (bubblewrap 0.")
+            && sandbox.contains("no network but a private loopback"),
+        "{stdout}"
+    );
+    // No bwrap on PATH: the sandbox cannot work, and doctor says so.
+    let out = symphony(dir.path(), &["doctor"], &[("PATH", "/nonexistent")]);
+    let stdout = text(&out.stdout, dir.path());
+    let sandbox = line(&stdout, "sandbox");
+    assert!(
+        sandbox.starts_with("fail") && sandbox.contains("install bubblewrap"),
+        "{stdout}"
+    );
+    assert_ne!(out.status.code(), Some(0));
 }
 
 #[test]

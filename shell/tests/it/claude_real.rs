@@ -60,6 +60,7 @@ impl Running {
             config,
             secret_names: &[],
             bridge: env!("CARGO_BIN_EXE_symphony").into(),
+            sandboxed: false,
         };
         let (control, updates, session) = support::spawn_session(agent, context);
         Self {

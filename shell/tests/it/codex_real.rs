@@ -31,8 +31,11 @@ fn sse(events: &[Value]) -> String {
         .collect()
 }
 
+/// The shell command the fake model asks `exec_command` to run.
+const WRITE_RESULT: &str = "echo written-by-codex > result.txt";
+
 /// What the fake model answers, from the items after the latest user message.
-fn model_reply(request: &Value, n: usize) -> String {
+fn model_reply(request: &Value, n: usize, exec: &str) -> String {
     let input = request["input"].as_array().cloned().unwrap_or_default();
     let last_user = input
         .iter()
@@ -46,7 +49,7 @@ fn model_reply(request: &Value, n: usize) -> String {
         0 => json!({
             "type": "function_call", "id": format!("fc_{n}"), "call_id": format!("call_{n}"),
             "name": "exec_command",
-            "arguments": json!({"cmd": "echo written-by-codex > result.txt"}).to_string()
+            "arguments": json!({"cmd": exec}).to_string()
         }),
         1 => json!({
             "type": "function_call", "id": format!("fc_{n}"), "call_id": format!("call_{n}"),
@@ -76,8 +79,9 @@ fn model_reply(request: &Value, n: usize) -> String {
     ])
 }
 
-/// Serves the fake Responses API; returns its port and the count of model calls.
-fn fake_model() -> (u16, Arc<Mutex<usize>>) {
+/// Serves the fake Responses API, whose shell call runs `exec`; returns its port and the
+/// count of model calls.
+fn fake_model(exec: &'static str) -> (u16, Arc<Mutex<usize>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let calls = Arc::new(Mutex::new(0usize));
@@ -96,7 +100,7 @@ fn fake_model() -> (u16, Arc<Mutex<usize>>) {
                     *calls += 1;
                     *calls
                 };
-                let events = model_reply(&request, n);
+                let events = model_reply(&request, n, exec);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n{events}"
                 )
@@ -123,7 +127,7 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
 #[test]
 fn one_attempt_through_the_real_codex_app_server() {
     let binary = codex_binary();
-    let (port, calls) = fake_model();
+    let (port, calls) = fake_model(WRITE_RESULT);
     // With bubblewrap installed, codex refuses to create its sandbox helper under the
     // temporary directory ("Refusing to create helper binaries under temporary dir"), and the
     // turn's command never runs. So its TMPDIR is a directory inside CODEX_HOME: the home is
@@ -224,4 +228,62 @@ fn diagnostics(home: &Path, seen: &[AgentUpdate]) -> String {
     }
     out.push_str(&format!("--- updates\n{seen:#?}\n"));
     out
+}
+
+/// The daemon runs the real Codex CLI inside bubblewrap (`sandbox.backend: bubblewrap`): the
+/// turn completes, Codex's own sandboxed shell call writes in the workspace, the host tool
+/// comments on the issue, and from inside, a file beside the operator's SSH key is readable
+/// while the key is not. The home lives under `/var/tmp` so the private `/tmp` inside cannot
+/// be what hides the key.
+#[test]
+fn the_daemon_runs_codex_inside_bubblewrap() {
+    const EXEC: &str = "{ echo written-by-codex; cat \"$HOME/notes.txt\"; cat \"$HOME/.ssh/id_ed25519\"; } > result.txt 2>/dev/null; true";
+    let binary = codex_binary();
+    let (port, calls) = fake_model(EXEC);
+    let dir = tempfile::Builder::new()
+        .prefix("codex-bwrap-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let home = dir.path().join("codex-home");
+    for d in [&home, &home.join("tmp"), &dir.path().join("issues")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let operator = tempfile::Builder::new()
+        .prefix("symphony-operator-home-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::create_dir_all(operator.path().join(".ssh")).unwrap();
+    std::fs::write(operator.path().join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY\n").unwrap();
+    std::fs::write(operator.path().join("notes.txt"), "operator notes\n").unwrap();
+    std::fs::write(
+        dir.path().join("issues/CX-1.md"),
+        "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
+    )
+    .unwrap();
+    let workflow = format!(
+        "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  max_turns: 1\n  max_turns_per_issue: 1\ncodex:\n  command: '{}'\n  read_timeout_ms: 60000\nsandbox:\n  backend: bubblewrap\nserver:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}.\n",
+        // A single-quoted YAML string: its quotes doubled.
+        codex_command(&binary, &home, port).replace('\'', "''")
+    );
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow).unwrap();
+    let operator_home = operator.path().to_str().unwrap();
+    let codex_home = home.to_str().unwrap();
+    let mut daemon = crate::daemon_harness::Daemon::start_with_env(
+        dir.path(),
+        &[],
+        &[("HOME", operator_home), ("CODEX_HOME", codex_home)],
+    );
+    let held = daemon.wait_for("the hold after one turn", |l| {
+        l.contains("held:") && l.contains("issue_identifier=\"CX-1\"")
+    });
+    assert!(held.contains("turn budget used: 1 of 1"), "{held}");
+    let result = std::fs::read_to_string(dir.path().join("ws/CX-1/result.txt"))
+        .unwrap_or_else(|e| panic!("result.txt: {e}\n{}", diagnostics(&home, &[])));
+    assert_eq!(result, "written-by-codex\noperator notes\n");
+    let issue = std::fs::read_to_string(dir.path().join("issues/CX-1.md")).unwrap();
+    assert!(issue.contains("Wrote result.txt"), "{issue}");
+    assert_eq!(*calls.lock().unwrap(), 3, "exec, tool, final message");
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0), "{lines:#?}");
 }

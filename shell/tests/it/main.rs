@@ -31,6 +31,7 @@ mod linear;
 mod local_tracker;
 mod readme;
 mod replay;
+mod sandbox;
 mod status;
 mod watch;
 mod workflow;

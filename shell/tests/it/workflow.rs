@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use symphony::host::sandbox::{Backend, Network};
 use symphony::tracker::linear::LinearSettings;
 use symphony::tracker::local::LocalSettings;
 use symphony::workflow::{
@@ -933,11 +934,67 @@ fn the_claude_section_reads_its_flags_and_refuses_unconfined_bypass() {
 }
 
 #[test]
-fn a_sandbox_asked_for_and_not_built_is_refused_never_skipped() {
-    let e = aiops_fixture("sandbox-enabled.md").unwrap_err();
-    assert_eq!(e.class, ErrorClass::InvalidConfigValue);
-    assert_eq!(e.key.as_deref(), Some("sandbox.enabled"));
-    assert!(e.message.contains("unconfined"), "{e}");
+fn aiops_sandbox_keys_turn_the_bubblewrap_sandbox_on() {
+    let w = aiops_fixture("sandbox-enabled.md").unwrap();
+    let sandbox = &w.config.sandbox;
+    assert_eq!(sandbox.backend, Backend::Bubblewrap);
+    assert_eq!(sandbox.network, Network::None);
+    assert_eq!(
+        sandbox.allow_read_paths,
+        [PathBuf::from("/home/op/.config/acme/token")]
+    );
+    assert_eq!(w.config.codex.env, ["ACME_REGION"]);
+    assert_eq!(w.config.claude.env, ["ACME_REGION"]);
+    // `enabled: false` turns a configured backend off; no section means no sandbox.
+    let off = ok(&with_front_matter(
+        &format!("{LINEAR}sandbox:\n  enabled: false\n  backend: bubblewrap\n"),
+        "",
+    ));
+    assert_eq!(off.config.sandbox.backend, Backend::None);
+    assert!(!ok(&with_front_matter(LINEAR, "")).config.sandbox.enabled());
+}
+
+#[test]
+fn sandbox_settings_this_build_cannot_honour_are_refused_with_the_reason() {
+    for (sandbox, key, says) in [
+        ("backend: srt", "sandbox.backend", "srt is not built"),
+        (
+            "backend: firejail",
+            "sandbox.backend",
+            "firejail is not built",
+        ),
+        ("backend: docker", "sandbox.backend", "none or bubblewrap"),
+        (
+            "backend: bubblewrap\n  network: [api.openai.com]",
+            "sandbox.network",
+            "bubblewrap does not have",
+        ),
+        ("network: sometimes", "sandbox.network", "open or none"),
+    ] {
+        let e = load_text(&with_front_matter(
+            &format!("{LINEAR}sandbox:\n  {sandbox}\n"),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.class, ErrorClass::InvalidConfigValue, "{sandbox}");
+        assert_eq!(e.key.as_deref(), Some(key), "{sandbox}");
+        assert!(e.message.contains(says), "{sandbox}: {e}");
+    }
+}
+
+#[test]
+fn claude_may_bypass_permissions_only_inside_the_sandbox() {
+    let claude = "agent:\n  kind: claude\nclaude:\n  permission_mode: bypassPermissions\n";
+    let e = load_text(&with_front_matter(&format!("{LINEAR}{claude}"), "")).unwrap_err();
+    assert!(e.message.contains("turn the sandbox on"), "{e}");
+    let w = ok(&with_front_matter(
+        &format!("{LINEAR}{claude}sandbox:\n  backend: bubblewrap\n"),
+        "",
+    ));
+    assert_eq!(
+        w.config.claude.permission_mode.as_deref(),
+        Some("bypassPermissions")
+    );
 }
 
 #[test]

@@ -54,16 +54,19 @@ pub struct ClaudeConfig {
 /// Why `command` cannot run as the runner's turns, if it cannot: it sets what the runner sets
 /// (`-p`, `--output-format`), or bypasses permissions with no sandbox around the agent
 /// (aiops-platform's examples write `claude -p --permission-mode bypassPermissions ...`).
-pub fn command_problem(command: &str) -> Option<String> {
+pub fn command_problem(command: &str, sandboxed: bool) -> Option<String> {
     let words: Vec<&str> = command.split_whitespace().collect();
-    if words.iter().any(|w| {
-        *w == "bypassPermissions"
-            || w.starts_with("--permission-mode=bypassPermissions")
-            || *w == "--dangerously-skip-permissions"
-    }) {
+    if !sandboxed
+        && words.iter().any(|w| {
+            *w == "bypassPermissions"
+                || w.starts_with("--permission-mode=bypassPermissions")
+                || *w == "--dangerously-skip-permissions"
+        })
+    {
         return Some(
-            "claude.command bypasses permissions, and this build has no sandbox to confine the \
-             agent; remove it and list what the agent may run in claude.allowed_tools"
+            "claude.command bypasses permissions with no sandbox to confine the agent; turn \
+             the sandbox on (sandbox.backend: bubblewrap), or remove it and list what the agent \
+             may run in claude.allowed_tools"
                 .to_owned(),
         );
     }
@@ -85,10 +88,13 @@ pub fn command_problem(command: &str) -> Option<String> {
     })
 }
 
-/// Reads the `claude` section. `bypassPermissions` is refused while there is no sandbox to
-/// wrap the agent: as root the CLI refuses it anyway, and elsewhere it would run every command
-/// the model writes unasked and unconfined.
-pub fn read_config(keys: &mut SectionKeys<'_, '_>) -> Result<ClaudeConfig, WorkflowError> {
+/// Reads the `claude` section. `bypassPermissions` is refused unless the sandbox wraps the
+/// agent (`sandboxed`): without one it would run every command the model writes unasked and
+/// unconfined.
+pub fn read_config(
+    keys: &mut SectionKeys<'_, '_>,
+    sandboxed: bool,
+) -> Result<ClaudeConfig, WorkflowError> {
     keys.check_keys(&[
         "command",
         "model",
@@ -122,13 +128,13 @@ pub fn read_config(keys: &mut SectionKeys<'_, '_>) -> Result<ClaudeConfig, Workf
             let expected = format!("one of {}", PERMISSION_MODES.join(", "));
             return Err(keys.invalid("permission_mode", &expected, mode));
         }
-        if mode == "bypassPermissions" {
+        if mode == "bypassPermissions" && !sandboxed {
             return Err(keys.error(
                 ErrorClass::InvalidConfigValue,
                 "permission_mode",
                 "claude.permission_mode: bypassPermissions would let the agent run anything \
-                 unasked, and this build has no sandbox to confine it (the CLI refuses it as \
-                 root anyway); list what it may run in claude.allowed_tools instead",
+                 unasked with no sandbox to confine it; turn the sandbox on (sandbox.backend: \
+                 bubblewrap), or list what it may run in claude.allowed_tools instead",
             ));
         }
     }

@@ -25,7 +25,7 @@ pub use config::{ClaudeConfig, DEFAULT_ALLOWED_TOOLS, command_problem, read_conf
 use stream::Outcome;
 
 use super::kinds::{Preflight, RunnerKind, cli_preflight};
-use super::process::{AgentProcess, Line, agent_env};
+use super::process::{AgentProcess, Line, Place, agent_env};
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 use crate::host::Host;
 use crate::workflow::ServiceConfig;
@@ -42,6 +42,7 @@ fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
         config: config.claude.clone(),
         secret_names: config.tracker.kind.secret_vars,
         bridge: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("symphony")),
+        sandboxed: config.sandbox.enabled(),
     })
 }
 
@@ -50,7 +51,9 @@ fn build(config: &ServiceConfig) -> Arc<dyn Runner> {
 fn preflight(config: &ServiceConfig) -> Preflight {
     let install = "npm install -g @anthropic-ai/claude-code";
     match cli_preflight(&config.claude.command, "claude", install) {
-        Preflight::Ready(found) if rustix::process::geteuid().is_root() => {
+        Preflight::Ready(found)
+            if rustix::process::geteuid().is_root() && !config.sandbox.enabled() =>
+        {
             Preflight::Ready(format!(
                 "{found}; running as root with no sandbox around the agent: it can do anything root can"
             ))
@@ -73,6 +76,9 @@ pub struct ClaudeAgent {
     pub secret_names: &'static [&'static str],
     /// The `symphony` binary, whose `mcp-bridge` Claude starts to reach the host tools.
     pub bridge: PathBuf,
+    /// Whether the agent runs inside the workflow's sandbox: the CLI is told (`IS_SANDBOX=1`,
+    /// which it requires before it bypasses permissions as root).
+    pub sandboxed: bool,
 }
 
 enum Incoming {
@@ -127,6 +133,9 @@ impl Runner for ClaudeAgent {
         })?;
         let mut env = agent_env(std::env::vars_os(), &self.config.env, self.secret_names);
         env.push(("CLAUDE_CONFIG_DIR".into(), config_dir.clone().into()));
+        if self.sandboxed {
+            env.push(("IS_SANDBOX".into(), "1".into()));
+        }
         let (tx, rx) = channel();
         let server = tools::ToolsServer::start(
             &config_dir.join("tools.sock"),
@@ -225,11 +234,15 @@ impl ClaudeSession {
         let args = self.args(resume.as_deref());
         let context = io.context();
         let identifier = context.issue.identifier.clone();
+        let place = Place {
+            host: context.host.as_ref(),
+            cwd: &context.workspace,
+            writable: std::slice::from_ref(&self.config_dir),
+        };
         let mut process = AgentProcess::spawn_with_args(
-            context.host.as_ref(),
+            place,
             &self.config.command,
             &args,
-            &context.workspace,
             self.env.clone(),
             self.tx.clone(),
             &identifier,

@@ -7,13 +7,14 @@
 
 mod config;
 
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use symphony_core::{AgentUpdate, ExitOutcome};
 
-pub use super::process::{AgentProcess, Line, MAX_LINE, agent_env};
+pub use super::process::{AgentProcess, Line, MAX_LINE, Place, agent_env};
 
 use super::session::{Runner, RunnerSession, SessionIo, TurnEnd, Waker, stopped_by_orchestrator};
 pub use config::{ApprovalDecision, CodexConfig, read_config};
@@ -494,10 +495,19 @@ impl Runner for CodexAgent {
         let (tx, rx): (Sender<Incoming>, Receiver<Incoming>) = channel();
         let env = agent_env(std::env::vars_os(), &self.env_names, self.secret_names);
         let context = io.context();
+        // Codex keeps its auth, sessions and helper binaries in its home: a sandbox keeps it
+        // writable.
+        let home = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let codex_home = (home("CODEX_HOME").map(PathBuf::from))
+            .or_else(|| home("HOME").map(|h| PathBuf::from(h).join(".codex")));
+        let place = Place {
+            host: context.host.as_ref(),
+            cwd: &context.workspace,
+            writable: codex_home.as_slice(),
+        };
         let process = AgentProcess::spawn(
-            context.host.as_ref(),
+            place,
             &self.config.command,
-            &context.workspace,
             env,
             tx.clone(),
             &context.issue.identifier,

@@ -1,0 +1,632 @@
+//! The sandbox around the agent (`sandbox.backend: bubblewrap`): a [`Host`] that starts every
+//! agent process inside `bwrap` and leaves everything else (workspace files, hooks) to the host
+//! it wraps. Hooks are the operator's own code and stay outside.
+//!
+//! Inside, the agent sees the system read-only, its issue's workspace and the runtime's own
+//! home (Codex home, Claude config dir) writable, a private `/tmp`, new PID/IPC/UTS/user
+//! namespaces, and dies with its parent. Credential stores are masked: a directory becomes an
+//! empty tmpfs, a file an empty one, so reading `~/.ssh/id_ed25519` fails. A repository's
+//! `.git/config` and `.git/hooks` are read-only, so the agent cannot plant code that a hook
+//! running outside the sandbox would execute; `.git` itself is a mount point inside, which
+//! cannot be renamed away, and its objects stay writable so commits work. With
+//! `network: none` the agent has only a private loopback.
+//!
+//! As root, the agent runs as uid 1000 in a user namespace (mapped to root outside) with no
+//! capabilities: it cannot unmount a mask or remount the system writable, and the agent's own
+//! sandbox (Codex's `bwrap`) still works nested inside.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+
+use super::{Entry, Host, Launch};
+
+/// Which sandbox wraps the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// None: the agent runs as the daemon's user, confined only by its own policy.
+    #[default]
+    None,
+    /// bubblewrap (`bwrap`, Debian `bubblewrap`).
+    Bubblewrap,
+}
+
+/// What the agent may reach on the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network (the agent must reach its model API).
+    #[default]
+    Open,
+    /// A private loopback only (`--unshare-net`).
+    None,
+}
+
+/// The `sandbox` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxConfig {
+    /// `sandbox.backend` (or aiops-platform's `enabled: true`).
+    pub backend: Backend,
+    /// `sandbox.network`.
+    pub network: Network,
+    /// `sandbox.allow_read_paths` (and aiops-platform's `credential_files`): exceptions to the
+    /// read-deny list, mounted read-only.
+    pub allow_read_paths: Vec<PathBuf>,
+    /// `sandbox.deny_read_paths`: masked besides the built-in list.
+    pub deny_read_paths: Vec<PathBuf>,
+    /// `sandbox.env_allowlist` (aiops-platform's): host variables the agent gets by name.
+    pub env_allowlist: Vec<String>,
+    /// Masked too: the daemon's state root (audit and event logs).
+    #[serde(skip)]
+    pub state_root: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// Whether an agent runs inside a sandbox.
+    pub fn enabled(&self) -> bool {
+        self.backend != Backend::None
+    }
+}
+
+/// Credential stores under the home directory, masked inside: SSH, cloud and container CLIs,
+/// package registries, git credential files, password stores, browsers' profiles (cookies),
+/// and the agent runtimes' own homes (mounted back when the runner needs its own).
+pub const HOME_DENY: &[&str] = &[
+    ".ssh",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".config/gh",
+    ".config/hub",
+    ".config/op",
+    ".config/rclone",
+    ".config/git/credentials",
+    ".git-credentials",
+    ".netrc",
+    ".docker",
+    ".kube",
+    ".gnupg",
+    ".password-store",
+    ".local/share/keyrings",
+    ".terraform.d",
+    ".npmrc",
+    ".yarnrc",
+    ".pypirc",
+    ".gem/credentials",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".m2/settings.xml",
+    ".gradle/gradle.properties",
+    ".vault-token",
+    ".pgpass",
+    ".my.cnf",
+    ".s3cfg",
+    ".boto",
+    ".oci",
+    ".codex",
+    ".claude",
+    ".claude.json",
+    ".config/claude",
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
+];
+
+/// System paths masked inside: password hashes and host keys (readable to a mapped root), and
+/// the sockets of container engines (root on the host to whoever can talk to them).
+pub const SYSTEM_DENY: &[&str] = &[
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd",
+    "/run/podman",
+];
+
+/// Key files looked for under the home directory besides [`HOME_DENY`].
+const KEY_SUFFIXES: [&str; 2] = [".pem", ".key"];
+/// The search for key files stops after this many entries or at this depth (it runs before each
+/// agent launch); what it did not reach is named in `doctor`.
+const SCAN_MAX_ENTRIES: usize = 20_000;
+const SCAN_MAX_DEPTH: usize = 6;
+/// Directories the key search does not enter: caches and build output, large and keyless.
+const SCAN_SKIP: [&str; 8] = [
+    ".cache",
+    "node_modules",
+    ".npm",
+    ".rustup",
+    ".cargo",
+    "target",
+    ".git",
+    ".local",
+];
+
+/// The uid and gid an agent has inside when the daemon runs as root.
+const ROOT_INNER_ID: &str = "1000";
+
+/// One mount instruction for `bwrap`, in order (later ones cover earlier ones).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// An empty tmpfs over a directory.
+    MaskDir(PathBuf),
+    /// An empty file over a file.
+    MaskFile(PathBuf),
+    /// Writable, at the same path.
+    Writable(PathBuf),
+    /// Read-only, at the same path.
+    ReadOnly(PathBuf),
+}
+
+/// What a launch inside the sandbox is made of: the mounts in order, and what was left out
+/// (the key search's limit).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Mounts after the read-only root, `/dev`, `/proc` and the private `/tmp`.
+    pub mounts: Vec<Mount>,
+    /// Whether the key-file search stopped at its limit.
+    pub scan_truncated: bool,
+}
+
+/// Whether `path` is `base` or lies under it (whole components).
+fn within(path: &Path, base: &Path) -> bool {
+    path.starts_with(base)
+}
+
+/// Plans the mounts for an agent in `workspace` that writes `writable` (its runtime's home),
+/// with `home` as the home directory whose credential stores are masked.
+pub fn plan(
+    config: &SandboxConfig,
+    workspace: &Path,
+    writable: &[PathBuf],
+    home: Option<&Path>,
+    runtime_dir: Option<&Path>,
+) -> io::Result<Plan> {
+    let workspace = fs::canonicalize(workspace)?;
+    let writable: Vec<PathBuf> = (writable.iter())
+        .map(|dir| {
+            if !dir.exists() {
+                fs::DirBuilder::new().recursive(true).create(dir)?;
+            }
+            fs::canonicalize(dir)
+        })
+        .collect::<io::Result<_>>()?;
+    let allowed: Vec<PathBuf> = (config.allow_read_paths.iter())
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
+    // What stays reachable: a deny entry at or under one of these is not masked.
+    let kept = |path: &Path| {
+        within(path, &workspace)
+            || writable.iter().any(|w| within(path, w))
+            || allowed.iter().any(|a| within(path, a))
+    };
+    let mut candidates: Vec<PathBuf> = SYSTEM_DENY.iter().map(PathBuf::from).collect();
+    candidates.extend(config.deny_read_paths.iter().cloned());
+    candidates.extend(config.state_root.iter().cloned());
+    candidates.extend(runtime_dir.map(Path::to_path_buf));
+    let mut scan_truncated = false;
+    if let Some(home) = home {
+        candidates.extend(HOME_DENY.iter().map(|rel| home.join(rel)));
+        let mut budget = SCAN_MAX_ENTRIES;
+        let mut found = Vec::new();
+        scan_keys(home, 0, &mut budget, &mut found, &|p: &Path| kept(p));
+        scan_truncated = budget == 0;
+        candidates.extend(found);
+    }
+    let mut mounts = Vec::new();
+    let mut masked: Vec<PathBuf> = Vec::new();
+    for candidate in candidates {
+        // The real place (a symlinked ~/.ssh is masked where it points); nothing to mask
+        // where nothing is.
+        let Ok(real) = fs::canonicalize(&candidate) else {
+            continue;
+        };
+        if kept(&real) || masked.iter().any(|m| within(&real, m)) {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(&real) else {
+            continue;
+        };
+        masked.push(real.clone());
+        mounts.push(if meta.is_dir() {
+            Mount::MaskDir(real)
+        } else {
+            Mount::MaskFile(real)
+        });
+    }
+    // Exceptions inside masked directories come back read-only, then the writable places.
+    for path in &allowed {
+        mounts.push(Mount::ReadOnly(path.clone()));
+    }
+    mounts.push(Mount::Writable(workspace.clone()));
+    for dir in &writable {
+        mounts.push(Mount::Writable(dir.clone()));
+    }
+    mounts.extend(git_metadata(&workspace)?);
+    Ok(Plan {
+        mounts,
+        scan_truncated,
+    })
+}
+
+/// `.git` as a mount point of its own (so it cannot be renamed away), with `config` and
+/// `hooks` read-only over it; `hooks` is created empty first when missing, so none can be added.
+fn git_metadata(workspace: &Path) -> io::Result<Vec<Mount>> {
+    let git = workspace.join(".git");
+    let is_dir = fs::symlink_metadata(&git).is_ok_and(|m| m.is_dir());
+    if !is_dir {
+        return Ok(Vec::new());
+    }
+    let hooks = git.join("hooks");
+    if fs::symlink_metadata(&hooks).is_err() {
+        fs::create_dir(&hooks)?;
+    }
+    let mut mounts = vec![Mount::Writable(git.clone())];
+    for name in ["config", "hooks"] {
+        let path = git.join(name);
+        // A symlink here could point anywhere: refuse the launch rather than guess.
+        let meta = fs::symlink_metadata(&path);
+        if meta.as_ref().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::other(format!(
+                "{} is a symlink; the sandbox will not mount it",
+                path.display()
+            )));
+        }
+        if meta.is_ok() {
+            mounts.push(Mount::ReadOnly(path));
+        }
+    }
+    Ok(mounts)
+}
+
+/// Looks for `*.pem` and `*.key` files under `dir`, within the entry budget and depth.
+fn scan_keys(
+    dir: &Path,
+    depth: usize,
+    budget: &mut usize,
+    found: &mut Vec<PathBuf>,
+    kept: &dyn Fn(&Path) -> bool,
+) {
+    if depth > SCAN_MAX_DEPTH {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        *budget -= 1;
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if kind.is_dir() {
+            if !SCAN_SKIP.contains(&name.as_ref()) && !kept(&path) {
+                scan_keys(&path, depth + 1, budget, found, kept);
+            }
+        } else if kind.is_file() && KEY_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            found.push(path);
+        }
+    }
+}
+
+/// The `bwrap` arguments for `plan`, ending with `--` before the program.
+pub fn bwrap_args(config: &SandboxConfig, plan: &Plan, cwd: &Path, as_root: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    push(&[
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]);
+    if as_root {
+        push(&["--uid", ROOT_INNER_ID, "--gid", ROOT_INNER_ID]);
+    }
+    if config.network == Network::None {
+        push(&["--unshare-net"]);
+    }
+    push(&[
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]);
+    for mount in &plan.mounts {
+        let parts: [&OsStr; 3] = match mount {
+            Mount::MaskDir(p) => ["--tmpfs".as_ref(), p.as_os_str(), OsStr::new("")],
+            Mount::MaskFile(p) => ["--ro-bind".as_ref(), "/dev/null".as_ref(), p.as_os_str()],
+            Mount::Writable(p) => ["--bind".as_ref(), p.as_os_str(), p.as_os_str()],
+            Mount::ReadOnly(p) => ["--ro-bind".as_ref(), p.as_os_str(), p.as_os_str()],
+        };
+        args.extend(
+            parts
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .map(OsString::from),
+        );
+    }
+    args.push("--chdir".into());
+    args.push(cwd.into());
+    args.push("--".into());
+    args
+}
+
+/// A host whose agent launches run inside the sandbox; everything else goes to `inner`.
+#[derive(Debug)]
+pub struct Sandboxed {
+    inner: Arc<dyn Host>,
+    config: SandboxConfig,
+    /// `bwrap`, or the path to it.
+    program: String,
+}
+
+impl Sandboxed {
+    /// Wraps `inner`'s agent launches in `config`'s sandbox.
+    pub fn new(inner: Arc<dyn Host>, config: SandboxConfig) -> Self {
+        Self {
+            inner,
+            config,
+            program: "bwrap".to_owned(),
+        }
+    }
+
+    /// The environment inside: as given, with `TMPDIR` set to the private `/tmp` unless it
+    /// already names a writable place.
+    fn inner_env(env: &[(OsString, OsString)], writable: &[&Path]) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = env.to_vec();
+        let usable = |dir: &OsString| {
+            let dir = Path::new(dir);
+            writable.iter().any(|w| within(dir, w))
+        };
+        env.retain(|(k, v)| k != "TMPDIR" || usable(v));
+        if !env.iter().any(|(k, _)| k == "TMPDIR") {
+            env.push(("TMPDIR".into(), "/tmp".into()));
+        }
+        env
+    }
+}
+
+fn env_value<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsString> {
+    env.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+impl Host for Sandboxed {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn launch(&self, launch: &Launch<'_>) -> io::Result<Child> {
+        let home = env_value(&launch.env, "HOME").map(PathBuf::from);
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let plan = plan(
+            &self.config,
+            launch.cwd,
+            launch.writable,
+            home.as_deref(),
+            runtime_dir.as_deref(),
+        )?;
+        let as_root = rustix::process::geteuid().is_root();
+        let mut args = bwrap_args(&self.config, &plan, launch.cwd, as_root);
+        args.push(launch.program.into());
+        args.extend(launch.args.iter().map(OsString::from));
+        let strings: Vec<String> = (args.into_iter())
+            .map(|a| {
+                a.into_string().map_err(|a| {
+                    io::Error::other(format!(
+                        "a sandbox path is not UTF-8: {}",
+                        a.to_string_lossy()
+                    ))
+                })
+            })
+            .collect::<io::Result<_>>()?;
+        let argv: Vec<&str> = strings.iter().map(String::as_str).collect();
+        let mut writable: Vec<&Path> = vec![launch.cwd];
+        writable.extend(launch.writable.iter().map(PathBuf::as_path));
+        self.inner.launch(&Launch {
+            program: &self.program,
+            args: &argv,
+            cwd: launch.cwd,
+            env: Self::inner_env(&launch.env, &writable),
+            stdin: launch.stdin,
+            writable: &[],
+        })
+    }
+
+    fn entry(&self, path: &Path) -> io::Result<Option<Entry>> {
+        self.inner.entry(path)
+    }
+
+    fn create_dir(&self, path: &Path, private: bool) -> io::Result<()> {
+        self.inner.create_dir(path, private)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        self.inner.canonicalize(path)
+    }
+
+    fn write_file(&self, path: &Path, bytes: &[u8], append: bool) -> io::Result<()> {
+        self.inner.write_file(path, bytes, append)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+
+    fn list_dirs(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dirs(path)
+    }
+
+    fn free_space_mb(&self, path: &Path) -> io::Result<u64> {
+        self.inner.free_space_mb(path)
+    }
+}
+
+/// Reads the `sandbox` section: ours (`backend`, `network`, `allow_read_paths`,
+/// `deny_read_paths`) and aiops-platform's (`enabled`, `credential_files` as paths the agent may
+/// read, `env_allowlist`).
+pub fn read_config(
+    keys: &mut crate::workflow::SectionKeys<'_, '_>,
+) -> Result<SandboxConfig, crate::workflow::WorkflowError> {
+    use crate::workflow::ErrorClass;
+    keys.check_keys(&[
+        "backend",
+        "enabled",
+        "network",
+        "allow_read_paths",
+        "deny_read_paths",
+        "credential_files",
+        "env_allowlist",
+    ]);
+    let enabled = keys.raw("enabled", None);
+    let backend = match keys.verbatim("backend")?.as_deref() {
+        None => {
+            keys.defaulted("backend");
+            match enabled {
+                Some(serde_json::Value::Bool(true)) => Backend::Bubblewrap,
+                _ => Backend::None,
+            }
+        }
+        Some("none") => Backend::None,
+        Some("bubblewrap" | "bwrap") => Backend::Bubblewrap,
+        Some(other @ ("srt" | "firejail")) => {
+            return Err(keys.error(
+                ErrorClass::InvalidConfigValue,
+                "backend",
+                format!(
+                    "sandbox.backend: {other} is not built in this version; bubblewrap is \
+                     (sandbox.backend: bubblewrap), or none"
+                ),
+            ));
+        }
+        Some(other) => return Err(keys.invalid("backend", "none or bubblewrap", other)),
+    };
+    // aiops-platform's `enabled: false` turns a configured backend off.
+    let backend = match enabled {
+        Some(serde_json::Value::Bool(false)) => Backend::None,
+        Some(serde_json::Value::Bool(true)) | None => backend,
+        Some(other) => {
+            return Err(keys.invalid("enabled", "true or false", &other.to_string()));
+        }
+    };
+    let network = match keys.raw("network", None) {
+        None => Network::Open,
+        Some(serde_json::Value::Bool(true)) => Network::Open,
+        Some(serde_json::Value::Bool(false)) => Network::None,
+        Some(serde_json::Value::String(s)) if s == "open" => Network::Open,
+        Some(serde_json::Value::String(s)) if ["none", "off", "block"].contains(&s.as_str()) => {
+            Network::None
+        }
+        Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+            return Err(keys.error(
+                ErrorClass::InvalidConfigValue,
+                "network",
+                "sandbox.network: a list of allowed domains needs a filtering proxy, which \
+                 bubblewrap does not have (it can only cut the network off); use open or none, \
+                 and filter egress at the host",
+            ));
+        }
+        Some(other) => return Err(keys.invalid("network", "open or none", &other.to_string())),
+    };
+    let mut allow_read_paths = keys.paths("allow_read_paths")?;
+    allow_read_paths.extend(keys.paths("credential_files")?);
+    let deny_read_paths = keys.paths("deny_read_paths")?;
+    let env_allowlist = keys.var_names("env_allowlist")?;
+    Ok(SandboxConfig {
+        backend,
+        network,
+        allow_read_paths,
+        deny_read_paths,
+        env_allowlist,
+        state_root: None,
+    })
+}
+
+/// Whether the sandbox works on this host, for `doctor`: the `bwrap` version and a trial run
+/// of `true` inside, in a scratch directory under `scratch_parent`, with the plan the agent
+/// would get; a description of what it confines, or why it does not work.
+pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, String> {
+    let version = std::process::Command::new("bwrap")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("bwrap cannot be started ({e}); install bubblewrap"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let scratch = scratch_parent.join(format!(".symphony-sandbox-probe-{}", std::process::id()));
+    fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let trial = (|| {
+        let plan = plan(config, &scratch, &[], home.as_deref(), None)?;
+        let host = Sandboxed::new(Arc::new(super::LocalHost), config.clone());
+        let env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+        let output = host
+            .launch(&Launch {
+                program: "true",
+                args: &[],
+                cwd: &scratch,
+                env,
+                stdin: false,
+                writable: &[],
+            })?
+            .wait_with_output()?;
+        io::Result::Ok((plan, output))
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    let (plan, output) = trial.map_err(|e| format!("{version}: cannot plan a sandbox: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!(
+            "{version} cannot make a sandbox on this host: {} (unprivileged user namespaces \
+             may be off: kernel.unprivileged_userns_clone, or an AppArmor profile for bwrap)",
+            stderr.trim()
+        ));
+    }
+    let masked = (plan.mounts.iter())
+        .filter(|m| matches!(m, Mount::MaskDir(_) | Mount::MaskFile(_)))
+        .count();
+    let network = match config.network {
+        Network::Open => "network open",
+        Network::None => "no network but a private loopback",
+    };
+    let scan = if plan.scan_truncated {
+        format!(
+            "; the search for *.pem and *.key under the home stopped at {SCAN_MAX_ENTRIES} \
+             entries: list other key files in sandbox.deny_read_paths"
+        )
+    } else {
+        String::new()
+    };
+    Ok(format!(
+        "bubblewrap ({version}) works here: system read-only, the workspace writable, \
+         {masked} credential paths masked, {network}{scan}"
+    ))
+}
