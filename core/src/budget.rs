@@ -91,6 +91,11 @@ impl DayUse {
         self.tokens = self.tokens.saturating_add(tokens);
     }
 
+    /// The UTC day of `now`, in days since the epoch.
+    pub(crate) fn day_of(now: Timestamp) -> u64 {
+        now.0 / DAY_MS
+    }
+
     /// Tokens used on `now`'s day.
     pub(crate) fn used(&self, now: Timestamp) -> u64 {
         if now.0 / DAY_MS == self.day {

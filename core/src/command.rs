@@ -248,6 +248,8 @@ pub enum Reason {
     },
     /// The service is shutting down.
     Shutdown,
+    /// An operator stopped the run (extension); the issue is held until it changes.
+    OperatorStop,
     /// After a turn the issue was no longer active: the run's work moved it (to this state).
     /// A successful end, counted in `completed_runs`.
     Completed {
@@ -278,6 +280,7 @@ impl fmt::Display for Reason {
             }
             Self::RunTimeout { limit_ms } => write!(f, "run timed out after {limit_ms} ms"),
             Self::Shutdown => f.write_str("shutdown"),
+            Self::OperatorStop => f.write_str("stopped by the operator"),
             Self::Completed { state } => write!(f, "run completed: the issue moved to {state:?}"),
         }
     }

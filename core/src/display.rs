@@ -117,6 +117,20 @@ impl Display for Event {
                 write!(f, "disk space recovered: {free_mb} MB free")
             }
             Self::RefreshRequested => f.write_str("operator refresh requested"),
+            Self::PauseRequested { reason } => write!(f, "operator paused dispatch: {reason}"),
+            Self::ResumeRequested => f.write_str("operator resumed dispatch"),
+            Self::StopRequested { identifier } => write!(f, "operator stop of {identifier}"),
+            Self::StateRestored { durable } => write!(
+                f,
+                "state restored: {}, {} tokens on day {}",
+                if durable.paused.is_some() {
+                    "paused"
+                } else {
+                    "not paused"
+                },
+                durable.day_tokens,
+                durable.day
+            ),
             Self::ShutdownRequested => f.write_str("shutdown requested"),
         }
     }

@@ -131,6 +131,25 @@ pub enum Event {
     },
     /// An operator asked for an immediate poll and reconciliation (SPEC 13.7.2 refresh).
     RefreshRequested,
+    /// An operator paused dispatch (extension): nothing new starts until
+    /// [`Event::ResumeRequested`]; running agents go on.
+    PauseRequested {
+        /// Why, as the operator said it (may be empty).
+        reason: String,
+    },
+    /// An operator resumed dispatch; a poll follows at once.
+    ResumeRequested,
+    /// An operator asked to end the live run of one issue now; the issue is then held until it
+    /// changes in the tracker.
+    StopRequested {
+        /// The issue's human-readable key.
+        identifier: String,
+    },
+    /// At start, what the previous process kept (the pause, the day's token use).
+    StateRestored {
+        /// The kept state.
+        durable: crate::operator::Durable,
+    },
     /// SIGINT/SIGTERM: stop dispatching, stop every worker, then report
     /// [`crate::Command::ShutdownComplete`].
     ShutdownRequested,

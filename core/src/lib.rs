@@ -52,6 +52,7 @@ mod display;
 pub mod event;
 pub mod issue;
 pub mod log;
+mod operator;
 mod orchestrator;
 mod reconcile;
 mod retry;
@@ -69,6 +70,7 @@ pub use event::{
     TrackerErrorCategory,
 };
 pub use issue::{BlockerRef, Issue, IssueId};
+pub use operator::{Durable, Pause, StopVerdict};
 pub use orchestrator::Orchestrator;
 pub use retry::failure_backoff_ms;
 pub use snapshot::Snapshot;

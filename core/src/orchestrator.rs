@@ -69,6 +69,9 @@ pub struct Orchestrator {
     /// When the next workspace age sweep is due (`crate::sweep`); `None` before the first.
     #[serde(default)]
     pub(crate) next_sweep: Option<Timestamp>,
+    /// Dispatch paused by an operator (`crate::operator`).
+    #[serde(default)]
+    pub(crate) operator_pause: Option<crate::operator::Pause>,
 }
 
 impl Serialize for Orchestrator {
@@ -153,6 +156,7 @@ impl Orchestrator {
             waiting: BTreeMap::new(),
             waiting_unlisted: 0,
             next_sweep: None,
+            operator_pause: None,
         }
     }
 
@@ -212,6 +216,10 @@ impl Orchestrator {
             }
             Event::DiskSpaceRecovered { .. } => self.disk_low = None,
             Event::RefreshRequested => self.on_refresh_requested(&mut out),
+            Event::PauseRequested { reason } => self.on_pause(reason),
+            Event::ResumeRequested => self.on_resume(&mut out),
+            Event::StopRequested { identifier } => self.on_stop_requested(identifier, &mut out),
+            Event::StateRestored { durable } => self.on_restored(durable),
             Event::ShutdownRequested => self.on_shutdown(&mut out),
         }
         out
@@ -224,7 +232,9 @@ impl Orchestrator {
             return None;
         }
         let poll = self.next_poll.filter(|_| self.tick == TickPhase::Idle);
-        let retry = self.retry_queue.first().map(|(due, _)| *due);
+        let retry = (self.retry_queue.first())
+            .filter(|_| self.operator_pause.is_none())
+            .map(|(due, _)| *due);
         [poll, retry, self.next_run_limit()]
             .into_iter()
             .flatten()
@@ -274,7 +284,11 @@ impl Orchestrator {
             self.start_tick(out);
         }
         self.enforce_run_limits(out);
-        self.fire_due_retries(out);
+        // An operator pause keeps retries waiting as they are (no attempt spent on a check
+        // that could not dispatch); they fire on resume.
+        if self.operator_pause.is_none() {
+            self.fire_due_retries(out);
+        }
     }
 
     /// SPEC 8.1 steps 1-2: reconcile first; candidates are fetched once the refresh answers.
@@ -405,7 +419,7 @@ impl Orchestrator {
         }
     }
 
-    fn on_refresh_requested(&mut self, out: &mut Vec<Command>) {
+    pub(crate) fn on_refresh_requested(&mut self, out: &mut Vec<Command>) {
         match (self.lifecycle, self.tick) {
             (Lifecycle::Running, TickPhase::Idle) => {
                 out.push(Command::RefreshQueued {

@@ -233,10 +233,7 @@ impl Orchestrator {
         if let Some(error) = &self.preflight_error {
             return Err(Ineligible::PreflightFailed(error.class));
         }
-        if let Some(reason) = &self.disk_low {
-            return Err(Ineligible::Paused(reason.clone()));
-        }
-        if let Some(reason) = self.daily_budget_used() {
+        if let Some(reason) = self.pause_cause() {
             return Err(Ineligible::Paused(reason));
         }
         self.issue_eligible(issue)?;
@@ -343,6 +340,14 @@ impl Orchestrator {
         self.note_waiting(notes, out);
     }
 
+    /// What pauses dispatch besides a broken workflow: the operator, low disk, the day's
+    /// token budget, in that order.
+    fn pause_cause(&self) -> Option<String> {
+        (self.operator_pause_reason())
+            .or_else(|| self.disk_low.clone())
+            .or_else(|| self.daily_budget_used())
+    }
+
     /// Why nothing is dispatched at all right now, if it is paused.
     fn paused_reason(&self) -> Option<String> {
         if let Some(error) = &self.preflight_error {
@@ -351,7 +356,7 @@ impl Orchestrator {
                 error.class
             ));
         }
-        let reason = (self.disk_low.clone()).or_else(|| self.daily_budget_used())?;
+        let reason = self.pause_cause()?;
         Some(format!("dispatch paused: {reason}"))
     }
 

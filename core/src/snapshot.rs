@@ -192,6 +192,9 @@ pub struct DispatchStatus {
     /// The daily token budget, when `agent.max_tokens_per_day` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_tokens: Option<DailyTokens>,
+    /// Set while an operator has paused dispatch.
+    #[serde(default)]
+    pub paused: Option<crate::operator::Pause>,
 }
 
 /// The day's token use against `agent.max_tokens_per_day`.
@@ -288,6 +291,7 @@ impl Orchestrator {
                     limit,
                     resets_at: crate::budget::DayUse::resets_at(now),
                 }),
+                paused: self.operator_pause.clone(),
             },
         }
     }

@@ -109,6 +109,27 @@ pub(crate) enum Command {
     /// Show a running daemon's state in the terminal (polls /api/v1/state; bearer token from
     /// $SYMPHONY_TOKEN when set).
     Status(StatusArgs),
+    /// Pause dispatch on a running daemon: nothing new starts (retries wait) until `resume`;
+    /// running agents go on. Kept across restarts.
+    Pause {
+        /// Why, shown in the API, the dashboard and `status`.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        daemon: DaemonUrl,
+    },
+    /// Resume dispatch on a running daemon after `pause`.
+    Resume {
+        #[command(flatten)]
+        daemon: DaemonUrl,
+    },
+    /// End the live run of one issue now; the issue is held until it changes in the tracker.
+    Stop {
+        /// The issue's identifier (for example ABC-123).
+        identifier: String,
+        #[command(flatten)]
+        daemon: DaemonUrl,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -173,6 +194,15 @@ pub(crate) struct DemoArgs {
 
     #[command(flatten)]
     pub(crate) logs: LogFlags,
+}
+
+/// Which daemon an operator command goes to.
+#[derive(Debug, Args)]
+pub(crate) struct DaemonUrl {
+    /// The daemon's HTTP address [default: the local daemon that registered last, else
+    /// http://127.0.0.1:8080]; bearer token from $SYMPHONY_TOKEN when set.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
 }
 
 #[derive(Debug, Args)]

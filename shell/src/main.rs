@@ -218,6 +218,20 @@ fn main() -> ExitCode {
         Some(cli::Command::Check(args)) => check::check(&args).finish(),
         Some(cli::Command::Config(args)) => check::config(&args).finish(),
         Some(cli::Command::Status(args)) => status::run(&args).finish(),
+        Some(cli::Command::Pause { reason, daemon }) => {
+            let body = serde_json::json!({ "reason": reason.unwrap_or_default() });
+            status::control(daemon.url, "/api/v1/pause", Some(body)).finish()
+        }
+        Some(cli::Command::Resume { daemon }) => {
+            status::control(daemon.url, "/api/v1/resume", None).finish()
+        }
+        Some(cli::Command::Stop { identifier, daemon }) => {
+            let path = format!(
+                "/api/v1/issues/{}/stop",
+                symphony::http::path_segment(&identifier)
+            );
+            status::control(daemon.url, &path, None).finish()
+        }
         Some(cli::Command::Doctor(args)) => doctor::run(&args).finish(),
         Some(cli::Command::Completions { shell }) => {
             let mut command = <cli::Cli as clap::CommandFactory>::command();

@@ -50,6 +50,54 @@ fn fetch(fetcher: &Fetcher, url: &str) -> Result<Value, String> {
     })
 }
 
+/// `pause`, `resume`, `stop`: POSTs to `path` on the daemon (the local one by default) and
+/// prints its answer; exit 1 with the daemon's message when it refuses.
+pub(crate) fn control(url: Option<String>, path: &str, body: Option<Value>) -> Outcome {
+    let failed = |e: String| Outcome {
+        stdout: String::new(),
+        stderr: format!("error: {e}\n"),
+        success: false,
+    };
+    let fetcher = match Fetcher::new() {
+        Ok(fetcher) => fetcher,
+        Err(e) => return failed(e),
+    };
+    let url = url.unwrap_or_else(local_daemon);
+    let target = format!("{}{path}", url.trim_end_matches('/'));
+    let answer = fetcher.runtime.block_on(async {
+        let mut request = fetcher.client.post(&target);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        if let Ok(token) = std::env::var(symphony::redact::SERVER_TOKEN_VAR) {
+            request = request.bearer_auth(token);
+        }
+        let response = (request.send().await).map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        let text = (response.text().await).map_err(|e| format!("{url}: {e}"))?;
+        Ok::<_, String>((status, text))
+    });
+    let (status, text) = match answer {
+        Ok(answer) => answer,
+        Err(e) => return failed(e),
+    };
+    let text = symphony::redact::escape_controls(&symphony::redact::mask(&text), &[]).into_owned();
+    if status.is_success() {
+        Outcome {
+            stdout: format!("{text}\n"),
+            stderr: String::new(),
+            success: true,
+        }
+    } else {
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = value["error"]["message"]
+            .as_str()
+            .unwrap_or(&text)
+            .to_owned();
+        failed(format!("{url} answered HTTP {status}: {message}"))
+    }
+}
+
 /// Cuts `text` to `width` characters, marking the cut.
 fn fit(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -98,6 +146,15 @@ pub(crate) fn render(url: &str, state: &Value, width: usize) -> String {
                 width
             )
         );
+    }
+    if let Some(pause) = state["dispatch"]["paused"].as_object() {
+        let field = |name: &str| pause.get(name).and_then(Value::as_str).unwrap_or("");
+        let line = format!(
+            "dispatch paused by the operator since {}: {} (`symphony resume` resumes it)",
+            field("since"),
+            field("reason")
+        );
+        let _ = writeln!(out, "{}", fit(&line, width));
     }
     if let Some(low) = state["dispatch"]["disk_low"].as_str() {
         let _ = writeln!(out, "{}", fit(&format!("dispatch paused: {low}"), width));
@@ -362,6 +419,16 @@ mod tests {
         let text = render("http://x", &state, 120);
         assert!(
             text.contains("dispatch paused: daily token budget used (1000 of 1000)"),
+            "{text}"
+        );
+        assert!(!text.contains("by the operator"));
+        state["dispatch"]["paused"] =
+            serde_json::json!({"reason": "deploy freeze", "since": "2026-01-01T00:00:30Z"});
+        let text = render("http://x", &state, 200);
+        assert!(
+            text.contains(
+                "dispatch paused by the operator since 2026-01-01T00:00:30Z: deploy freeze"
+            ),
             "{text}"
         );
     }

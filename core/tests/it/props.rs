@@ -60,6 +60,9 @@ enum Action {
     DiskLow,
     DiskOk,
     Refresh,
+    Pause,
+    Resume,
+    Stop(u32),
     /// Placed by the test at a chosen index, not drawn at random: once stopped the core
     /// ignores everything, so a frequent shutdown would hide the rest of the sequence.
     Shutdown,
@@ -201,6 +204,11 @@ fn outcome() -> impl Strategy<Value = Outcome> {
     ]
 }
 
+/// An issue to stop: a known one, or one that does not exist.
+fn any_n_stop() -> impl Strategy<Value = u32> {
+    prop_oneof![5 => 1u32..=ISSUES, 1 => Just(UNKNOWN)]
+}
+
 fn action() -> impl Strategy<Value = Action> {
     let n = 1u32..=ISSUES;
     let any_n = prop_oneof![5 => 1u32..=ISSUES, 1 => Just(UNKNOWN)];
@@ -229,6 +237,9 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::DiskLow),
         1 => Just(Action::DiskOk),
         1 => Just(Action::Refresh),
+        1 => Just(Action::Pause),
+        1 => Just(Action::Resume),
+        1 => any_n_stop().prop_map(Action::Stop),
         1 => Just(Action::Startup),
     ]
 }
@@ -401,6 +412,19 @@ fn apply(sim: &mut Sim, action: &Action) {
         }
         Action::Refresh => {
             sim.feed(Event::RefreshRequested);
+        }
+        Action::Pause => {
+            sim.feed(Event::PauseRequested {
+                reason: "hold on".into(),
+            });
+        }
+        Action::Resume => {
+            sim.feed(Event::ResumeRequested);
+        }
+        Action::Stop(n) => {
+            sim.feed(Event::StopRequested {
+                identifier: format!("MT-{n}"),
+            });
         }
         Action::Shutdown => {
             sim.feed(Event::ShutdownRequested);

@@ -3,8 +3,8 @@
 //! read the scheduler's decisions; each also asserts its key facts directly.
 
 use symphony_core::{
-    AgentUpdate, Command, ConfigErrorClass, Event, ExitOutcome, Issue, Reason, SchedulerConfig,
-    Timestamp,
+    AgentUpdate, Command, ConfigErrorClass, Durable, Event, ExitOutcome, Issue, Reason,
+    SchedulerConfig, StopVerdict, Timestamp,
 };
 
 use crate::sim::{Sim, T0, id, issue};
@@ -1309,4 +1309,183 @@ fn the_daily_token_budget_stops_new_dispatch_until_the_next_utc_day() {
     let day2 = sim.orch.snapshot(sim.now).dispatch.daily_tokens.unwrap();
     assert_eq!(day2.used, 0, "a new day counts from zero");
     insta::assert_snapshot!(sim.transcript);
+}
+
+/// An operator pause stops new dispatch (retries wait too) and lets running agents finish;
+/// a resume polls at once and dispatch goes on.
+#[test]
+fn an_operator_pause_holds_new_dispatch_until_resumed() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 2,
+        ..base()
+    });
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.feed(Event::PauseRequested {
+        reason: "deploy freeze".into(),
+    });
+    sim.put(issue(2, "Todo"));
+    sim.advance(40_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1"], "nothing new while paused");
+    let snapshot = sim.orch.snapshot(sim.now);
+    let paused = snapshot.dispatch.paused.clone().expect("shown");
+    assert_eq!(paused.reason, "deploy freeze");
+    assert!(
+        (snapshot.waiting.iter()).any(|w| w.reason.contains("paused by the operator")),
+        "{:?}",
+        snapshot.waiting
+    );
+    assert!(sim.live.contains_key(&id(1)), "the running agent goes on");
+    // The running one fails: its retry waits for the resume too.
+    sim.exit(
+        1,
+        ExitOutcome::Failed {
+            reason: "boom".into(),
+        },
+    );
+    sim.advance(60_000);
+    poll(&mut sim);
+    poll(&mut sim);
+    assert_eq!(
+        dispatched(&sim),
+        ["MT-1"],
+        "a due retry does not start either"
+    );
+    let retrying = sim.orch.snapshot(sim.now).retrying;
+    assert_eq!(retrying.len(), 1, "it still waits: {retrying:?}");
+    assert_eq!(retrying[0].attempt, 1, "no attempt spent while paused");
+    assert_eq!(
+        sim.orch.next_deadline(),
+        Some(sim.now.plus_millis(30_000)),
+        "the poll only"
+    );
+    assert_eq!(sim.orch.durable().paused, Some(paused));
+    let commands = sim.feed(Event::ResumeRequested);
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::FetchCandidates { .. })),
+        "a poll at once: {commands:?}"
+    );
+    sim.respond_all();
+    assert_eq!(
+        dispatched(&sim),
+        ["MT-1", "MT-2", "MT-1"],
+        "the poll starts the new one, the retry its next attempt"
+    );
+    assert!(sim.orch.snapshot(sim.now).dispatch.paused.is_none());
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// An operator stop ends one live run now and holds the issue until it changes in the
+/// tracker; a stop of an issue with no live run changes nothing.
+#[test]
+fn an_operator_stop_ends_one_run_and_holds_the_issue() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.put(issue(2, "Todo"));
+    sim.boot();
+    sim.started(1);
+    sim.started(2);
+    assert_eq!(sim.orch.stop_verdict("MT-1"), StopVerdict::Stopping);
+    assert_eq!(sim.orch.stop_verdict("MT-9"), StopVerdict::NotRunning);
+    let commands = sim.feed(Event::StopRequested {
+        identifier: "MT-1".into(),
+    });
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::StopWorker {
+                reason: Reason::OperatorStop,
+                ..
+            }]
+        ),
+        "{commands:?}"
+    );
+    assert!(
+        sim.feed(Event::StopRequested {
+            identifier: "MT-9".into()
+        })
+        .is_empty()
+    );
+    sim.finish_stops();
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(snapshot.running.len(), 1, "MT-2 goes on");
+    assert!(
+        (snapshot.blocked.iter())
+            .any(|b| b.issue_identifier == "MT-1" && b.reason.contains("stopped by the operator")),
+        "{:?}",
+        snapshot.blocked
+    );
+    // Polls do not start it again while it is unchanged.
+    sim.advance(40_000);
+    poll(&mut sim);
+    assert_eq!(dispatched(&sim), ["MT-1", "MT-2"]);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// What a previous process kept comes back: its pause, and its token use when the day is
+/// still today (a stale day counts nothing).
+#[test]
+fn a_restart_keeps_the_pause_and_the_days_tokens() {
+    let config = SchedulerConfig {
+        max_tokens_per_day: Some(1_000),
+        ..base()
+    };
+    let mut first = Sim::new(config.clone());
+    first.put(issue(1, "Todo"));
+    first.boot();
+    first.started(1);
+    first.turn(1, "t1", 300); // 300 in, 150 out
+    first.feed(Event::PauseRequested {
+        reason: String::new(),
+    });
+    let kept = first.orch.durable();
+    assert_eq!(kept.day_tokens, 450);
+    assert_eq!(
+        kept.paused.as_ref().map(|p| p.reason.as_str()),
+        Some("paused by the operator")
+    );
+    // Serialised as the shell keeps it, and read back.
+    let kept: Durable = serde_json::from_str(&serde_json::to_string(&kept).unwrap()).unwrap();
+
+    let mut second = Sim::new(config.clone());
+    second.put(issue(2, "Todo"));
+    second.feed(Event::StateRestored {
+        durable: kept.clone(),
+    });
+    second.boot();
+    assert!(
+        dispatched(&second).is_empty(),
+        "still paused after the restart"
+    );
+    let daily = second
+        .orch
+        .snapshot(second.now)
+        .dispatch
+        .daily_tokens
+        .unwrap();
+    assert_eq!(daily.used, 450);
+    second.feed(Event::ResumeRequested);
+    second.respond_all();
+    assert_eq!(dispatched(&second), ["MT-2"]);
+
+    // A day later, the kept count is yesterday's: nothing carries over.
+    let mut third = Sim::new(config);
+    third.advance(86_400_000);
+    third.feed(Event::StateRestored {
+        durable: Durable {
+            paused: None,
+            ..kept
+        },
+    });
+    let daily = third
+        .orch
+        .snapshot(third.now)
+        .dispatch
+        .daily_tokens
+        .unwrap();
+    assert_eq!(daily.used, 0);
 }

@@ -3,6 +3,7 @@
 //! returns (SPEC 16). It makes no scheduling decision of its own.
 
 mod bound;
+mod durable;
 mod event_log;
 mod housekeeping;
 pub mod registry;
@@ -16,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use symphony_core::log::Recorder;
 use symphony_core::{
-    AgentUpdate, Command, ConfigError, Event, RunId, Timestamp, TrackerError, TrackerErrorCategory,
+    AgentUpdate, Command, ConfigError, Event, IssueId, RunId, Timestamp, TrackerError,
+    TrackerErrorCategory,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -151,12 +153,19 @@ struct Daemon {
     signals: Option<Signals>,
     /// The startup orphan report, until it has run.
     orphan_report: Option<OrphanReport>,
+    /// The pause and the day's tokens in the state root.
+    keeper: durable::Keeper,
+    /// What an earlier process kept, until it is handed to the core at start.
+    restored: Option<symphony_core::Durable>,
+    /// The UTC day whose used-up token budget is in the audit log already.
+    budget_audited_day: Option<u64>,
 }
 
 impl Daemon {
     fn start(workflow: Workflow, options: Options) -> Result<Self, String> {
         let (tx, rx) = unbounded_channel();
         let scheduler = workflow.config.scheduler();
+        let workflow_state_root = workflow.config.state_root.clone();
         let scheduler_terminal_empty = scheduler.terminal_states.is_empty();
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
@@ -210,6 +219,7 @@ impl Daemon {
                 Some(started)
             }
         };
+        let (keeper, restored) = durable::Keeper::open(&workflow_state_root);
         let signals = Signals::register();
         tracing::info!(
             root = %bound.workspace.root().display(),
@@ -239,10 +249,24 @@ impl Daemon {
             disk: DiskGuard::new(min_free),
             runtime: tokio::runtime::Handle::current(),
             _watcher: watcher,
+            keeper,
+            restored,
+            budget_audited_day: None,
         })
     }
 
     async fn run(mut self) -> ExitCode {
+        if let Some(durable) = self.restored.take() {
+            if let Some(pause) = &durable.paused {
+                tracing::warn!(
+                    "dispatch stays paused, as it was before the restart (since {}): {}; \
+                     `symphony resume` resumes it",
+                    pause.since.to_rfc3339(),
+                    pause.reason
+                );
+            }
+            self.feed(Event::StateRestored { durable });
+        }
         self.feed(Event::Startup);
         let shutdown = shutdown_signal(self.signals.take().unwrap_or_else(Signals::register));
         tokio::pin!(shutdown);
@@ -265,11 +289,23 @@ impl Daemon {
                     Some(Input::Event(event)) => {
                         self.log_worker_event(&event);
                         self.note_for_orphans(&event);
-                        if let Event::WorkerExited { run, .. } = &event {
+                        if let Event::WorkerExited { issue_id, run, .. } = &event {
+                            self.audit_tokens(issue_id, *run);
                             self.workers.remove(run);
                             self.paths.release(*run);
                         }
+                        let turn_end = match &event {
+                            Event::AgentUpdate {
+                                issue_id,
+                                run,
+                                update: AgentUpdate::TurnCompleted { .. },
+                            } => Some((issue_id.clone(), *run)),
+                            _ => None,
+                        };
                         self.feed(event);
+                        if let Some((issue_id, run)) = turn_end {
+                            self.audit_tokens(&issue_id, run);
+                        }
                     }
                     Some(Input::Watch(change)) => self.on_watch(change),
                     Some(Input::Query(query, reply)) => {
@@ -297,6 +333,8 @@ impl Daemon {
             }
         }
         self.flush_log();
+        let durable = self.recorder.orchestrator().durable();
+        self.keeper.offer(&durable, true);
         // Nothing started for a hook outlives the daemon, even when a worker did not stop.
         crate::child::kill_all_groups();
         tracing::info!("symphony stopped");
@@ -390,7 +428,54 @@ impl Daemon {
         for command in &commands {
             self.execute(command);
         }
+        self.keep_durable();
         commands
+    }
+
+    /// Keeps the pause and the day's tokens in the state root, and writes the day's budget
+    /// running out to the audit log once.
+    fn keep_durable(&mut self) {
+        let orchestrator = self.recorder.orchestrator();
+        let durable = orchestrator.durable();
+        if let Some(limit) = orchestrator.config().max_tokens_per_day
+            && durable.day_tokens >= limit
+            && self.budget_audited_day != Some(durable.day)
+        {
+            self.budget_audited_day = Some(durable.day);
+            crate::audit::record(crate::audit::Entry {
+                kind: "daily_budget_used".into(),
+                data: serde_json::json!({"used": durable.day_tokens, "limit": limit}),
+                ..crate::audit::Entry::default()
+            });
+        }
+        self.keeper.offer(&durable, false);
+    }
+
+    /// Writes the tokens `run` used since its last such record (a turn's, or what remained at
+    /// its exit) to the audit log.
+    fn audit_tokens(&mut self, issue_id: &IssueId, run: RunId) {
+        let Some(tokens) = self.recorder.orchestrator().run_tokens(issue_id, run) else {
+            return;
+        };
+        let Some(worker) = self.workers.get_mut(&run) else {
+            return;
+        };
+        let before = worker.tokens_audited;
+        if tokens == before {
+            return;
+        }
+        worker.tokens_audited = tokens;
+        crate::audit::record(crate::audit::Entry {
+            kind: "tokens".into(),
+            issue: Some(worker.identifier.clone()),
+            run: Some(run.0),
+            data: serde_json::json!({
+                "input": tokens.input_tokens.saturating_sub(before.input_tokens),
+                "output": tokens.output_tokens.saturating_sub(before.output_tokens),
+                "total": tokens.total_tokens.saturating_sub(before.total_tokens),
+            }),
+            ..crate::audit::Entry::default()
+        });
     }
 
     /// The event log failed (disk full, say): recording pauses, and is retried with backoff
@@ -758,6 +843,58 @@ impl Daemon {
                 });
                 Answer::json(202, &body)
             }
+            Query::Pause(reason) => {
+                self.feed(Event::PauseRequested { reason });
+                let pause = self.recorder.orchestrator().durable().paused;
+                if let Some(pause) = &pause {
+                    tracing::warn!("dispatch paused by the operator: {}", pause.reason);
+                    crate::audit::record(crate::audit::Entry {
+                        kind: "dispatch_paused".into(),
+                        data: serde_json::json!({"reason": pause.reason}),
+                        ..crate::audit::Entry::default()
+                    });
+                }
+                Answer::json(200, &serde_json::json!({"paused": pause}))
+            }
+            Query::Resume => {
+                let was = self.recorder.orchestrator().durable().paused.is_some();
+                self.feed(Event::ResumeRequested);
+                if was {
+                    tracing::info!("dispatch resumed by the operator");
+                    crate::audit::record(crate::audit::Entry {
+                        kind: "dispatch_resumed".into(),
+                        ..crate::audit::Entry::default()
+                    });
+                }
+                Answer::json(200, &serde_json::json!({"paused": null, "resumed": was}))
+            }
+            Query::Stop(identifier) => {
+                let verdict = self.recorder.orchestrator().stop_verdict(&identifier);
+                if verdict == symphony_core::StopVerdict::NotRunning {
+                    return Answer::error(
+                        409,
+                        "not_running",
+                        format!("{identifier} has no live run to stop"),
+                    );
+                }
+                self.feed(Event::StopRequested {
+                    identifier: identifier.clone(),
+                });
+                tracing::warn!(
+                    issue_identifier = identifier.as_str(),
+                    "run stopped by the operator"
+                );
+                crate::audit::record(crate::audit::Entry {
+                    kind: "run_stopped".into(),
+                    issue: Some(identifier.clone()),
+                    data: serde_json::json!({"by": "operator"}),
+                    ..crate::audit::Entry::default()
+                });
+                Answer::json(
+                    202,
+                    &serde_json::json!({"stopping": identifier, "then": "held until the issue changes"}),
+                )
+            }
             Query::Ready => {
                 let ready = self.recorder.orchestrator().is_ready();
                 let status = if ready { 200 } else { 503 };
@@ -851,12 +988,7 @@ struct LivePaths {
 
 impl LivePaths {
     /// Takes `path` for `run` of `issue`; `Err` names the issue already holding it.
-    fn claim(
-        &mut self,
-        path: PathBuf,
-        run: RunId,
-        issue: &symphony_core::IssueId,
-    ) -> Result<(), String> {
+    fn claim(&mut self, path: PathBuf, run: RunId, issue: &IssueId) -> Result<(), String> {
         match self.held.get(&path) {
             Some((_, holder)) if holder != issue.as_str() => Err(holder.clone()),
             _ => {

@@ -23,6 +23,8 @@ pub(crate) struct WorkerHandle {
     pub(crate) identifier: String,
     /// The agent's thread, once the session started: the first half of `session_id`.
     pub(crate) thread: Option<String>,
+    /// The run's tokens as last written to the audit log.
+    pub(crate) tokens_audited: symphony_core::Tokens,
 }
 
 impl WorkerHandle {
@@ -90,6 +92,7 @@ pub(crate) fn spawn(
         cleanup,
         identifier,
         thread: None,
+        tokens_audited: symphony_core::Tokens::default(),
     })
 }
 

@@ -24,6 +24,7 @@ th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #e5e5e
 th { font-weight: 600; color: #444; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: #888; font-style: italic; }
+form.control { display: inline; }
 pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
 </style>
 </head>
@@ -33,6 +34,9 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
   {{ state.generated_at }} ·
   {% if state.dispatch.ready %}<span class="pill">ready</span>{% else %}<span class="pill warn">starting</span>{% endif %}
   {% if state.dispatch.preflight_error %}<span class="pill warn">dispatch paused: {{ state.dispatch.preflight_error.class }}</span>{% endif %}
+  {% if state.dispatch.paused %}<span class="pill warn" id="paused">paused by the operator since {{ state.dispatch.paused.since }}: {{ state.dispatch.paused.reason }}</span>
+  <form class="control" method="post" action="/api/v1/resume"><button type="submit" id="resume">Resume dispatch</button></form>
+  {% else %}<form class="control" method="post" action="/api/v1/pause"><input name="reason" placeholder="why (optional)" maxlength="200"> <button type="submit" id="pause">Pause dispatch</button></form>{% endif %}
   {% if state.dispatch.disk_low %}<span class="pill warn">{{ state.dispatch.disk_low }}</span>{% endif %}
   {% if state.dispatch.daily_tokens %}<span class="pill{% if state.dispatch.daily_tokens.used >= state.dispatch.daily_tokens.limit %} warn{% endif %}" id="daily-tokens">tokens today: {{ state.dispatch.daily_tokens.used }} of {{ state.dispatch.daily_tokens.limit }}, resets {{ state.dispatch.daily_tokens.resets_at }}</span>{% endif %}
   · {{ state.counts.running }} running · {{ state.counts.retrying }} retrying · {{ state.counts.blocked }} held · {{ state.counts.waiting }} waiting
@@ -44,7 +48,7 @@ pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; }
 <tr><th>Issue</th><th>State</th><th>Turns</th><th>Tokens</th><th>Last event</th><th>Age</th></tr>
 {% for row in state.running %}
 <tr class="running-row" data-identifier="{{ row.issue_identifier }}">
-  <td>{% if row.issue_url %}<a href="{{ row.issue_url }}">{{ row.issue_identifier }}</a>{% else %}{{ row.issue_identifier }}{% endif %}{% if row.stopping %} <span class="pill warn">stopping</span>{% endif %}</td>
+  <td>{% if row.issue_url %}<a href="{{ row.issue_url }}">{{ row.issue_identifier }}</a>{% else %}{{ row.issue_identifier }}{% endif %}{% if row.stopping %} <span class="pill warn">stopping</span>{% else %} <form class="control" method="post" action="{{ row.stop_path }}"><button type="submit" class="stop">Stop</button></form>{% endif %}</td>
   <td>{{ row.state }}{% if row.phase %} <span class="pill">{{ row.phase | replace(from="_", to=" ") }}</span>{% endif %}</td>
   <td class="num">{{ row.turn_count }}</td>
   <td class="num">{{ row.tokens.total_tokens }}</td>
@@ -120,6 +124,11 @@ pub(super) fn render(state: &Value) -> String {
         for row in rows {
             let started = row["started_at"].as_str().map(str::to_owned);
             row["age"] = Value::String(super::elapsed(started.as_deref(), now.as_deref()));
+            let identifier = row["issue_identifier"].as_str().unwrap_or_default();
+            row["stop_path"] = Value::String(format!(
+                "/api/v1/issues/{}/stop",
+                super::path_segment(identifier)
+            ));
         }
     }
     // A daemon of an older version sends no waiting list.
@@ -200,6 +209,25 @@ mod tests {
         );
         assert!(!html.contains("<b>hi</b>"));
         assert!(!html.contains("daily-tokens"), "no budget, no pill");
+        assert!(
+            html.contains("action=\"/api/v1/pause\"") && !html.contains("id=\"paused\""),
+            "a pause control while dispatching: {html}"
+        );
+        assert!(
+            html.contains("action=\"/api/v1/issues/MT-1/stop\""),
+            "a stop control per live run: {html}"
+        );
+        let mut paused = state.clone();
+        paused["dispatch"]["paused"] =
+            serde_json::json!({"reason": "<freeze>", "since": "2026-01-01T00:00:00Z"});
+        let html = render(&paused);
+        assert!(
+            html.contains(
+                "id=\"paused\">paused by the operator since 2026-01-01T00:00:00Z: &lt;freeze&gt;"
+            ) && html.contains("action=\"/api/v1/resume\"")
+                && !html.contains("action=\"/api/v1/pause\""),
+            "{html}"
+        );
         let mut spent = state.clone();
         spent["dispatch"]["daily_tokens"] = serde_json::json!(
             {"used": 1200, "limit": 1000, "resets_at": "2026-01-02T00:00:00Z"});

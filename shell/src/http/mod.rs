@@ -42,6 +42,12 @@ pub enum Query {
     Issue(String),
     /// `POST /api/v1/refresh`.
     Refresh,
+    /// `POST /api/v1/pause`, with the operator's reason (maybe empty).
+    Pause(String),
+    /// `POST /api/v1/resume`.
+    Resume,
+    /// `POST /api/v1/<identifier>/stop` and `POST /api/v1/issues/<identifier>/stop`.
+    Stop(String),
     /// `GET /readyz`.
     Ready,
 }
@@ -379,14 +385,25 @@ async fn handle(request: Request, shared: &Shared) -> Response {
         "/readyz" => ("GET, HEAD", Some(Query::Ready)),
         "/api/v1/state" => ("GET, HEAD", Some(Query::State)),
         "/api/v1/refresh" => ("POST", Some(Query::Refresh)),
+        "/api/v1/pause" => ("POST", Some(Query::Pause(pause_reason(&request)))),
+        "/api/v1/resume" => ("POST", Some(Query::Resume)),
         other => {
             // `/api/v1/issues/<identifier>` always reaches an issue, even one named `state`.
             let identifier = other
                 .strip_prefix("/api/v1/issues/")
                 .or_else(|| other.strip_prefix("/api/v1/"));
+            let (identifier, stop) = match identifier.and_then(|i| i.strip_suffix("/stop")) {
+                Some(identifier) => (Some(identifier), true),
+                None => (identifier, false),
+            };
             match identifier {
                 Some(identifier) if !identifier.is_empty() && !identifier.contains('/') => {
-                    ("GET, HEAD", Some(Query::Issue(percent_decode(identifier))))
+                    let identifier = percent_decode(identifier);
+                    if stop {
+                        ("POST", Some(Query::Stop(identifier)))
+                    } else {
+                        ("GET, HEAD", Some(Query::Issue(identifier)))
+                    }
                 }
                 _ => ("", None),
             }
@@ -400,14 +417,26 @@ async fn handle(request: Request, shared: &Shared) -> Response {
         );
     };
     let method_ok = match query {
-        Query::Refresh => method == "POST",
+        Query::Refresh | Query::Pause(_) | Query::Resume | Query::Stop(_) => method == "POST",
         _ => matches!(method, "GET" | "HEAD"),
     };
     if !method_ok {
         return not_allowed(method, allow);
     }
     let dashboard = path == "/";
+    // The dashboard's own forms post urlencoded bodies: back to the page after a change.
+    let from_form = request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     let answer = ask(shared, query).await;
+    if from_form && (200..300).contains(&answer.status) {
+        return response(
+            303,
+            "text/plain; charset=utf-8",
+            Vec::new(),
+            vec![("Location".into(), "/".into())],
+        );
+    }
     if dashboard && answer.status == 200 {
         let state: Value = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
         let html = dashboard::render(&state);
@@ -427,6 +456,34 @@ fn not_allowed(method: &str, allow: &str) -> Response {
         ),
         vec![("Allow".into(), allow.into())],
     )
+}
+
+/// The reason in a pause request: `{"reason": "..."}` as JSON, `reason=...` from a form, or
+/// none.
+fn pause_reason(request: &Request) -> String {
+    let body = String::from_utf8_lossy(&request.body);
+    let body = body.trim();
+    if body.starts_with('{') {
+        let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        return value["reason"].as_str().unwrap_or_default().to_owned();
+    }
+    (body.split('&'))
+        .find_map(|pair| pair.strip_prefix("reason="))
+        .map(|value| percent_decode(&value.replace('+', " ")))
+        .unwrap_or_default()
+}
+
+/// `text` as one path segment: every byte but unreserved ones percent-encoded.
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// `%XX` decoding for identifiers in paths.

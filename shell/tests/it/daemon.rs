@@ -940,3 +940,106 @@ fn a_run_leaves_a_verifiable_audit_trail_in_the_state_root() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is a symlink; refused"));
 }
+
+/// `symphony pause|stop|resume` against a running daemon: a pause keeps new issues waiting
+/// while the running agent goes on, a stop ends one run and holds its issue, the pause
+/// outlives a restart, a resume dispatches what waited, and each step is in the audit log.
+#[test]
+fn pause_stop_and_resume_from_the_command_line_and_the_pause_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = workflow("  max_tokens_per_day: 1000000\n")
+        .replace("demo_turn_ms: 50", "demo_turn_ms: 600000")
+        .replace("interval_ms: 200", "interval_ms: 3600000");
+    std::fs::write(dir.path().join("WORKFLOW.md"), slow).unwrap();
+    issue(dir.path(), "A-1", "Todo", "");
+    let cli = |args: &[&str], addr: &str| {
+        let url = format!("http://{addr}");
+        let out = Command::new(env!("CARGO_BIN_EXE_symphony"))
+            .args(args)
+            .args(["--url", &url])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let mut daemon = Daemon::start(dir.path(), &["--port", "0"]);
+    let addr = daemon.http_addr();
+    daemon.wait_for("A-1 running", |l| {
+        l.contains("agent session started") && l.contains("\"A-1\"")
+    });
+    let (code, text) = cli(&["pause", "--reason", "deploy freeze"], &addr);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("deploy freeze"), "{text}");
+    issue(dir.path(), "B-1", "Todo", "");
+    let (status, _, _) = http(&addr, "POST", "/api/v1/refresh", None);
+    assert_eq!(status, 202);
+    let state = wait_state(&addr, |s| {
+        s["waiting"].as_array().is_some_and(|w| !w.is_empty())
+    });
+    assert_eq!(state["dispatch"]["paused"]["reason"], "deploy freeze");
+    assert!(
+        state["waiting"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("paused by the operator"),
+        "{state:#}"
+    );
+    assert_eq!(state["running"].as_array().unwrap().len(), 1, "A-1 goes on");
+    let (code, text) = cli(&["stop", "NOPE-9"], &addr);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("has no live run"), "{text}");
+    let (code, text) = cli(&["stop", "A-1"], &addr);
+    assert_eq!(code, Some(0), "{text}");
+    let held = daemon.wait_for("A-1 held", |l| l.contains("held:") && l.contains("\"A-1\""));
+    assert!(held.contains("stopped by the operator"), "{held}");
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+    let kept = std::fs::read_to_string(dir.path().join("state/state.json")).unwrap();
+    assert!(kept.contains("deploy freeze"), "{kept}");
+
+    // A restart keeps the pause; a resume dispatches what waited.
+    let mut daemon = Daemon::start(dir.path(), &["--port", "0"]);
+    let addr = daemon.http_addr();
+    daemon.wait_for("the kept pause", |l| l.contains("dispatch stays paused"));
+    let state = wait_state(&addr, |s| s["dispatch"]["ready"] == true);
+    assert_eq!(state["dispatch"]["paused"]["reason"], "deploy freeze");
+    assert!(state["running"].as_array().unwrap().is_empty(), "{state:#}");
+    let (code, text) = cli(&["resume"], &addr);
+    assert_eq!(code, Some(0), "{text}");
+    daemon.wait_for("B-1 running", |l| {
+        l.contains("agent session started") && l.contains("\"B-1\"")
+    });
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+    let audit: String = (std::fs::read_dir(dir.path().join("state/audit"))
+        .unwrap()
+        .flatten())
+    .map(|f| std::fs::read_to_string(f.path()).unwrap())
+    .collect();
+    for kind in ["dispatch_paused", "run_stopped", "dispatch_resumed"] {
+        assert!(
+            audit.contains(&format!("\"type\":\"{kind}\"")),
+            "{kind}: {audit}"
+        );
+    }
+}
+
+/// Polls `/api/v1/state` until `done` holds (bounded).
+fn wait_state(addr: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = daemon_harness::get_json(addr, "/api/v1/state");
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "state never got there: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
