@@ -241,3 +241,108 @@ fn the_cli_names_the_file_line_and_kind() {
         "{err}"
     );
 }
+
+/// Set in the child process of [`a_sigkill_mid_write_leaves_a_chain_that_verifies`]: the
+/// directory it appends to until it is killed.
+const CRASH_DIR_VAR: &str = "SYMPHONY_TEST_AUDIT_CRASH_DIR";
+
+/// Not a test: the writer that the crash test starts as a separate process (this test binary
+/// run again with only this function selected) and kills with SIGKILL. It appends records
+/// of a quarter MiB each, large enough that the kernel can cut a write short when the kill
+/// arrives, forever. Ignored so that a normal run never starts it.
+#[test]
+#[ignore = "the writer process of the SIGKILL test, started by it"]
+fn audit_crash_writer_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR_VAR) else {
+        return;
+    };
+    let mut log = AuditLog::open(Path::new(&dir), Vec::new()).unwrap();
+    let payload = "x".repeat(256 * 1024);
+    for n in 0u64.. {
+        let entry = Entry {
+            kind: "tool_call".into(),
+            run: Some(n),
+            data: json!({"padding": payload}),
+            ..Entry::default()
+        };
+        log.append("2026-12-01T10:00:00Z", &entry).unwrap();
+    }
+}
+
+/// A real crash: a process appending to the log is killed with SIGKILL at a moment that
+/// varies from round to round. Every time, `verify` accepts what is on disk (a torn last line
+/// is reported, never called tampering), and reopening the log cuts the torn line, records the
+/// repair and continues the chain, which then verifies whole.
+#[test]
+fn a_sigkill_mid_write_leaves_a_chain_that_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut torn_seen = 0;
+    for round in 0..6u64 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "audit::audit_crash_writer_child",
+                "--exact",
+                "--ignored",
+                "--quiet",
+            ])
+            .env(CRASH_DIR_VAR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill once the file has grown past a point that moves each round (bounded wait).
+        let target = (round + 1) * 3 * 1024 * 1024 + round * 77_777;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let size: u64 = (day_files(dir.path()).unwrap().iter())
+                .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+                .sum();
+            if size >= target {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer wrote {size} bytes only"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the writer stopped by itself"
+            );
+            std::thread::yield_now();
+        }
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        child.wait().unwrap();
+        let files = day_files(dir.path()).unwrap();
+        let report = verify(&files)
+            .unwrap()
+            .unwrap_or_else(|f| panic!("round {round}: a crash is not tampering: {f:?}"));
+        if report.torn.is_some() {
+            torn_seen += 1;
+        }
+        // Reopening repairs and continues: the next record chains on, and all verifies.
+        let mut log = AuditLog::open(dir.path(), Vec::new()).unwrap();
+        log.append(
+            "2026-12-01T10:00:01Z",
+            &Entry {
+                kind: "daemon_started".into(),
+                ..Entry::default()
+            },
+        )
+        .unwrap();
+        let report = verify(&files).unwrap().unwrap();
+        assert!(report.torn.is_none(), "round {round}: repaired");
+    }
+    let text: String = (day_files(dir.path()).unwrap().iter())
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let repairs = text.matches("\"type\":\"torn_line_removed\"").count();
+    assert_eq!(
+        repairs, torn_seen,
+        "each torn line is on the record once repaired"
+    );
+    eprintln!("{torn_seen} of 6 kills tore a line");
+}

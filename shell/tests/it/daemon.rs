@@ -910,6 +910,7 @@ fn a_run_leaves_a_verifiable_audit_trail_in_the_state_root() {
         "tracker_write",
         "workspace_removed",
         "hook_run",
+        "tokens",
     ] {
         assert!(
             text.contains(&format!("\"type\":\"{kind}\"")),
