@@ -33,17 +33,23 @@ pub enum Backend {
     None,
     /// bubblewrap (`bwrap`, Debian `bubblewrap`).
     Bubblewrap,
+    /// Anthropic's sandbox runtime (`srt`, npm `@anthropic-ai/sandbox-runtime`): bubblewrap
+    /// underneath, plus a proxy that lets the agent reach only allowlisted domains.
+    Srt,
 }
 
 /// What the agent may reach on the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// The host's network (the agent must reach its model API).
+    /// The host's network (the agent must reach its model API). bubblewrap only.
     #[default]
     Open,
     /// A private loopback only (`--unshare-net`).
     None,
+    /// Only these domains (`api.openai.com`, `*.github.com`, `127.0.0.1:8080`), through srt's
+    /// proxy; the model API's domain must be among them. srt only.
+    Allow(Vec<String>),
 }
 
 /// The `sandbox` section.
@@ -60,7 +66,10 @@ pub struct SandboxConfig {
     pub deny_read_paths: Vec<PathBuf>,
     /// `sandbox.env_allowlist` (aiops-platform's): host variables the agent gets by name.
     pub env_allowlist: Vec<String>,
-    /// Masked too: the daemon's state root (audit and event logs).
+    /// `sandbox.srt_command`: the `srt` program (default `srt` on `PATH`).
+    pub srt_command: String,
+    /// Masked too: the daemon's state root (audit and event logs); srt's settings files are
+    /// written under it.
     #[serde(skip)]
     pub state_root: Option<PathBuf>,
 }
@@ -69,6 +78,15 @@ impl SandboxConfig {
     /// Whether an agent runs inside a sandbox.
     pub fn enabled(&self) -> bool {
         self.backend != Backend::None
+    }
+
+    /// The `srt` program to start.
+    pub fn srt_program(&self) -> &str {
+        if self.srt_command.is_empty() {
+            "srt"
+        } else {
+            &self.srt_command
+        }
     }
 }
 
@@ -162,6 +180,8 @@ pub enum Mount {
     Writable(PathBuf),
     /// Read-only, at the same path.
     ReadOnly(PathBuf),
+    /// Read-only inside a writable place: git metadata that could run code.
+    Frozen(PathBuf),
 }
 
 /// What a launch inside the sandbox is made of: the mounts in order, and what was left out
@@ -279,7 +299,7 @@ fn git_metadata(workspace: &Path) -> io::Result<Vec<Mount>> {
             )));
         }
         if meta.is_ok() {
-            mounts.push(Mount::ReadOnly(path));
+            mounts.push(Mount::Frozen(path));
         }
     }
     Ok(mounts)
@@ -355,7 +375,9 @@ pub fn bwrap_args(config: &SandboxConfig, plan: &Plan, cwd: &Path, as_root: bool
             Mount::MaskDir(p) => ["--tmpfs".as_ref(), p.as_os_str(), OsStr::new("")],
             Mount::MaskFile(p) => ["--ro-bind".as_ref(), "/dev/null".as_ref(), p.as_os_str()],
             Mount::Writable(p) => ["--bind".as_ref(), p.as_os_str(), p.as_os_str()],
-            Mount::ReadOnly(p) => ["--ro-bind".as_ref(), p.as_os_str(), p.as_os_str()],
+            Mount::ReadOnly(p) | Mount::Frozen(p) => {
+                ["--ro-bind".as_ref(), p.as_os_str(), p.as_os_str()]
+            }
         };
         args.extend(
             parts
@@ -368,6 +390,52 @@ pub fn bwrap_args(config: &SandboxConfig, plan: &Plan, cwd: &Path, as_root: bool
     args.push(cwd.into());
     args.push("--".into());
     args
+}
+
+/// The private directory of `workspace`'s srt launches: `<state root>/sandbox/<hash>/` with
+/// `tmp/` in it, created 0700.
+fn srt_dir(config: &SandboxConfig, workspace: &Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let base = (config.state_root.clone()).unwrap_or_else(std::env::temp_dir);
+    let key = crate::audit::sha256(&workspace.to_string_lossy());
+    let dir = base.join("sandbox").join(key.get(..16).unwrap_or(&key));
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir.join("tmp"))?;
+    Ok(dir)
+}
+
+/// srt's settings for `plan`: masked paths denied, exceptions allowed, the writable places
+/// writable but git metadata, and the network allowlist (nothing for `none`).
+pub fn srt_settings(config: &SandboxConfig, plan: &Plan) -> serde_json::Value {
+    let mut deny_read = Vec::new();
+    let mut allow_read = Vec::new();
+    let mut allow_write = Vec::new();
+    let mut deny_write = Vec::new();
+    for mount in &plan.mounts {
+        let (list, path) = match mount {
+            Mount::MaskDir(p) | Mount::MaskFile(p) => (&mut deny_read, p),
+            Mount::ReadOnly(p) => (&mut allow_read, p),
+            Mount::Writable(p) => (&mut allow_write, p),
+            Mount::Frozen(p) => (&mut deny_write, p),
+        };
+        list.push(serde_json::json!({"path": path, "literal": true}));
+    }
+    let domains = match &config.network {
+        Network::Allow(domains) => domains.clone(),
+        Network::Open | Network::None => Vec::new(),
+    };
+    serde_json::json!({
+        "network": {"allowedDomains": domains, "deniedDomains": []},
+        "filesystem": {
+            "denyRead": deny_read,
+            "allowRead": allow_read,
+            "allowWrite": allow_write,
+            "denyWrite": deny_write,
+        },
+        "allowNestedUserNamespaces": false,
+    })
 }
 
 /// A host whose agent launches run inside the sandbox; everything else goes to `inner`.
@@ -417,15 +485,52 @@ impl Host for Sandboxed {
     fn launch(&self, launch: &Launch<'_>) -> io::Result<Child> {
         let home = env_value(&launch.env, "HOME").map(PathBuf::from);
         let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        let mut writable: Vec<PathBuf> = launch.writable.to_vec();
+        let mut env = launch.env.clone();
+        // srt: its settings, and a private temporary directory (srt has no private /tmp), in
+        // a directory of this workspace's own under the state root.
+        let srt_dir = (self.config.backend == Backend::Srt)
+            .then(|| srt_dir(&self.config, launch.cwd))
+            .transpose()?;
+        // srt itself keeps its proxy's sockets in its temporary directory: the system's
+        // (`/tmp`; a socket path has at most 107 bytes, and the host's TMPDIR may be long or
+        // gone). The agent gets the private one, set inside.
+        if let Some(dir) = &srt_dir {
+            writable.push(dir.join("tmp"));
+            env.retain(|(k, _)| k != "TMPDIR");
+        }
         let plan = plan(
             &self.config,
             launch.cwd,
-            launch.writable,
+            &writable,
             home.as_deref(),
             runtime_dir.as_deref(),
         )?;
-        let as_root = rustix::process::geteuid().is_root();
-        let mut args = bwrap_args(&self.config, &plan, launch.cwd, as_root);
+        let (program, mut args) = match &srt_dir {
+            Some(dir) => {
+                let settings = dir.join("srt-settings.json");
+                let text = serde_json::to_vec_pretty(&srt_settings(&self.config, &plan))
+                    .map_err(io::Error::other)?;
+                fs::write(&settings, text)?;
+                // srt points TMPDIR at a directory of its own choosing (`/tmp/claude`); `env`
+                // inside puts ours back.
+                let mut tmpdir = OsString::from("TMPDIR=");
+                tmpdir.push(dir.join("tmp"));
+                let args: Vec<OsString> = vec![
+                    "--settings".into(),
+                    settings.into_os_string(),
+                    "--".into(),
+                    "env".into(),
+                    tmpdir,
+                ];
+                (self.config.srt_program().to_owned(), args)
+            }
+            None => {
+                let as_root = rustix::process::geteuid().is_root();
+                let args = bwrap_args(&self.config, &plan, launch.cwd, as_root);
+                (self.program.clone(), args)
+            }
+        };
         args.push(launch.program.into());
         args.extend(launch.args.iter().map(OsString::from));
         let strings: Vec<String> = (args.into_iter())
@@ -439,13 +544,18 @@ impl Host for Sandboxed {
             })
             .collect::<io::Result<_>>()?;
         let argv: Vec<&str> = strings.iter().map(String::as_str).collect();
-        let mut writable: Vec<&Path> = vec![launch.cwd];
-        writable.extend(launch.writable.iter().map(PathBuf::as_path));
+        let env = if srt_dir.is_some() {
+            env
+        } else {
+            let mut places: Vec<&Path> = vec![launch.cwd];
+            places.extend(writable.iter().map(PathBuf::as_path));
+            Self::inner_env(&env, &places)
+        };
         self.inner.launch(&Launch {
-            program: &self.program,
+            program: &program,
             args: &argv,
             cwd: launch.cwd,
-            env: Self::inner_env(&launch.env, &writable),
+            env,
             stdin: launch.stdin,
             writable: &[],
         })
@@ -507,6 +617,7 @@ pub fn read_config(
         "deny_read_paths",
         "credential_files",
         "env_allowlist",
+        "srt_command",
     ]);
     let enabled = keys.raw("enabled", None);
     let backend = match keys.verbatim("backend")?.as_deref() {
@@ -519,17 +630,15 @@ pub fn read_config(
         }
         Some("none") => Backend::None,
         Some("bubblewrap" | "bwrap") => Backend::Bubblewrap,
-        Some(other @ ("srt" | "firejail")) => {
+        Some("srt") => Backend::Srt,
+        Some("firejail") => {
             return Err(keys.error(
                 ErrorClass::InvalidConfigValue,
                 "backend",
-                format!(
-                    "sandbox.backend: {other} is not built in this version; bubblewrap is \
-                     (sandbox.backend: bubblewrap), or none"
-                ),
+                "sandbox.backend: firejail is not built in this version; bubblewrap or srt is",
             ));
         }
-        Some(other) => return Err(keys.invalid("backend", "none or bubblewrap", other)),
+        Some(other) => return Err(keys.invalid("backend", "none, bubblewrap or srt", other)),
     };
     // aiops-platform's `enabled: false` turns a configured backend off.
     let backend = match enabled {
@@ -540,6 +649,7 @@ pub fn read_config(
         }
     };
     let network = match keys.raw("network", None) {
+        None if backend == Backend::Srt => Network::None,
         None => Network::Open,
         Some(serde_json::Value::Bool(true)) => Network::Open,
         Some(serde_json::Value::Bool(false)) => Network::None,
@@ -547,22 +657,66 @@ pub fn read_config(
         Some(serde_json::Value::String(s)) if ["none", "off", "block"].contains(&s.as_str()) => {
             Network::None
         }
-        Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => {
+        Some(serde_json::Value::Array(items)) => {
+            let domains: Option<Vec<String>> = (items.iter())
+                .map(|item| {
+                    let domain = item.as_str()?.trim();
+                    let shaped = !domain.is_empty()
+                        && domain.len() <= 253
+                        && (domain.chars())
+                            .all(|c| c.is_ascii_alphanumeric() || "-.*:[]".contains(c));
+                    shaped.then(|| domain.to_owned())
+                })
+                .collect();
+            match domains {
+                Some(domains) => Network::Allow(domains),
+                None => {
+                    return Err(keys.invalid(
+                        "network",
+                        "open, none, or a list of domains (`api.openai.com`, `*.github.com`, `host:port`)",
+                        &serde_json::Value::Array(items).to_string(),
+                    ));
+                }
+            }
+        }
+        Some(other) => {
+            let found = match &other {
+                serde_json::Value::String(text) => text.clone(),
+                value => value.to_string(),
+            };
+            return Err(keys.invalid("network", "open, none, or a list of domains", &found));
+        }
+    };
+    match (backend, &network) {
+        (Backend::Bubblewrap, Network::Allow(_)) => {
             return Err(keys.error(
                 ErrorClass::InvalidConfigValue,
                 "network",
                 "sandbox.network: a list of allowed domains needs a filtering proxy, which \
-                 bubblewrap does not have (it can only cut the network off); use open or none, \
-                 and filter egress at the host",
+                 bubblewrap does not have (it can only cut the network off); use \
+                 sandbox.backend: srt for an allowlist, or open or none",
             ));
         }
-        Some(other) => return Err(keys.invalid("network", "open or none", &other.to_string())),
-    };
+        (Backend::Srt, Network::Open) => {
+            return Err(keys.error(
+                ErrorClass::InvalidConfigValue,
+                "network",
+                "sandbox.network: srt allows only listed domains; list them (the agent's model \
+                 API among them), or use sandbox.backend: bubblewrap for an open network",
+            ));
+        }
+        _ => {}
+    }
     let mut allow_read_paths = keys.paths("allow_read_paths")?;
     allow_read_paths.extend(keys.paths("credential_files")?);
     let deny_read_paths = keys.paths("deny_read_paths")?;
     let env_allowlist = keys.var_names("env_allowlist")?;
+    let srt_command = keys.verbatim("srt_command")?.unwrap_or_else(|| {
+        keys.defaulted("srt_command");
+        "srt".to_owned()
+    });
     Ok(SandboxConfig {
+        srt_command,
         backend,
         network,
         allow_read_paths,
@@ -576,10 +730,18 @@ pub fn read_config(
 /// of `true` inside, in a scratch directory under `scratch_parent`, with the plan the agent
 /// would get; a description of what it confines, or why it does not work.
 pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, String> {
-    let version = std::process::Command::new("bwrap")
+    let (program, name, install) = match config.backend {
+        Backend::Srt => (
+            config.srt_program(),
+            "srt",
+            "npm install -g @anthropic-ai/sandbox-runtime (it needs bubblewrap, socat and ripgrep)",
+        ),
+        _ => ("bwrap", "bubblewrap", "install bubblewrap"),
+    };
+    let version = std::process::Command::new(program)
         .arg("--version")
         .output()
-        .map_err(|e| format!("bwrap cannot be started ({e}); install bubblewrap"))?;
+        .map_err(|e| format!("{program} cannot be started ({e}); {install}"))?;
     let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
     let scratch = scratch_parent.join(format!(".symphony-sandbox-probe-{}", std::process::id()));
     fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
@@ -587,7 +749,9 @@ pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, St
     let trial = (|| {
         let plan = plan(config, &scratch, &[], home.as_deref(), None)?;
         let host = Sandboxed::new(Arc::new(super::LocalHost), config.clone());
-        let env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+        let mut env = vec![("PATH".into(), path)];
+        env.extend(home.clone().map(|h| ("HOME".into(), h.into_os_string())));
         let output = host
             .launch(&Launch {
                 program: "true",
@@ -600,22 +764,29 @@ pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, St
             .wait_with_output()?;
         io::Result::Ok((plan, output))
     })();
+    if config.backend == Backend::Srt
+        && let Ok(dir) = srt_dir(config, &scratch)
+    {
+        let _ = fs::remove_dir_all(dir);
+    }
     let _ = fs::remove_dir_all(&scratch);
     let (plan, output) = trial.map_err(|e| format!("{version}: cannot plan a sandbox: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr: String = stderr.trim().chars().take(500).collect();
         return Err(format!(
-            "{version} cannot make a sandbox on this host: {} (unprivileged user namespaces \
-             may be off: kernel.unprivileged_userns_clone, or an AppArmor profile for bwrap)",
-            stderr.trim()
+            "{name} ({version}) cannot make a sandbox on this host: {stderr} (unprivileged user \
+             namespaces may be off: kernel.unprivileged_userns_clone, or an AppArmor profile \
+             for bwrap)"
         ));
     }
     let masked = (plan.mounts.iter())
         .filter(|m| matches!(m, Mount::MaskDir(_) | Mount::MaskFile(_)))
         .count();
-    let network = match config.network {
-        Network::Open => "network open",
-        Network::None => "no network but a private loopback",
+    let network = match &config.network {
+        Network::Open => "network open".to_owned(),
+        Network::None => "no network but a private loopback".to_owned(),
+        Network::Allow(domains) => format!("network only to {}", domains.join(", ")),
     };
     let scan = if plan.scan_truncated {
         format!(
@@ -626,7 +797,7 @@ pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, St
         String::new()
     };
     Ok(format!(
-        "bubblewrap ({version}) works here: system read-only, the workspace writable, \
+        "{name} ({version}) works here: system read-only, the workspace writable, \
          {masked} credential paths masked, {network}{scan}"
     ))
 }

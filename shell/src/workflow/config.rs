@@ -444,6 +444,14 @@ pub(crate) fn resolve(
     sandbox.state_root = Some(state_root.clone());
     // aiops-platform's sandbox.env_allowlist names variables the agent gets, whichever runs.
     let (mut codex, mut claude) = (codex, claude);
+    // Inside srt, srt enforces the agent's commands: Codex is told it runs in an external
+    // sandbox rather than nesting its own (srt forbids nested user namespaces), unless the
+    // workflow sets a turn policy itself.
+    if sandbox.backend == crate::host::sandbox::Backend::Srt && codex.turn_sandbox_policy.is_none()
+    {
+        codex.turn_sandbox_policy =
+            Some(serde_json::json!({"type": "externalSandbox", "networkAccess": "restricted"}));
+    }
     for name in &sandbox.env_allowlist {
         for env in [&mut codex.env, &mut claude.env] {
             if !env.contains(name) {

@@ -234,6 +234,29 @@ fn doctor_reports_the_sandbox_backend_and_whether_it_works_here() {
             && sandbox.contains("no network but a private loopback"),
         "{stdout}"
     );
+    // srt, with its allowlist.
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        format!(
+            "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: srt\n  srt_command: {}\n  network: [api.openai.com]\n---\nWork.\n",
+            crate::support::srt_binary().display()
+        ),
+    )
+    .unwrap();
+    let out = symphony(dir.path(), &["doctor"], &[]);
+    let stdout = text(&out.stdout, dir.path());
+    let sandbox = line(&stdout, "sandbox");
+    assert!(
+        sandbox.starts_with("ok")
+            && sandbox.contains("srt (")
+            && sandbox.contains("network only to api.openai.com"),
+        "{stdout}"
+    );
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: bubblewrap\n---\nWork.\n",
+    )
+    .unwrap();
     // No bwrap on PATH: the sandbox cannot work, and doctor says so.
     let out = symphony(dir.path(), &["doctor"], &[("PATH", "/nonexistent")]);
     let stdout = text(&out.stdout, dir.path());

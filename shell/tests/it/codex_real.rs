@@ -237,11 +237,35 @@ fn diagnostics(home: &Path, seen: &[AgentUpdate]) -> String {
 /// be what hides the key.
 #[test]
 fn the_daemon_runs_codex_inside_bubblewrap() {
+    codex_in_sandbox(|_| "  backend: bubblewrap\n".to_owned(), "");
+}
+
+/// The same inside srt, whose proxy lets Codex reach only the listed model API
+/// (`127.0.0.1:<port>`; `NO_PROXY` is emptied so that even a loopback address goes through
+/// the proxy, as a remote API would). Codex is told it runs in an external sandbox, so its
+/// shell call runs under srt's rules rather than a nested sandbox of its own.
+#[test]
+fn the_daemon_runs_codex_inside_srt_with_only_the_model_api_reachable() {
+    let srt = support::srt_binary();
+    codex_in_sandbox(
+        |port| {
+            format!(
+                "  backend: srt\n  srt_command: {}\n  network: ['127.0.0.1:{port}']\n",
+                srt.display()
+            )
+        },
+        "NO_PROXY= no_proxy= ",
+    );
+}
+
+/// One Codex run through the daemon with the `sandbox` section `sandbox(port)`, the command
+/// prefixed with `env_prefix` (environment assignments for `env`).
+fn codex_in_sandbox(sandbox: impl Fn(u16) -> String, env_prefix: &str) {
     const EXEC: &str = "{ echo written-by-codex; cat \"$HOME/notes.txt\"; cat \"$HOME/.ssh/id_ed25519\"; } > result.txt 2>/dev/null; true";
     let binary = codex_binary();
     let (port, calls) = fake_model(EXEC);
     let dir = tempfile::Builder::new()
-        .prefix("codex-bwrap-")
+        .prefix("codex-sandboxed-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let home = dir.path().join("codex-home");
@@ -260,10 +284,13 @@ fn the_daemon_runs_codex_inside_bubblewrap() {
         "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
     )
     .unwrap();
+    let command =
+        codex_command(&binary, &home, port).replacen("env ", &format!("env {env_prefix}"), 1);
     let workflow = format!(
-        "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  max_turns: 1\n  max_turns_per_issue: 1\ncodex:\n  command: '{}'\n  read_timeout_ms: 60000\nsandbox:\n  backend: bubblewrap\nserver:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}.\n",
+        "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  max_turns: 1\n  max_turns_per_issue: 1\ncodex:\n  command: '{}'\n  read_timeout_ms: 60000\nsandbox:\n{}server:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}.\n",
         // A single-quoted YAML string: its quotes doubled.
-        codex_command(&binary, &home, port).replace('\'', "''")
+        command.replace('\'', "''"),
+        sandbox(port),
     );
     std::fs::write(dir.path().join("WORKFLOW.md"), workflow).unwrap();
     let operator_home = operator.path().to_str().unwrap();
@@ -273,10 +300,15 @@ fn the_daemon_runs_codex_inside_bubblewrap() {
         &[],
         &[("HOME", operator_home), ("CODEX_HOME", codex_home)],
     );
-    let held = daemon.wait_for("the hold after one turn", |l| {
-        l.contains("held:") && l.contains("issue_identifier=\"CX-1\"")
+    let held = daemon.wait_for("the hold after one turn, or a failed run", |l| {
+        (l.contains("held:") || l.contains("worker exited"))
+            && l.contains("issue_identifier=\"CX-1\"")
     });
-    assert!(held.contains("turn budget used: 1 of 1"), "{held}");
+    assert!(
+        held.contains("turn budget used: 1 of 1"),
+        "{held}\n{}",
+        diagnostics(&home, &[])
+    );
     let result = std::fs::read_to_string(dir.path().join("ws/CX-1/result.txt"))
         .unwrap_or_else(|e| panic!("result.txt: {e}\n{}", diagnostics(&home, &[])));
     assert_eq!(result, "written-by-codex\noperator notes\n");

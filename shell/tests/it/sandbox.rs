@@ -23,7 +23,7 @@ fn require_bwrap() {
 }
 
 struct Bed {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     home: PathBuf,
     workspace: PathBuf,
     outside: PathBuf,
@@ -72,7 +72,7 @@ fn bed() -> Bed {
         workspace,
         outside,
         runtime,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -80,7 +80,8 @@ fn bed() -> Bed {
 fn run(bed: &Bed, config: SandboxConfig, script: &str) -> (String, i32) {
     let host = Sandboxed::new(Arc::new(LocalHost), config);
     let env = vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        // srt is a node script: node must be on the agent's PATH, as on the daemon's.
+        ("PATH".into(), std::env::var_os("PATH").unwrap_or_default()),
         ("HOME".into(), bed.home.clone().into_os_string()),
         ("TMPDIR".into(), "/somewhere/else".into()),
     ];
@@ -98,6 +99,11 @@ fn run(bed: &Bed, config: SandboxConfig, script: &str) -> (String, i32) {
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("bwrap:"), "bwrap itself failed: {stderr}");
+    if !output.status.success() {
+        // Shown with a failing test's output: what the sandbox said.
+        eprintln!("stderr of the sandboxed script:\n{stderr}");
+    }
+
     (
         String::from_utf8_lossy(&output.stdout).into_owned(),
         output.status.code().unwrap_or(-1),
@@ -111,6 +117,18 @@ fn bubblewrap() -> SandboxConfig {
     }
 }
 
+/// srt, with its settings and private temporary directory under the bed's state root.
+fn srt(bed: &Bed, network: Network) -> SandboxConfig {
+    let state = bed.dir.path().join("state");
+    SandboxConfig {
+        backend: Backend::Srt,
+        network,
+        srt_command: crate::support::srt_binary().display().to_string(),
+        state_root: Some(state),
+        ..SandboxConfig::default()
+    }
+}
+
 /// `label: ok` when `command` succeeds, `label: refused` when it fails.
 fn probe(label: &str, command: &str) -> String {
     format!(
@@ -118,9 +136,8 @@ fn probe(label: &str, command: &str) -> String {
     )
 }
 
-#[test]
-fn credentials_are_invisible_and_only_the_workspace_is_writable() {
-    let bed = bed();
+/// What each backend must keep a process inside from doing, and what it must let it do.
+fn confinement(bed: &Bed, config: SandboxConfig) {
     let h = bed.home.display();
     let o = bed.outside.display();
     let r = bed.runtime.display();
@@ -137,7 +154,7 @@ fn credentials_are_invisible_and_only_the_workspace_is_writable() {
         probe("write home", &format!("echo x > {h}/planted")),
         probe("write outside", &format!("echo x > {o}/planted")),
         probe("write etc", "echo x > /etc/planted"),
-        probe("write tmp", "echo x > /tmp/private && test \"$TMPDIR\" = /tmp"),
+        probe("write tmpdir", "echo x > \"$TMPDIR/private\""),
         probe("git commit", "git -c user.name=a -c user.email=a@b add README.md && git -c user.name=a -c user.email=a@b commit -qm first"),
         probe("plant hook", "printf '#!/bin/sh\\necho owned\\n' > .git/hooks/pre-commit"),
         probe("edit git config", "git config core.hooksPath /tmp"),
@@ -145,7 +162,7 @@ fn credentials_are_invisible_and_only_the_workspace_is_writable() {
         probe("unmount a mask", &format!("umount {h}/.ssh")),
     ]
     .concat();
-    let (out, code) = run(&bed, bubblewrap(), &script);
+    let (out, code) = run(bed, config, &script);
     assert_eq!(code, 0, "{out}");
     let expected = "\
 notes: ok
@@ -160,7 +177,7 @@ write runtime home: ok
 write home: refused
 write outside: refused
 write etc: refused
-write tmp: ok
+write tmpdir: ok
 git commit: ok
 plant hook: refused
 edit git config: refused
@@ -179,6 +196,32 @@ unmount a mask: refused
         std::fs::read_to_string(bed.home.join(".ssh/id_ed25519")).unwrap() == "PRIVATE-SSH-KEY",
         "the key itself is untouched"
     );
+}
+
+#[test]
+fn bubblewrap_hides_credentials_and_only_the_workspace_is_writable() {
+    confinement(&bed(), bubblewrap());
+}
+
+#[test]
+fn srt_hides_credentials_and_only_the_workspace_is_writable() {
+    let bed = bed();
+    let config = srt(&bed, Network::None);
+    confinement(&bed, config);
+}
+
+/// bubblewrap's `/tmp` is private: what the agent writes there is not the host's.
+#[test]
+fn bubblewrap_gives_a_private_tmp() {
+    let bed = bed();
+    let marker = format!("symphony-private-tmp-{}", std::process::id());
+    let (out, _) = run(
+        &bed,
+        bubblewrap(),
+        &format!("echo x > /tmp/{marker} && echo \"$TMPDIR\""),
+    );
+    assert_eq!(out.trim(), "/tmp");
+    assert!(!Path::new("/tmp").join(&marker).exists());
 }
 
 #[test]
@@ -224,4 +267,48 @@ fn network_none_leaves_only_a_private_loopback() {
         "lo",
         "the open network shows the host's interfaces"
     );
+}
+
+/// Answers every connection with `200 OK` on 127.0.0.1; its port.
+fn ok_server() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+/// srt lets the agent reach the listed destinations only, through its proxy: the listed
+/// `127.0.0.1:<port>` answers, the same server under the unlisted name `localhost` does not
+/// (nothing but loopback is ever dialed), and no direct connection leaves the sandbox.
+#[test]
+fn srt_reaches_only_allowlisted_destinations() {
+    let bed = bed();
+    let port = ok_server();
+    let config = srt(&bed, Network::Allow(vec![format!("127.0.0.1:{port}")]));
+    let curl = |url: &str, proxy: bool| {
+        let noproxy = if proxy {
+            "--noproxy ''"
+        } else {
+            "--noproxy '*'"
+        };
+        format!("curl -s -m 10 {noproxy} -o /dev/null -w '%{{http_code}}\\n' {url}; ")
+    };
+    let script = [
+        curl(&format!("http://127.0.0.1:{port}/"), true),
+        curl(&format!("http://localhost:{port}/"), true),
+        curl(&format!("http://127.0.0.1:{port}/"), false),
+    ]
+    .concat();
+    let (out, _) = run(&bed, config, &script);
+    let codes: Vec<&str> = out.lines().collect();
+    assert_eq!(codes, ["200", "403", "000"], "listed, unlisted, direct");
 }

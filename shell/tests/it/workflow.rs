@@ -957,19 +957,36 @@ fn aiops_sandbox_keys_turn_the_bubblewrap_sandbox_on() {
 #[test]
 fn sandbox_settings_this_build_cannot_honour_are_refused_with_the_reason() {
     for (sandbox, key, says) in [
-        ("backend: srt", "sandbox.backend", "srt is not built"),
         (
             "backend: firejail",
             "sandbox.backend",
             "firejail is not built",
         ),
-        ("backend: docker", "sandbox.backend", "none or bubblewrap"),
+        (
+            "backend: docker",
+            "sandbox.backend",
+            "none, bubblewrap or srt",
+        ),
+        (
+            "backend: srt\n  network: open",
+            "sandbox.network",
+            "srt allows only listed domains",
+        ),
+        (
+            "backend: srt\n  network: ['api.openai.com', 'not a domain']",
+            "sandbox.network",
+            "a list of domains",
+        ),
         (
             "backend: bubblewrap\n  network: [api.openai.com]",
             "sandbox.network",
             "bubblewrap does not have",
         ),
-        ("network: sometimes", "sandbox.network", "open or none"),
+        (
+            "network: sometimes",
+            "sandbox.network",
+            "open, none, or a list of domains, found \"sometimes\"",
+        ),
     ] {
         let e = load_text(&with_front_matter(
             &format!("{LINEAR}sandbox:\n  {sandbox}\n"),
@@ -980,6 +997,48 @@ fn sandbox_settings_this_build_cannot_honour_are_refused_with_the_reason() {
         assert_eq!(e.key.as_deref(), Some(key), "{sandbox}");
         assert!(e.message.contains(says), "{sandbox}: {e}");
     }
+}
+
+#[test]
+fn srt_takes_a_domain_allowlist_and_codex_defers_to_it() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}sandbox:\n  backend: srt\n  srt_command: /opt/srt/bin/srt\n  network: [api.openai.com, '*.github.com', '127.0.0.1:8080']\n"
+        ),
+        "",
+    ));
+    let sandbox = &w.config.sandbox;
+    assert_eq!(sandbox.backend, Backend::Srt);
+    assert_eq!(
+        sandbox.network,
+        Network::Allow(vec![
+            "api.openai.com".into(),
+            "*.github.com".into(),
+            "127.0.0.1:8080".into()
+        ])
+    );
+    assert_eq!(sandbox.srt_program(), "/opt/srt/bin/srt");
+    // srt enforces the agent's commands: Codex is told so, unless the workflow says otherwise.
+    assert_eq!(
+        w.config.codex.turn_sandbox_policy,
+        Some(serde_json::json!({"type": "externalSandbox", "networkAccess": "restricted"}))
+    );
+    let own = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}codex:\n  turn_sandbox_policy: {{type: readOnly}}\nsandbox:\n  backend: srt\n  network: none\n"
+        ),
+        "",
+    ));
+    assert_eq!(
+        own.config.codex.turn_sandbox_policy,
+        Some(serde_json::json!({"type": "readOnly"}))
+    );
+    // Without a network key srt allows nothing.
+    let closed = ok(&with_front_matter(
+        &format!("{LINEAR}sandbox:\n  backend: srt\n"),
+        "",
+    ));
+    assert_eq!(closed.config.sandbox.network, Network::None);
 }
 
 #[test]

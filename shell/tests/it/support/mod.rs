@@ -5,23 +5,30 @@ use std::path::PathBuf;
 /// The pinned version of `@openai/codex` that `.ci/test` installs.
 pub(crate) const CODEX_VERSION: &str = "0.169.0";
 
-/// The real codex CLI: `$SYMPHONY_TEST_CODEX`, else where `.ci/test` caches it.
-pub(crate) fn codex_binary() -> PathBuf {
-    let path = std::env::var_os("SYMPHONY_TEST_CODEX").map_or_else(
+/// A CLI `.ci/test` installs: `$<var>` when set, else `~/.cache/symphony-rs/<relative>`;
+/// asserted to exist, naming `name` and how to get it.
+fn installed_cli(var: &str, relative: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(var).map_or_else(
         || {
             let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(format!(
-                ".cache/symphony-rs/codex-{CODEX_VERSION}/node_modules/.bin/codex"
-            ))
+            PathBuf::from(home)
+                .join(".cache/symphony-rs")
+                .join(relative)
         },
         PathBuf::from,
     );
     assert!(
         path.exists(),
-        "the real codex CLI is not installed at {}: run ./.ci/test (it installs it)",
+        "the real {name} is not installed at {}: run ./.ci/test (it installs it)",
         path.display()
     );
     path
+}
+
+/// The real codex CLI: `$SYMPHONY_TEST_CODEX`, else where `.ci/test` caches it.
+pub(crate) fn codex_binary() -> PathBuf {
+    let relative = format!("codex-{CODEX_VERSION}/node_modules/.bin/codex");
+    installed_cli("SYMPHONY_TEST_CODEX", &relative, "codex CLI")
 }
 
 /// The pinned Claude Code CLI `.ci/test` installs.
@@ -29,21 +36,17 @@ pub(crate) const CLAUDE_VERSION: &str = "2.1.332";
 
 /// The real `claude` CLI: `$SYMPHONY_TEST_CLAUDE`, or where `.ci/test` installs it.
 pub(crate) fn claude_binary() -> PathBuf {
-    let path = std::env::var_os("SYMPHONY_TEST_CLAUDE").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(format!(
-                ".cache/symphony-rs/claude-code-{CLAUDE_VERSION}/node_modules/.bin/claude"
-            ))
-        },
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "the real claude CLI is not installed at {}: run ./.ci/test (it installs it)",
-        path.display()
-    );
-    path
+    let relative = format!("claude-code-{CLAUDE_VERSION}/node_modules/.bin/claude");
+    installed_cli("SYMPHONY_TEST_CLAUDE", &relative, "claude CLI")
+}
+
+/// The pinned `@anthropic-ai/sandbox-runtime` `.ci/test` installs.
+pub(crate) const SRT_VERSION: &str = "0.0.83";
+
+/// The real `srt`: `$SYMPHONY_TEST_SRT`, or where `.ci/test` installs it.
+pub(crate) fn srt_binary() -> PathBuf {
+    let relative = format!("srt-{SRT_VERSION}/node_modules/.bin/srt");
+    installed_cli("SYMPHONY_TEST_SRT", &relative, "srt (sandbox runtime)")
 }
 
 /// Whether process `pid` has terminated, waiting up to 5 s on a pidfd (readable once the
