@@ -353,6 +353,25 @@ impl Daemon {
                     return;
                 };
                 let thread = worker.thread.clone().unwrap_or_default();
+                // Approvals the runner answered and tools the agent was refused: on the record.
+                let approval = match update {
+                    AgentUpdate::Message { event, message } if event == "approval" => {
+                        Some(("approval", serde_json::json!({"request": message})))
+                    }
+                    AgentUpdate::PermissionDenied { tools } => {
+                        Some(("permission_denied", serde_json::json!({"tools": tools})))
+                    }
+                    _ => None,
+                };
+                if let Some((kind, data)) = approval {
+                    crate::audit::record(crate::audit::Entry {
+                        kind: kind.into(),
+                        issue: Some(worker.identifier.clone()),
+                        run: Some(run.0),
+                        session: worker.thread.clone(),
+                        data,
+                    });
+                }
                 match update {
                     AgentUpdate::SessionStarted { thread_id, pid } => {
                         worker.thread = Some(thread_id.clone());

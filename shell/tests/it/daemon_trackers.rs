@@ -119,6 +119,8 @@ fn github_and_codex_dispatch_continue_fail_back_off_stop_on_refresh_and_shut_dow
         usage(1, 150),
         turn_done(1, "completed"),
         turn_start(2),
+        json!({"request": {"method": "item/commandExecution/requestApproval", "params": {
+            "threadId": "thr_1", "turnId": "turn_2", "itemId": "i9", "command": "ls", "cwd": "/tmp"}}}),
         tool(
             2,
             "c1",
@@ -254,6 +256,18 @@ fn github_and_codex_dispatch_continue_fail_back_off_stop_on_refresh_and_shut_dow
 
     // The whole session replays to the same decisions.
     replay_check(dir.path(), &["events.ndjson"]);
+    // The approval the runner gave, and the tracker writes, are on the record.
+    let audit: String = (std::fs::read_dir(dir.path().join("state/audit"))
+        .unwrap()
+        .flatten())
+    .map(|f| std::fs::read_to_string(f.path()).unwrap())
+    .collect();
+    assert!(
+        audit.contains("\"type\":\"approval\"")
+            && audit.contains("item/commandExecution/requestApproval: acceptForSession"),
+        "{audit}"
+    );
+    assert!(audit.contains("\"type\":\"tracker_write\""), "{audit}");
 }
 
 #[test]

@@ -294,6 +294,10 @@ impl Session {
                 self.answer(id, json!({"decision": v2}))
             }
             "execCommandApproval" | "applyPatchApproval" => {
+                io.report(AgentUpdate::Message {
+                    event: "approval".into(),
+                    message: Some(format!("{method}: {legacy}")),
+                });
                 self.answer(id, json!({"decision": legacy}))
             }
             "item/tool/call" => {
