@@ -367,6 +367,55 @@ fn the_tracker_credential_stays_in_the_daemon_while_claude_comments() {
     assert_eq!(daemon.wait_exit().0, Some(0));
 }
 
+/// Claude inside bubblewrap, with `bypassPermissions` (allowed only inside a sandbox): its Bash
+/// call writes in the workspace, the host tool reaches the daemon over MCP from inside (the
+/// bridge's socket is in the private config dir, bound in), the CLI is told it is sandboxed,
+/// and of the operator's home it reads a plain file but not the SSH key. The home lives under
+/// `/var/tmp` so the private `/tmp` inside cannot be what hides the key.
+#[test]
+fn claude_runs_inside_bubblewrap_with_its_host_tools() {
+    let (base, _fake) = anthropic_fake::fake(Script::Tools);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
+    std::fs::write(
+        dir.path().join("issues/CL-1.md"),
+        "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
+    )
+    .unwrap();
+    let operator = tempfile::Builder::new()
+        .prefix("symphony-operator-home-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::create_dir_all(operator.path().join(".ssh")).unwrap();
+    std::fs::write(operator.path().join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY\n").unwrap();
+    std::fs::write(operator.path().join("notes.txt"), "operator notes\n").unwrap();
+    let workflow = format!(
+        "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns_per_issue: 1\nclaude:\n  command: '{}'\n  permission_mode: bypassPermissions\nsandbox:\n  backend: bubblewrap\n---\nWork on {{{{ issue.identifier }}}}.\n",
+        command(&claude_binary(), &base)
+    );
+    std::fs::write(dir.path().join("WORKFLOW.md"), workflow).unwrap();
+    let home = operator.path().to_str().unwrap();
+    let mut daemon =
+        crate::daemon_harness::Daemon::start_with_env(dir.path(), &[], &[("HOME", home)]);
+    let held = daemon.wait_for("the hold after one turn, or a failed run", |l| {
+        (l.contains("held:") || l.contains("worker exited")) && l.contains("\"CL-1\"")
+    });
+    assert!(held.contains("turn budget used: 1 of 1"), "{held}");
+    let issue = std::fs::read_to_string(dir.path().join("issues/CL-1.md")).unwrap();
+    assert!(
+        issue.contains("Wrote result.txt"),
+        "the comment over MCP: {issue}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("ws/CL-1/result.txt")).unwrap();
+    assert_eq!(written, "written-by-claude\n");
+    let seen = std::fs::read_to_string(dir.path().join("ws/CL-1/agent-env.txt")).unwrap();
+    assert!(seen.contains("IS_SANDBOX=1"), "{seen}");
+    assert!(seen.contains("operator notes"), "the control file: {seen}");
+    assert!(!seen.contains("PRIVATE-SSH-KEY"), "{seen}");
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+}
+
 /// A continuation whose session the CLI no longer has (its transcript gone) starts a fresh
 /// session once, logged, instead of failing or looping.
 #[test]

@@ -26,8 +26,9 @@ pub(crate) enum Script {
     Loop,
     /// Holds every request open without answering (a stop mid-turn).
     Hang,
-    /// Per user prompt: a Bash call (writing `result.txt` and the agent's environment to
-    /// `agent-env.txt`), then the host tool `comment_on_issue` over MCP, then "Done.".
+    /// Per user prompt: a Bash call (writing `result.txt`, and the agent's environment and
+    /// what it can read of `$HOME/notes.txt` and `$HOME/.ssh/id_ed25519` to `agent-env.txt`),
+    /// then the host tool `comment_on_issue` over MCP, then "Done.".
     Tools,
 }
 
@@ -81,7 +82,11 @@ fn answer(script: Script, request: &Value, n: usize) -> String {
     if tool {
         let command = match script {
             Script::Loop => "true",
-            Script::Tools => "env > agent-env.txt; echo written-by-claude > result.txt",
+            // The environment, then what the agent can read of the operator's home: a plain
+            // file and an SSH key (a sandbox must let the first through and hide the second).
+            Script::Tools => {
+                "env > agent-env.txt; cat \"$HOME/notes.txt\" \"$HOME/.ssh/id_ed25519\" >> agent-env.txt 2>/dev/null; echo written-by-claude > result.txt"
+            }
             _ => "echo written-by-claude > result.txt",
         };
         let (name, input) = if mcp {
