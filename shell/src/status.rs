@@ -50,14 +50,18 @@ fn fetch(fetcher: &Fetcher, url: &str) -> Result<Value, String> {
     })
 }
 
+/// A failure, said on stderr.
+fn failed(error: String) -> Outcome {
+    Outcome {
+        stdout: String::new(),
+        stderr: format!("error: {error}\n"),
+        success: false,
+    }
+}
+
 /// `pause`, `resume`, `stop`: POSTs to `path` on the daemon (the local one by default) and
 /// prints its answer; exit 1 with the daemon's message when it refuses.
 pub(crate) fn control(url: Option<String>, path: &str, body: Option<Value>) -> Outcome {
-    let failed = |e: String| Outcome {
-        stdout: String::new(),
-        stderr: format!("error: {e}\n"),
-        success: false,
-    };
     let fetcher = match Fetcher::new() {
         Ok(fetcher) => fetcher,
         Err(e) => return failed(e),
@@ -297,11 +301,6 @@ fn width() -> usize {
 }
 
 pub(crate) fn run(args: &StatusArgs) -> Outcome {
-    let failed = |e: String| Outcome {
-        stdout: String::new(),
-        stderr: format!("error: {e}\n"),
-        success: false,
-    };
     let fetcher = match Fetcher::new() {
         Ok(fetcher) => fetcher,
         Err(e) => return failed(e),

@@ -382,13 +382,7 @@ fn claude_runs_inside_bubblewrap_with_its_host_tools() {
         "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
     )
     .unwrap();
-    let operator = tempfile::Builder::new()
-        .prefix("symphony-operator-home-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::create_dir_all(operator.path().join(".ssh")).unwrap();
-    std::fs::write(operator.path().join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY\n").unwrap();
-    std::fs::write(operator.path().join("notes.txt"), "operator notes\n").unwrap();
+    let operator = support::operator_home();
     let workflow = format!(
         "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns_per_issue: 1\nclaude:\n  command: '{}'\n  permission_mode: bypassPermissions\nsandbox:\n  backend: bubblewrap\n---\nWork on {{{{ issue.identifier }}}}.\n",
         command(&claude_binary(), &base)

@@ -272,13 +272,7 @@ fn codex_in_sandbox(sandbox: impl Fn(u16) -> String, env_prefix: &str) {
     for d in [&home, &home.join("tmp"), &dir.path().join("issues")] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let operator = tempfile::Builder::new()
-        .prefix("symphony-operator-home-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::create_dir_all(operator.path().join(".ssh")).unwrap();
-    std::fs::write(operator.path().join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY\n").unwrap();
-    std::fs::write(operator.path().join("notes.txt"), "operator notes\n").unwrap();
+    let operator = support::operator_home();
     std::fs::write(
         dir.path().join("issues/CX-1.md"),
         "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",

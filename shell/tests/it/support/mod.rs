@@ -242,3 +242,17 @@ pub(crate) fn last_tokens(seen: &[symphony_core::AgentUpdate]) -> (u64, u64, u64
         })
         .expect("token usage reported")
 }
+
+/// A stand-in for the operator's home, under `/var/tmp` (not `/tmp`, which a sandbox makes
+/// private: a key there would be hidden whatever the sandbox masks): an SSH key
+/// (`PRIVATE-SSH-KEY`) and a plain `notes.txt` (`operator notes`) beside it.
+pub(crate) fn operator_home() -> tempfile::TempDir {
+    let home = tempfile::Builder::new()
+        .prefix("symphony-operator-home-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    std::fs::create_dir_all(home.path().join(".ssh")).unwrap();
+    std::fs::write(home.path().join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY\n").unwrap();
+    std::fs::write(home.path().join("notes.txt"), "operator notes\n").unwrap();
+    home
+}
