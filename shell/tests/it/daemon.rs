@@ -1014,6 +1014,31 @@ fn pause_stop_and_resume_from_the_command_line_and_the_pause_survives_a_restart(
     daemon.wait_for("B-1 running", |l| {
         l.contains("agent session started") && l.contains("\"B-1\"")
     });
+    // The dashboard's form: a urlencoded pause goes back to the page; another site's page
+    // cannot post one.
+    let form = |origin: &str| {
+        use std::io::{Read as _, Write as _};
+        let body = "reason=second+freeze%21";
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/pause HTTP/1.1\r\nHost: {addr}\r\nOrigin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let evil = form("http://evil.example");
+    assert!(evil.starts_with("HTTP/1.1 403"), "{evil}");
+    let own = form(&format!("http://{addr}"));
+    assert!(
+        own.starts_with("HTTP/1.1 303") && own.contains("Location: /\r\n"),
+        "{own}"
+    );
+    let state = daemon_harness::get_json(&addr, "/api/v1/state");
+    assert_eq!(state["dispatch"]["paused"]["reason"], "second freeze!");
     daemon.interrupt();
     assert_eq!(daemon.wait_exit().0, Some(0));
     let audit: String = (std::fs::read_dir(dir.path().join("state/audit"))
