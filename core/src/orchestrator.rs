@@ -256,6 +256,11 @@ impl Orchestrator {
         self.lifecycle == Lifecycle::Running && self.ticks_completed > 0
     }
 
+    /// Whether a poll tick is between its first tracker request and its dispatch decisions.
+    pub fn tick_in_flight(&self) -> bool {
+        self.tick != TickPhase::Idle
+    }
+
     /// Whether shutdown has completed.
     pub fn is_stopped(&self) -> bool {
         self.lifecycle == Lifecycle::Stopped

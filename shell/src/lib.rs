@@ -23,6 +23,7 @@ mod child;
 pub mod daemon;
 pub mod host;
 pub mod http;
+pub mod metrics;
 pub mod redact;
 pub mod tracker;
 pub mod workflow;

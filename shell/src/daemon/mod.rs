@@ -159,6 +159,14 @@ struct Daemon {
     restored: Option<symphony_core::Durable>,
     /// The UTC day whose used-up token budget is in the audit log already.
     budget_audited_day: Option<u64>,
+    /// What `/metrics` shows.
+    metrics: Arc<crate::metrics::Metrics>,
+    /// Tracker requests in flight: what they are and when they left, for their latency.
+    tracker_pending: BTreeMap<symphony_core::RequestId, (&'static str, std::time::Instant)>,
+    /// When the poll tick in flight started.
+    tick_started: Option<std::time::Instant>,
+    /// Where today's audit log and the event log are, for their sizes.
+    state_root: PathBuf,
 }
 
 impl Daemon {
@@ -166,6 +174,7 @@ impl Daemon {
         let (tx, rx) = unbounded_channel();
         let scheduler = workflow.config.scheduler();
         let workflow_state_root = workflow.config.state_root.clone();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let scheduler_terminal_empty = scheduler.terminal_states.is_empty();
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
@@ -205,7 +214,13 @@ impl Daemon {
                 let queries = tx.clone();
                 let submit: http::Submit =
                     Box::new(move |query, reply| queries.send(Input::Query(query, reply)).is_ok());
-                let started = http::start(&server.bind, port, token, submit)?;
+                let started = http::start(
+                    &server.bind,
+                    port,
+                    token,
+                    submit,
+                    Some(Arc::clone(&metrics)),
+                )?;
                 let url = format!("http://{}", started.addr);
                 tracing::info!("HTTP server listening on {url}/");
                 // Where `symphony status` looks for a local daemon by default.
@@ -252,6 +267,10 @@ impl Daemon {
             keeper,
             restored,
             budget_audited_day: None,
+            metrics,
+            tracker_pending: BTreeMap::new(),
+            tick_started: None,
+            state_root: workflow_state_root,
         })
     }
 
@@ -289,7 +308,11 @@ impl Daemon {
                     Some(Input::Event(event)) => {
                         self.log_worker_event(&event);
                         self.note_for_orphans(&event);
-                        if let Event::WorkerExited { issue_id, run, .. } = &event {
+                        if let Event::WorkerExited { issue_id, run, outcome } = &event {
+                            if let Some(worker) = self.workers.get(run) {
+                                let seconds = worker.started.elapsed().as_secs_f64();
+                                self.metrics.run_ended(outcome_label(outcome), seconds);
+                            }
                             self.audit_tokens(issue_id, *run);
                             self.workers.remove(run);
                             self.paths.release(*run);
@@ -431,6 +454,7 @@ impl Daemon {
     /// HTTP refresh answer reads the core's verdict from them).
     fn feed(&mut self, event: Event) -> Vec<Command> {
         let event = scrub(event);
+        self.measure_answer(&event);
         let (commands, line) = self.recorder.handle(now(), &event);
         match &mut self.log {
             Some(log) => {
@@ -448,7 +472,33 @@ impl Daemon {
             self.execute(command);
         }
         self.keep_durable();
+        let in_flight = self.recorder.orchestrator().tick_in_flight();
+        match (in_flight, self.tick_started) {
+            (true, None) => self.tick_started = Some(std::time::Instant::now()),
+            (false, Some(started)) => {
+                self.metrics.tick(started.elapsed().as_secs_f64());
+                self.tick_started = None;
+            }
+            _ => {}
+        }
         commands
+    }
+
+    /// A tracker answer's latency and result, for `/metrics`.
+    fn measure_answer(&mut self, event: &Event) {
+        let (request, ok) = match event {
+            Event::CandidatesFetched { request, .. }
+            | Event::IssuesRefreshed { request, .. }
+            | Event::TerminalIssuesListed { request, .. } => (request, true),
+            Event::CandidatesFetchFailed { request, .. }
+            | Event::IssuesRefreshFailed { request, .. }
+            | Event::TerminalIssuesListFailed { request, .. } => (request, false),
+            _ => return,
+        };
+        if let Some((operation, sent)) = self.tracker_pending.remove(request) {
+            let seconds = sent.elapsed().as_secs_f64();
+            self.metrics.tracker_request(operation, ok, seconds);
+        }
     }
 
     /// Keeps the pause and the day's tokens in the state root, and writes the day's budget
@@ -587,6 +637,20 @@ impl Daemon {
     }
 
     fn execute(&mut self, command: &Command) {
+        let sent = std::time::Instant::now();
+        match command {
+            Command::FetchCandidates { request, .. } => {
+                self.tracker_pending.insert(*request, ("candidates", sent));
+            }
+            Command::ListTerminalIssues { request, .. } => {
+                self.tracker_pending.insert(*request, ("terminal", sent));
+            }
+            Command::RefreshIssues { request, .. } => {
+                self.tracker_pending.insert(*request, ("refresh", sent));
+            }
+            Command::Dispatch { .. } => self.metrics.dispatched(),
+            _ => {}
+        }
         match command {
             Command::FetchCandidates { request, states } => {
                 let (request, states) = (*request, states.clone());
@@ -914,12 +978,42 @@ impl Daemon {
                     &serde_json::json!({"stopping": identifier, "then": "held until the issue changes"}),
                 )
             }
+            Query::Metrics => {
+                let snapshot = self.recorder.orchestrator().snapshot(now());
+                let size = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.len());
+                let today = now().to_rfc3339();
+                let audit = self
+                    .state_root
+                    .join("audit")
+                    .join(format!("{}.ndjson", today.get(..10).unwrap_or("")));
+                let sizes = crate::metrics::LogSizes {
+                    event_log: self.recording.as_ref().and_then(|r| size(&r.path)),
+                    audit_log: size(&audit),
+                };
+                let text = self.metrics.render(&snapshot, sizes);
+                Answer {
+                    status: 200,
+                    body: crate::redact::mask(&text).into_owned(),
+                }
+            }
             Query::Ready => {
                 let ready = self.recorder.orchestrator().is_ready();
                 let status = if ready { 200 } else { 503 };
                 Answer::json(status, &serde_json::json!({ "ready": ready }))
             }
         }
+    }
+}
+
+/// A run's ending as a metrics label.
+fn outcome_label(outcome: &symphony_core::ExitOutcome) -> &'static str {
+    use symphony_core::ExitOutcome;
+    match outcome {
+        ExitOutcome::Normal => "normal",
+        ExitOutcome::Failed { .. } => "failed",
+        ExitOutcome::TimedOut { .. } => "timed_out",
+        ExitOutcome::Cancelled { .. } => "cancelled",
+        ExitOutcome::InputRequired { .. } => "input_required",
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct WorkerHandle {
     pub(crate) thread: Option<String>,
     /// The run's tokens as last written to the audit log.
     pub(crate) tokens_audited: symphony_core::Tokens,
+    /// When the run was dispatched, for its duration.
+    pub(crate) started: std::time::Instant,
 }
 
 impl WorkerHandle {
@@ -93,6 +95,7 @@ pub(crate) fn spawn(
         identifier,
         thread: None,
         tokens_audited: symphony_core::Tokens::default(),
+        started: std::time::Instant::now(),
     })
 }
 

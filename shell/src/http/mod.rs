@@ -50,6 +50,8 @@ pub enum Query {
     Stop(String),
     /// `GET /readyz`.
     Ready,
+    /// `GET /metrics`: the Prometheus text, rendered by the daemon.
+    Metrics,
 }
 
 /// Where the daemon sends a [`Query`]'s answer.
@@ -105,6 +107,8 @@ pub type Submit = Box<dyn Fn(Query, Reply) -> bool + Send + Sync>;
 
 struct Shared {
     submit: Submit,
+    /// Where HTTP requests are counted, when the daemon keeps metrics.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     /// SHA-256 of the token: compared in constant time, whatever the presented length.
     token: Option<[u8; 32]>,
 }
@@ -115,8 +119,9 @@ pub fn start(
     port: u16,
     token: Option<String>,
     submit: Submit,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<HttpServer, String> {
-    start_with_limits(bind, port, token, submit, Limits::default())
+    start_with_limits(bind, port, token, submit, Limits::default(), metrics)
 }
 
 /// Binds `bind:port` and serves within `limits`.
@@ -126,6 +131,7 @@ pub fn start_with_limits(
     token: Option<String>,
     submit: Submit,
     limits: Limits,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 ) -> Result<HttpServer, String> {
     let host = bind.trim_start_matches('[').trim_end_matches(']');
     let address = if host.contains(':') {
@@ -146,6 +152,7 @@ pub fn start_with_limits(
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let shared = Arc::new(Shared {
         submit,
+        metrics,
         token: token.map(|t| digest(t.as_bytes())),
     });
     let (stop, stopped) = watch::channel(false);
@@ -163,7 +170,14 @@ pub fn start_with_limits(
                 };
                 let handler: server::Handler = Arc::new(move |request| {
                     let shared = Arc::clone(&shared);
-                    Box::pin(async move { handle(request, &shared).await })
+                    Box::pin(async move {
+                        let route = route_name(&request.target);
+                        let response = handle(request, &shared).await;
+                        if let Some(metrics) = &shared.metrics {
+                            metrics.http_request(route, response.status);
+                        }
+                        response
+                    })
                 });
                 server::serve(listener, limits, handler, stopped).await;
             });
@@ -312,6 +326,24 @@ fn loopback_host(host: Option<&str>) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The route a request target falls under, as a metrics label: one of a fixed set.
+fn route_name(target: &str) -> &'static str {
+    let path = target.split('?').next().unwrap_or("/");
+    match path {
+        "/" => "/",
+        "/livez" => "/livez",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/api/v1/state" => "/api/v1/state",
+        "/api/v1/refresh" => "/api/v1/refresh",
+        "/api/v1/pause" => "/api/v1/pause",
+        "/api/v1/resume" => "/api/v1/resume",
+        p if p.starts_with("/api/v1/") && p.ends_with("/stop") => "/api/v1/<id>/stop",
+        p if p.starts_with("/api/v1/") => "/api/v1/<id>",
+        _ => "other",
+    }
+}
+
 /// A browser says this request comes from another site's page.
 fn cross_site(request: &Request) -> bool {
     if request
@@ -384,6 +416,7 @@ async fn handle(request: Request, shared: &Shared) -> Response {
         "/" => ("GET, HEAD", Some(Query::State)),
         "/readyz" => ("GET, HEAD", Some(Query::Ready)),
         "/api/v1/state" => ("GET, HEAD", Some(Query::State)),
+        "/metrics" => ("GET, HEAD", Some(Query::Metrics)),
         "/api/v1/refresh" => ("POST", Some(Query::Refresh)),
         "/api/v1/pause" => ("POST", Some(Query::Pause(pause_reason(&request)))),
         "/api/v1/resume" => ("POST", Some(Query::Resume)),
@@ -435,6 +468,14 @@ async fn handle(request: Request, shared: &Shared) -> Response {
             "text/plain; charset=utf-8",
             Vec::new(),
             vec![("Location".into(), "/".into())],
+        );
+    }
+    if path == "/metrics" && answer.status == 200 {
+        return response(
+            200,
+            crate::metrics::CONTENT_TYPE,
+            answer.body.into_bytes(),
+            vec![],
         );
     }
     if dashboard && answer.status == 200 {

@@ -1069,3 +1069,73 @@ fn wait_state(addr: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_js
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `GET /metrics` through a running daemon: the Prometheus text that `promtool check metrics`
+/// accepts with no lint problem, with figures that follow what happened (a dispatch, an ended
+/// run, tracker requests, HTTP requests by route, the pause), behind the API's token.
+#[test]
+fn metrics_pass_promtool_and_follow_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "metrics-token-0123456789";
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        workflow(&format!("server:\n  auth_token: {token}\n")),
+    )
+    .unwrap();
+    issue(dir.path(), "A-1", "Todo", "");
+    let mut daemon = Daemon::start(dir.path(), &["--port", "0"]);
+    let addr = daemon.http_addr();
+    daemon.wait_for("A-1 released", |l| {
+        l.contains("released") && l.contains("issue_id=\"A-1\"")
+    });
+    let (status, _, _) = http(&addr, "GET", "/metrics", None);
+    assert_eq!(status, 401, "behind the token like the API");
+    let (status, _, _) = http(&addr, "POST", "/api/v1/pause", Some(token));
+    assert_eq!(status, 200);
+    let (status, head, text) = http(&addr, "GET", "/metrics", Some(token));
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    let value = |series: &str| -> f64 {
+        (text.lines())
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(value("symphony_dispatches_total") >= 1.0);
+    assert!(
+        value("symphony_runs_ended_total{outcome=\"cancelled\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(value("symphony_run_duration_seconds_count") >= 1.0);
+    assert!(
+        value("symphony_tracker_requests_total{operation=\"candidates\",result=\"ok\"}") >= 1.0
+    );
+    assert!(value("symphony_poll_tick_duration_seconds_count") >= 1.0);
+    assert!(value("symphony_agent_tokens_total{kind=\"total\"}") > 0.0);
+    assert_eq!(value("symphony_dispatch_paused"), 1.0);
+    assert_eq!(value("symphony_issues{status=\"running\"}"), 0.0);
+    assert!(value("symphony_http_requests_total{route=\"/metrics\",status=\"401\"}") >= 1.0);
+    assert!(value("symphony_log_bytes{log=\"audit\"}") > 0.0);
+    assert!(!text.contains(token), "no secret on the page");
+    // promtool: a clean parse and no lint problem (exit 0; 1 is a parse error, 3 a lint one).
+    let mut check = Command::new(support::promtool_binary())
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut check.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.interrupt();
+    assert_eq!(daemon.wait_exit().0, Some(0));
+}

@@ -29,7 +29,15 @@ fn server(limits: Limits, token: Option<&str>) -> HttpServer {
         reply(to, answer);
         true
     });
-    start_with_limits("127.0.0.1", 0, token.map(str::to_owned), submit, limits).unwrap()
+    start_with_limits(
+        "127.0.0.1",
+        0,
+        token.map(str::to_owned),
+        submit,
+        limits,
+        None,
+    )
+    .unwrap()
 }
 
 fn connect(server: &HttpServer) -> TcpStream {

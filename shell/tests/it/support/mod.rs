@@ -256,3 +256,13 @@ pub(crate) fn operator_home() -> tempfile::TempDir {
     std::fs::write(home.path().join("notes.txt"), "operator notes\n").unwrap();
     home
 }
+
+/// `promtool` from Debian's `prometheus` package, unpacked by `.ci/test`: `$SYMPHONY_TEST_PROMTOOL`
+/// or its place in the cache.
+pub(crate) fn promtool_binary() -> PathBuf {
+    installed_cli(
+        "SYMPHONY_TEST_PROMTOOL",
+        "promtool/root/usr/bin/promtool",
+        "promtool",
+    )
+}
