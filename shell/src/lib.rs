@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod host;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod redact;
 pub mod tracker;
 pub mod workflow;

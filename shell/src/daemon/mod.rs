@@ -167,6 +167,10 @@ struct Daemon {
     tick_started: Option<std::time::Instant>,
     /// Where today's audit log and the event log are, for their sizes.
     state_root: PathBuf,
+    /// The notification channels (set at start; a reload does not change them).
+    notifier: crate::notify::Notifier,
+    /// What claimed issues are known as, for notices (from their dispatch).
+    issue_info: BTreeMap<String, crate::notify::IssueInfo>,
 }
 
 impl Daemon {
@@ -175,6 +179,10 @@ impl Daemon {
         let scheduler = workflow.config.scheduler();
         let workflow_state_root = workflow.config.state_root.clone();
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let notifier = crate::notify::Notifier::start(
+            &workflow.config.notifications,
+            &tokio::runtime::Handle::current(),
+        )?;
         let scheduler_terminal_empty = scheduler.terminal_states.is_empty();
         let min_free = workflow.config.workspace.min_free_disk_mb;
         let source = workflow.source.clone();
@@ -271,6 +279,8 @@ impl Daemon {
             tracker_pending: BTreeMap::new(),
             tick_started: None,
             state_root: workflow_state_root,
+            notifier,
+            issue_info: BTreeMap::new(),
         })
     }
 
@@ -484,6 +494,18 @@ impl Daemon {
         commands
     }
 
+    /// A notice about dispatch as a whole (pause, resume).
+    fn notify_operator(&mut self, event: crate::notify::Kind, detail: &str) {
+        self.notifier.send(crate::notify::Notice {
+            event,
+            issue: None,
+            title: None,
+            url: None,
+            detail: detail.to_owned(),
+            at: now().to_rfc3339(),
+        });
+    }
+
     /// A tracker answer's latency and result, for `/metrics`.
     fn measure_answer(&mut self, event: &Event) {
         let (request, ok) = match event {
@@ -648,8 +670,23 @@ impl Daemon {
             Command::RefreshIssues { request, .. } => {
                 self.tracker_pending.insert(*request, ("refresh", sent));
             }
-            Command::Dispatch { .. } => self.metrics.dispatched(),
+            Command::Dispatch { issue, .. } => {
+                self.metrics.dispatched();
+                let info = crate::notify::IssueInfo {
+                    identifier: issue.identifier.clone(),
+                    title: issue.title.clone(),
+                    url: issue.url.clone(),
+                };
+                self.issue_info.insert(issue.id.as_str().to_owned(), info);
+            }
             _ => {}
+        }
+        let info = |id: &str| self.issue_info.get(id).cloned();
+        if let Some(notice) = crate::notify::notice_for(command, info, &now().to_rfc3339()) {
+            self.notifier.send(notice);
+        }
+        if let Command::ReleaseClaim { issue_id, .. } = command {
+            self.issue_info.remove(issue_id.as_str());
         }
         match command {
             Command::FetchCandidates { request, states } => {
@@ -930,6 +967,7 @@ impl Daemon {
                 self.feed(Event::PauseRequested { reason });
                 let pause = self.recorder.orchestrator().durable().paused;
                 if let Some(pause) = &pause {
+                    self.notify_operator(crate::notify::Kind::Paused, &pause.reason);
                     tracing::warn!("dispatch paused by the operator: {}", pause.reason);
                     crate::audit::record(crate::audit::Entry {
                         kind: "dispatch_paused".into(),
@@ -943,6 +981,7 @@ impl Daemon {
                 let was = self.recorder.orchestrator().durable().paused.is_some();
                 self.feed(Event::ResumeRequested);
                 if was {
+                    self.notify_operator(crate::notify::Kind::Resumed, "");
                     tracing::info!("dispatch resumed by the operator");
                     crate::audit::record(crate::audit::Entry {
                         kind: "dispatch_resumed".into(),

@@ -173,6 +173,14 @@ use http_operations;
 /// An HTTP client for tracker APIs. TLS is rustls with the ring provider (no OpenSSL, no C
 /// toolchain), installed as the process default the first time.
 pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    http_client_builder(timeout)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// The builder behind [`http_client`], for a client that needs one more setting (no
+/// redirects, for notifications).
+pub fn http_client_builder(timeout: std::time::Duration) -> reqwest::ClientBuilder {
     static PROVIDER: std::sync::Once = std::sync::Once::new();
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -180,8 +188,6 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Stri
     reqwest::Client::builder()
         .timeout(timeout)
         .user_agent(concat!("symphony-rs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Largest tracker response body read (one page of a listing, one GraphQL answer).

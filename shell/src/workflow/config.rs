@@ -274,6 +274,8 @@ pub struct ServiceConfig {
     pub handoff: HandoffConfig,
     /// `sandbox`: what wraps the agent process.
     pub sandbox: crate::host::sandbox::SandboxConfig,
+    /// `notifications`: webhooks and Slack channels told what needs a human.
+    pub notifications: crate::notify::NotifyConfig,
     /// `state.root`: where what must survive a restart lives (the audit log, ...).
     pub state_root: PathBuf,
 }
@@ -289,6 +291,7 @@ impl ServiceConfig {
             secrets.push(token.expose().to_owned());
         }
         secrets.extend(self.repo.clone_url_secret());
+        secrets.extend(self.notifications.secret_values());
         secrets
     }
 
@@ -356,6 +359,7 @@ const TOP_LEVEL: &[&str] = &[
     "prompt",
     "state",
     "sandbox",
+    "notifications",
 ];
 const TRACKER_KEYS: &[&str] = &[
     "kind",
@@ -422,6 +426,16 @@ pub(crate) fn resolve(
         };
         crate::host::sandbox::read_config(&mut keys)?
     };
+    let notifications = {
+        let section = r.section(root, "notifications")?;
+        let mut keys = SectionKeys {
+            reader: &mut r,
+            map: section,
+            prefix: "notifications",
+            spelled: BTreeMap::new(),
+        };
+        crate::notify::read_config(&mut keys)?
+    };
     let claude = {
         let section = r.section(root, "claude")?;
         let mut keys = SectionKeys {
@@ -486,6 +500,7 @@ pub(crate) fn resolve(
             repo,
             handoff,
             sandbox,
+            notifications,
             state_root,
         },
         sources: r.sources,
@@ -1899,6 +1914,27 @@ impl SectionKeys<'_, '_> {
                 Ok(*b)
             }
             Some(other) => Err(self.reader.invalid(&written, "true or false", other)),
+        }
+    }
+
+    /// `value`, written inside `<prefix>.<at>`, as a secret: a whole-value `$VAR` resolved
+    /// (an error naming the variable when it is unset), otherwise taken as written. The value
+    /// is never shown in an error.
+    pub fn secret_value(&mut self, at: &str, value: &str) -> Result<Secret, WorkflowError> {
+        let key = self.key(at);
+        match self.reader.resolve_var(&key, value) {
+            Some(Ok(resolved)) => Ok(Secret(resolved)),
+            Some(Err(var)) => Err(self.reader.error(
+                ErrorClass::InvalidConfigValue,
+                &key,
+                format!("{key}: ${var} is not set or empty"),
+            )),
+            None if value.trim().is_empty() => Err(self.reader.error(
+                ErrorClass::InvalidConfigValue,
+                &key,
+                format!("{key} is empty"),
+            )),
+            None => Ok(Secret(value.trim().to_owned())),
         }
     }
 

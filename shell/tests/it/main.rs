@@ -29,6 +29,7 @@ mod github;
 mod http;
 mod linear;
 mod local_tracker;
+mod notify;
 mod readme;
 mod replay;
 mod sandbox;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use symphony::host::sandbox::{Backend, Network};
+use symphony::notify;
 use symphony::tracker::linear::LinearSettings;
 use symphony::tracker::local::LocalSettings;
 use symphony::workflow::{
@@ -1372,4 +1373,59 @@ fn the_state_root_comes_from_the_flag_the_environment_the_file_or_xdg() {
     )
     .unwrap();
     assert_ne!(other.config.state_root, xdg, "one per workflow");
+}
+
+#[test]
+fn notification_channels_are_read_and_their_mistakes_named_without_their_secrets() {
+    let w = ok(&with_front_matter(
+        &format!(
+            "{LINEAR}notifications:\n  redact_titles: true\n  channels:\n    - kind: slack\n      url: https://hooks.slack.example/T1/B2/sekrit-part\n      events: [run_failed, input_required]\n    - kind: webhook\n      url: https://ops.example/symphony\n      headers: {{X-Token: $WS_ROOT}}\n"
+        ),
+        "",
+    ));
+    let n = &w.config.notifications;
+    assert!(n.redact_titles);
+    assert_eq!(n.channels.len(), 2);
+    assert_eq!(
+        n.channels[0].events,
+        [notify::Kind::RunFailed, notify::Kind::InputRequired]
+    );
+    assert_eq!(n.channels[1].events.len(), 7, "every event when not listed");
+    assert_eq!(n.channels[1].headers[0].1.expose(), "/data/ws");
+    // The URL and header values are secrets: masked wherever the config is shown.
+    let secrets = w.config.secret_values();
+    assert!(secrets.iter().any(|s| s.contains("sekrit-part")));
+    assert!(!format!("{:?}", w.config).contains("sekrit-part"));
+    for (channel, says) in [
+        (
+            "{kind: email, url: 'https://x.example'}",
+            "expected webhook or slack",
+        ),
+        ("{kind: slack}", "url: missing"),
+        (
+            "{kind: slack, url: 'ftp://sekrit.example'}",
+            "not an http(s) URL (the value is not shown)",
+        ),
+        (
+            "{kind: slack, url: $NO_SUCH_VAR}",
+            "$NO_SUCH_VAR is not set",
+        ),
+        (
+            "{kind: slack, url: 'https://x.example', events: [run_exploded]}",
+            "unknown event \"run_exploded\"",
+        ),
+        (
+            "{kind: slack, url: 'https://x.example', colour: red}",
+            "colour: unknown key",
+        ),
+    ] {
+        let e = load_text(&with_front_matter(
+            &format!("{LINEAR}notifications:\n  channels:\n    - {channel}\n"),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.class, ErrorClass::InvalidConfigValue, "{channel}");
+        assert!(e.message.contains(says), "{channel}: {e}");
+        assert!(!e.message.contains("sekrit"), "{e}");
+    }
 }
