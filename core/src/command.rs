@@ -186,6 +186,8 @@ pub enum RetryKind {
     Continuation,
     /// After a failure: exponential backoff, capped.
     Failure,
+    /// A run that was live when the daemon died (`crate::restart`): due at once.
+    Restart,
 }
 
 /// Why a worker is stopped or a claim released.

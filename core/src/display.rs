@@ -119,6 +119,7 @@ impl Display for Event {
             Self::RefreshRequested => f.write_str("operator refresh requested"),
             Self::PauseRequested { reason } => write!(f, "operator paused dispatch: {reason}"),
             Self::ResumeRequested => f.write_str("operator resumed dispatch"),
+            Self::Restarted => f.write_str("restarted from the event log"),
             Self::StopRequested { identifier } => write!(f, "operator stop of {identifier}"),
             Self::StateRestored { durable } => write!(
                 f,
@@ -230,6 +231,7 @@ impl Display for Command {
                 let kind = match kind {
                     RetryKind::Continuation => "continuation",
                     RetryKind::Failure => "failure",
+                    RetryKind::Restart => "restart",
                 };
                 write!(
                     f,

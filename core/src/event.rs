@@ -145,6 +145,10 @@ pub enum Event {
         /// The human-readable key.
         identifier: String,
     },
+    /// The orchestrator was restored from the event log of a process that is gone: its live
+    /// runs become retries, requests in flight are forgotten, and [`Event::Startup`] follows
+    /// (`crate::restart`).
+    Restarted,
     /// At start, what the previous process kept (the pause, the day's token use).
     StateRestored {
         /// The kept state.

@@ -55,6 +55,7 @@ pub mod log;
 mod operator;
 mod orchestrator;
 mod reconcile;
+mod restart;
 mod retry;
 mod select;
 pub mod snapshot;
@@ -72,6 +73,7 @@ pub use event::{
 pub use issue::{BlockerRef, Issue, IssueId};
 pub use operator::{Durable, Pause, StopVerdict};
 pub use orchestrator::Orchestrator;
+pub use restart::RESTART_ERROR;
 pub use retry::failure_backoff_ms;
 pub use snapshot::Snapshot;
 pub use state::{MAX_MESSAGE_CHARS, Tokens};

@@ -220,6 +220,7 @@ impl Orchestrator {
             Event::ResumeRequested => self.on_resume(&mut out),
             Event::StopRequested { identifier } => self.on_stop_requested(identifier, &mut out),
             Event::StateRestored { durable } => self.on_restored(durable),
+            Event::Restarted => self.on_restarted(&mut out),
             Event::ShutdownRequested => self.on_shutdown(&mut out),
         }
         out
@@ -462,14 +463,9 @@ impl Orchestrator {
                     false,
                     out,
                 ),
-                Some(Claim::Retrying(_)) => {
-                    out.push(Command::CancelRetry {
-                        issue_id: id.clone(),
-                    });
-                    self.release(&id, Reason::Shutdown, out);
-                }
-                Some(Claim::Blocked(_)) => self.release(&id, Reason::Shutdown, out),
-                Some(Claim::Stopping(..)) | None => {}
+                // Retries and holds stay in the state: a restart from the event log takes
+                // them back (`crate::restart`).
+                Some(Claim::Retrying(_) | Claim::Blocked(_) | Claim::Stopping(..)) | None => {}
             }
         }
         self.finish_shutdown_if_idle(out);
@@ -600,8 +596,10 @@ impl Orchestrator {
                 }
             }
         }
-        if self.lifecycle == Lifecycle::Stopped && !self.claims.is_empty() {
-            return Err("stopped with claims left".into());
+        let live =
+            (self.claims.values()).any(|c| matches!(c, Claim::Running(_) | Claim::Stopping(..)));
+        if self.lifecycle == Lifecycle::Stopped && live {
+            return Err("stopped with a live run left".into());
         }
         Ok(())
     }

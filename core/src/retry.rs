@@ -47,6 +47,7 @@ impl Orchestrator {
         let delay_ms = match kind {
             RetryKind::Continuation => CONTINUATION_DELAY_MS,
             RetryKind::Failure => failure_backoff_ms(attempt, self.config.max_retry_backoff_ms),
+            RetryKind::Restart => 0,
         };
         let due_at = self.now.plus_millis(delay_ms);
         let entry = RetryEntry {
@@ -106,6 +107,14 @@ impl Orchestrator {
             {
                 checked.push((id.clone(), entry.clone()));
             }
+        }
+        if self.lifecycle != Lifecycle::Running {
+            // Shutting down: the retries stay queued as they were, for a restart to take back.
+            for (id, mut entry) in checked {
+                entry.checking = None;
+                self.set_claim(&id, Claim::Retrying(entry));
+            }
+            return;
         }
         let Some(refreshed) = refreshed else {
             for (id, entry) in checked {

@@ -1489,3 +1489,90 @@ fn a_restart_keeps_the_pause_and_the_days_tokens() {
         .unwrap();
     assert_eq!(daily.used, 0);
 }
+
+/// A restart from the event log: the restored state keeps the retry queue, holds and tokens;
+/// the live run becomes a retry due at once with its attempt; a tracker request in flight is
+/// forgotten; then startup works as after any start, and nothing runs twice.
+#[test]
+fn a_restart_turns_live_runs_into_retries_and_keeps_the_rest() {
+    let mut sim = Sim::new(SchedulerConfig {
+        max_concurrent_agents: 3,
+        ..base()
+    });
+    for n in 1..=3 {
+        sim.put(issue(n, "Todo"));
+    }
+    sim.boot();
+    for n in 1..=3 {
+        sim.started(n);
+    }
+    sim.turn(1, "t1", 500); // MT-1 runs on with 750 tokens
+    sim.exit(
+        2,
+        ExitOutcome::Failed {
+            reason: "boom".into(),
+        },
+    ); // MT-2 waits for a retry
+    sim.exit(
+        3,
+        ExitOutcome::InputRequired {
+            reason: "needs a decision".into(),
+        },
+    ); // MT-3 held
+    sim.advance(5_000);
+    sim.fire(); // a tick: its refresh stays unanswered when the process dies
+    let before = sim.orch.snapshot(sim.now);
+    assert_eq!(before.counts.running, 1);
+    assert_eq!(before.counts.retrying, 1);
+    assert_eq!(before.counts.blocked, 1);
+    // The process dies here; the next one restores the state from the log.
+    let restored: symphony_core::Orchestrator =
+        serde_json::from_str(&serde_json::to_string(&sim.orch).unwrap()).unwrap();
+    let mut next = Sim::new(base());
+    next.orch = restored;
+    for n in 1..=3 {
+        next.put(issue(n, "Todo"));
+    }
+    next.now = sim.now.plus_millis(60_000);
+    next.note("the daemon was killed and started again a minute later");
+    let commands = next.feed(Event::Restarted);
+    assert!(
+        matches!(commands.as_slice(), [Command::ScheduleRetry { identifier, attempt: 1, delay_ms: 0, .. }] if identifier == "MT-1"),
+        "{commands:?}"
+    );
+    let after = next.orch.snapshot(next.now);
+    assert_eq!(after.counts.running, 0);
+    assert_eq!(after.counts.retrying, 2, "MT-1 now, MT-2 as it was");
+    assert_eq!(after.counts.blocked, 1, "MT-3 still held");
+    let mt2 = after
+        .retrying
+        .iter()
+        .find(|r| r.issue_identifier == "MT-2")
+        .unwrap();
+    let mt2_before = before
+        .retrying
+        .iter()
+        .find(|r| r.issue_identifier == "MT-2")
+        .unwrap();
+    assert_eq!(
+        (mt2.attempt, mt2.due_at),
+        (mt2_before.attempt, mt2_before.due_at)
+    );
+    assert_eq!(
+        after.codex_totals.total_tokens, before.codex_totals.total_tokens,
+        "no token counted twice or lost"
+    );
+    assert!(next.orch.next_deadline().is_none(), "nothing until startup");
+    next.boot();
+    next.run_until(|s| dispatched(s).len() >= 2);
+    let again = dispatched(&next);
+    assert!(
+        again.contains(&"MT-1".to_owned()) && again.contains(&"MT-2".to_owned()),
+        "{again:?}"
+    );
+    assert!(
+        !again.contains(&"MT-3".to_owned()),
+        "a hold outlives the restart"
+    );
+    insta::assert_snapshot!(next.transcript);
+}

@@ -179,6 +179,7 @@ impl Sim {
                     assert_eq!(*due_at, self.now.plus_millis(*delay_ms));
                     match kind {
                         RetryKind::Continuation => assert_eq!(*delay_ms, 1000),
+                        RetryKind::Restart => assert_eq!(*delay_ms, 0),
                         RetryKind::Failure => {
                             let cap = config.max_retry_backoff_ms;
                             let expected =
