@@ -15,7 +15,9 @@ use std::hint::black_box;
 
 use common::{T0, issues, with_running};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use symphony_core::log::{LogHeader, parse_header};
+use symphony_core::log::{
+    LogHeader, Recorder, parse_header, read_log_tolerating_torn_tail, replay,
+};
 use symphony_core::{AgentUpdate, Command, Event, IssueId, Orchestrator, RunId};
 
 const RUNNING: usize = 50;
@@ -158,5 +160,36 @@ fn log_rotation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, poll_tick, agent_updates, log_rotation);
+/// Restart recovery: reading a segment (its checkpoint with 50 running, then 100,000 records of
+/// agent updates) and replaying it to the state a restarted daemon carries on from. Target:
+/// under 200 ms.
+fn restore(c: &mut Criterion) {
+    const RECORDS: usize = 100_000;
+    let (base, runs) = with_running(RUNNING, RUNNING as u32);
+    let mut recorder = Recorder::resume(base, 1_000);
+    let mut text = recorder.header().to_line();
+    for (k, event) in updates(&runs, RECORDS).iter().enumerate() {
+        let (_, line) = recorder.handle(T0.plus_millis(k as u64), event);
+        text.push('\n');
+        text.push_str(&line);
+    }
+    text.push('\n');
+    eprintln!(
+        "restore: a segment of {RECORDS} records is {} bytes",
+        text.len()
+    );
+    let mut group = c.benchmark_group("restore");
+    group.sample_size(10);
+    group.bench_function("checkpoint_plus_100k_records", |b| {
+        b.iter(|| {
+            let (header, records, _) = read_log_tolerating_torn_tail(&text).expect("reads");
+            let replayed = replay(&header, &records, None);
+            assert!(replayed.divergence.is_none());
+            black_box(replayed.orchestrator)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, poll_tick, agent_updates, log_rotation, restore);
 criterion_main!(benches);

@@ -152,6 +152,16 @@ impl Recorder {
         }
     }
 
+    /// Carries on from `orchestrator` (restored from an earlier log) at record `next_seq`; the
+    /// header resumes from that state, so the new log continues the old one as a segment.
+    pub fn resume(orchestrator: Orchestrator, next_seq: u64) -> Self {
+        Self {
+            header: LogHeader::resuming(&orchestrator, next_seq),
+            orchestrator,
+            next_seq,
+        }
+    }
+
     /// The log header.
     pub fn header(&self) -> &LogHeader {
         &self.header

@@ -22,9 +22,15 @@ pub(crate) struct Cli {
     pub(crate) server: ServerFlags,
 
     /// Record every event and the commands it produced to this NDJSON file (for
-    /// `symphony replay`). Default with --logs-root: DIR/events.ndjson.
+    /// `symphony replay`); the daemon restores its state from it at the next start. Default:
+    /// DIR/events.ndjson with --logs-root, else events.ndjson in the state root.
     #[arg(long, value_name = "FILE")]
     pub(crate) event_log: Option<PathBuf>,
+
+    /// Start from a fresh state instead of restoring the retry queue, holds and budgets from the
+    /// event log (the old log is kept as FILE.1).
+    #[arg(long)]
+    pub(crate) fresh: bool,
 
     #[command(flatten)]
     pub(crate) logs: LogFlags,

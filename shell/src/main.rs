@@ -297,6 +297,8 @@ fn main() -> ExitCode {
                 })),
                 event_log_rotation: args.logs.rotation(),
                 announce_status: true,
+                // Every demo starts from its fresh copy.
+                fresh: true,
             })
         }
         None => {
@@ -332,6 +334,7 @@ fn main() -> ExitCode {
                 event_log,
                 event_log_rotation: cli.logs.rotation(),
                 announce_status: false,
+                fresh: cli.fresh,
             })
         }
     }

@@ -53,12 +53,99 @@ pub struct Options {
     pub workflow: PathBuf,
     /// Command-line overrides of the workflow.
     pub overrides: Overrides,
-    /// Where to write the NDJSON event log, if anywhere.
+    /// Where to write the NDJSON event log (default: `events.ndjson` in the state root); the
+    /// state is restored from it at start.
     pub event_log: Option<PathBuf>,
     /// When to cut the event log into a new segment.
     pub event_log_rotation: Rotation,
     /// Tell the person at the terminal how to watch this daemon (`symphony demo`).
     pub announce_status: bool,
+    /// Do not restore from the event log.
+    pub fresh: bool,
+}
+
+/// The recorder to carry on with: restored from the event log at `path` when there is one (its
+/// last segment's checkpoint plus the records after it), else fresh. A torn last line (a crash
+/// mid-write) is reported and left out; a log this build cannot read is refused with the way
+/// out (`--fresh`). Returns whether a state was restored.
+fn restore(
+    path: &std::path::Path,
+    config: &symphony_core::SchedulerConfig,
+) -> Result<(Recorder, bool), String> {
+    let fresh = || Ok((Recorder::new(config.clone()), false));
+    // Only a regular file is read back (a device such as /dev/null or /dev/full is a place to
+    // write to, never a state to restore); anything else is refused when the log is created.
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return fresh();
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => return fresh(),
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh(),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the event log {} to restore from it: {e}; start fresh with --fresh",
+                path.display()
+            ));
+        }
+    };
+    let (header, records, torn) = symphony_core::log::read_log_tolerating_torn_tail(&text)
+        .map_err(|e| {
+            format!(
+                "cannot restore from the event log {}: {e}; start fresh with --fresh (the old \
+                 log is then kept as {}.1)",
+                path.display(),
+                path.display()
+            )
+        })?;
+    if let Some(torn) = torn {
+        tracing::warn!(
+            "the event log's last line ({}, {} bytes) was cut short by a crash; restored from \
+             the records before it",
+            torn.line,
+            torn.bytes
+        );
+    }
+    let next_seq = records.last().map_or(header.first_seq(), |r| r.seq + 1);
+    let replay = symphony_core::log::replay(&header, &records, None);
+    if let Some(divergence) = &replay.divergence {
+        tracing::warn!(
+            "this build decides differently from the event log at record {} (another version \
+             wrote it); restored the state this build reaches",
+            divergence.seq
+        );
+    }
+    let snapshot = replay.orchestrator.snapshot(replay.orchestrator.now());
+    tracing::info!(
+        running = snapshot.counts.running,
+        retrying = snapshot.counts.retrying,
+        held = snapshot.counts.blocked,
+        "restored from {} ({} records)",
+        path.display(),
+        records.len()
+    );
+    Ok((Recorder::resume(replay.orchestrator, next_seq), true))
+}
+
+/// Holds an exclusive lock on `<state root>/lock` for as long as the returned file is open.
+fn lock_state_root(state_root: &std::path::Path) -> Result<std::fs::File, String> {
+    let path = state_root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            format!(
+                "another symphony runs with the state root {} (one daemon per state root: give \
+             this one its own with --state-dir)",
+                state_root.display()
+            )
+        },
+    )?;
+    Ok(file)
 }
 
 /// Milliseconds since the epoch, now.
@@ -93,6 +180,26 @@ pub fn run(options: Options) -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::FAILURE;
     }
+    // One daemon per state root: a second one would kill the first one's processes.
+    let _lock = match lock_state_root(&state_root) {
+        Ok(lock) => lock,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Every process this daemon starts carries the state root's mark; what a killed daemon on
+    // this state root left running is killed before anything is dispatched.
+    let marker = crate::audit::sha256(&state_root.display().to_string());
+    let marker = marker.get(..16).unwrap_or(&marker).to_owned();
+    let killed = crate::host::kill_leftovers(&marker);
+    if !killed.is_empty() {
+        tracing::warn!(
+            "killed {} process group(s) an earlier daemon on this state root left running: {killed:?}",
+            killed.len()
+        );
+    }
+    crate::host::set_instance_marker(marker);
     match crate::audit::AuditLog::open(&state_root.join("audit"), workflow.config.secret_values()) {
         Ok(log) => {
             crate::audit::install(log);
@@ -171,6 +278,9 @@ struct Daemon {
     notifier: crate::notify::Notifier,
     /// What claimed issues are known as, for notices (from their dispatch).
     issue_info: BTreeMap<String, crate::notify::IssueInfo>,
+    /// Set when the state was restored from the event log: the config now in force, handed to
+    /// the core after `Restarted`.
+    restored_log: Option<symphony_core::SchedulerConfig>,
 }
 
 impl Daemon {
@@ -189,18 +299,23 @@ impl Daemon {
         let path = workflow.path.clone();
         let server = workflow.config.server.clone();
         let bound = Arc::new(Bound::new(workflow)?);
-        let recorder = Recorder::new(scheduler);
-        let log = match &options.event_log {
-            None => None,
-            Some(path) => Some(
-                EventLog::create(
-                    path,
-                    &recorder.header().to_line(),
-                    options.event_log_rotation,
-                )
-                .map_err(|e| format!("cannot create the event log {}: {e}", path.display()))?,
-            ),
+        let log_path = (options.event_log.clone())
+            .unwrap_or_else(|| workflow_state_root.join("events.ndjson"));
+        let (recorder, restored_log) = if options.fresh {
+            (Recorder::new(scheduler.clone()), false)
+        } else {
+            restore(&log_path, &scheduler)?
         };
+        // An existing log moves aside as segment .1; with a restored state, the new one
+        // resumes from it, so the two replay as one chain.
+        let log = Some(
+            EventLog::create(
+                &log_path,
+                &recorder.header().to_line(),
+                options.event_log_rotation,
+            )
+            .map_err(|e| format!("cannot create the event log {}: {e}", log_path.display()))?,
+        );
         let watch_tx = tx.clone();
         let watcher = Watcher::spawn(
             path,
@@ -259,8 +374,8 @@ impl Daemon {
             }),
             recorder,
             log,
-            recording: options.event_log.clone().map(|path| Recording {
-                path,
+            recording: Some(Recording {
+                path: log_path,
                 rotation: options.event_log_rotation,
                 failure: None,
             }),
@@ -281,10 +396,16 @@ impl Daemon {
             state_root: workflow_state_root,
             notifier,
             issue_info: BTreeMap::new(),
+            restored_log: restored_log.then_some(scheduler),
         })
     }
 
     async fn run(mut self) -> ExitCode {
+        if let Some(config) = self.restored_log.take() {
+            // The previous process is gone with its workers: its live runs become retries.
+            self.feed(Event::Restarted);
+            self.feed(Event::WorkflowReloaded { config });
+        }
         if let Some(durable) = self.restored.take() {
             if let Some(pause) = &durable.paused {
                 tracing::warn!(

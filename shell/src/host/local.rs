@@ -12,17 +12,79 @@ use super::{Entry, EntryKind, Host, Launch};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LocalHost;
 
+/// The variable every process this daemon starts carries, naming the daemon's state root, so a
+/// later daemon on the same state root can find what a killed one left running.
+pub const INSTANCE_VAR: &str = "SYMPHONY_INSTANCE";
+
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Marks every process started from now on with `marker` (once per process).
+pub fn set_instance_marker(marker: String) {
+    let _ = INSTANCE.set(marker);
+}
+
+/// Kills the process group of every process (but this one) whose environment carries
+/// `marker`: what a daemon on the same state root that died without stopping them left behind.
+/// Returns the groups killed. Processes of other users cannot be read and are left alone.
+pub fn kill_leftovers(marker: &str) -> Vec<u32> {
+    let needle = format!("{INSTANCE_VAR}={marker}");
+    let me = std::process::id();
+    let mut groups = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let marked = (environ.split(|b| *b == 0)).any(|var| var == needle.as_bytes());
+        let group = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| rustix::process::getpgid(Some(pid)).ok());
+        if let (true, Some(group)) = (marked, group) {
+            // Never our own group: a daemon started by hand shares its shell's.
+            if rustix::process::getpgid(None).ok() != Some(group) {
+                groups.insert(group.as_raw_pid());
+            }
+        }
+    }
+    (groups.into_iter())
+        .filter(|raw| {
+            rustix::process::Pid::from_raw(*raw).is_some_and(|group| {
+                rustix::process::kill_process_group(group, rustix::process::Signal::KILL).is_ok()
+            })
+        })
+        .map(|raw| raw.unsigned_abs())
+        .collect()
+}
+
 impl Host for LocalHost {
     fn name(&self) -> &str {
         "local"
     }
 
     fn launch(&self, launch: &Launch<'_>) -> io::Result<Child> {
-        Command::new(launch.program)
+        let mut command = Command::new(launch.program);
+        command
             .args(launch.args)
             .current_dir(launch.cwd)
             .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .envs(launch.env.iter().map(|(k, v)| (k, v)));
+        if let Some(marker) = INSTANCE.get() {
+            command.env(INSTANCE_VAR, marker);
+        }
+        command
             .stdin(if launch.stdin {
                 Stdio::piped()
             } else {

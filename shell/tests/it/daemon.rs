@@ -604,6 +604,7 @@ fn made_by_symphony(dir: &Path, name: &str) {
 fn a_size_capped_event_log_rotates_into_segments_that_replay_alone_and_as_a_chain() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("WORKFLOW.md"), workflow("")).unwrap();
+    // Not a log this build can restore from: --fresh moves it aside, never overwrites it.
     std::fs::write(dir.path().join("events.ndjson"), "a previous run's log\n").unwrap();
     for n in 1..=4 {
         issue(dir.path(), &format!("R-{n}"), "Todo", "");
@@ -611,6 +612,7 @@ fn a_size_capped_event_log_rotates_into_segments_that_replay_alone_and_as_a_chai
     let mut daemon = Daemon::start(
         dir.path(),
         &[
+            "--fresh",
             "--event-log",
             "events.ndjson",
             "--event-log-max-size",

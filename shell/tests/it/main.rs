@@ -32,6 +32,7 @@ mod local_tracker;
 mod notify;
 mod readme;
 mod replay;
+mod restart;
 mod sandbox;
 mod status;
 mod watch;

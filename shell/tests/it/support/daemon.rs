@@ -102,6 +102,17 @@ impl Daemon {
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     }
 
+    /// SIGKILL, as a crash: the daemon gets no chance to stop anything. Waits for it to be
+    /// gone and returns what it logged.
+    pub(crate) fn kill(mut self) -> Vec<String> {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+        let _ = self.child.wait();
+        let mut seen = self.seen;
+        seen.extend(self.lines.try_iter());
+        seen
+    }
+
     pub(crate) fn wait_exit(mut self) -> (Option<i32>, Vec<String>) {
         let status = self.child.wait().unwrap();
         let mut seen = self.seen;
