@@ -86,8 +86,9 @@ impl EventLog {
         let mut file = BufWriter::new(File::create(path)?);
         writeln!(file, "{header}")?;
         // On disk at once: a segment is never empty, so a daemon killed before its first
-        // record still leaves the checkpoint the next one restores from.
-        file.flush()?;
+        // record still leaves the checkpoint the next one restores from. A failure here (a
+        // full disk) shows at the next flush, which pauses recording, not the daemon.
+        let _ = file.flush();
         Ok(Self {
             path: path.to_owned(),
             file,
