@@ -92,6 +92,7 @@ fn bench(c: &mut Criterion) {
     let sizes = LogSizes {
         event_log: Some(1 << 20),
         audit_log: Some(1 << 16),
+        tracker_rate: None,
     };
     c.bench_function("metrics/render_100_running", |b| {
         b.iter(|| black_box(metrics.render(&snapshot, sizes)));

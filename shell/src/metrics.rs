@@ -42,6 +42,7 @@ pub struct Metrics {
     rate_limit_used: Family<Labels, Gauge<f64, AtomicU64>>,
     paused: Gauge,
     log_bytes: Family<Labels, Gauge>,
+    tracker_rate: Family<Labels, Gauge>,
 }
 
 /// File sizes shown beside the core's figures.
@@ -51,6 +52,8 @@ pub struct LogSizes {
     pub event_log: Option<u64>,
     /// Today's audit-log file.
     pub audit_log: Option<u64>,
+    /// The tracker API's rate-limit headroom, when it reports one.
+    pub tracker_rate: Option<crate::tracker::RateLimit>,
 }
 
 /// Tracker request latency buckets: 5 ms to about 10 s.
@@ -102,6 +105,7 @@ impl Metrics {
             rate_limit_used: Family::default(),
             paused: Gauge::default(),
             log_bytes: Family::default(),
+            tracker_rate: Family::default(),
         };
         registry.register(
             "dispatches",
@@ -162,6 +166,11 @@ impl Metrics {
             "dispatch_paused",
             "1 while an operator has paused dispatch",
             metrics.paused.clone(),
+        );
+        registry.register(
+            "tracker_rate_limit",
+            "The tracker API's rate-limit window as of its last answer, by what (remaining, limit)",
+            metrics.tracker_rate.clone(),
         );
         registry.register(
             "log_bytes",
@@ -268,6 +277,15 @@ impl Metrics {
             if let Some(size) = size {
                 let size = i64::try_from(size).unwrap_or(i64::MAX);
                 self.log_bytes.get_or_create(&label("log", log)).set(size);
+            }
+        }
+        self.tracker_rate.clear();
+        if let Some(rate) = sizes.tracker_rate {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            (self.tracker_rate.get_or_create(&label("what", "remaining")))
+                .set(gauge(rate.remaining));
+            if let Some(limit) = rate.limit {
+                (self.tracker_rate.get_or_create(&label("what", "limit"))).set(gauge(limit));
             }
         }
         let mut out = String::with_capacity(8 * 1024);

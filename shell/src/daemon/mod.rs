@@ -1149,6 +1149,7 @@ impl Daemon {
                 let sizes = crate::metrics::LogSizes {
                     event_log: self.recording.as_ref().and_then(|r| size(&r.path)),
                     audit_log: size(&audit),
+                    tracker_rate: self.bound.tracker.rate_limit(),
                 };
                 let text = self.metrics.render(&snapshot, sizes);
                 Answer {

@@ -115,6 +115,36 @@ pub trait Tracker: Send + Sync {
         let _ = identifier;
         None
     }
+
+    /// The tracker API's rate-limit headroom as of its last answer, when it reports one
+    /// (GitHub's `X-RateLimit-Remaining` and `-Limit`), for `/metrics`. `None` by default.
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
+}
+
+/// A tracker API's rate-limit headroom.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests left in the current window.
+    pub remaining: u64,
+    /// The window's size, when told.
+    pub limit: Option<u64>,
+}
+
+impl RateLimit {
+    /// From `x-ratelimit-remaining` and `x-ratelimit-limit`, when the first is there.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let number = |name: &str| {
+            (headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Some(Self {
+            remaining: number("x-ratelimit-remaining")?,
+            limit: number("x-ratelimit-limit"),
+        })
+    }
 }
 
 /// The five [`Tracker`] operations of an HTTP adapter, each boxing the adapter's inherent
@@ -381,6 +411,10 @@ impl Tracker for Scrubbed {
 
     fn remark(&self, identifier: &str) -> Option<String> {
         self.inner.remark(identifier).map(|text| self.text(text))
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.inner.rate_limit()
     }
 }
 

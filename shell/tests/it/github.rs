@@ -77,10 +77,19 @@ fn states(list: &[&str]) -> Vec<String> {
 async fn issues_are_paged_filtered_and_normalised() {
     let (api, repo) = fake(repo_with(150));
     let t = tracker(&api, TOKEN);
+    assert_eq!(t.rate_limit(), None, "nothing known before an answer");
     let issues = t
         .fetch_by_states(&states(&["Todo", "In Progress"]))
         .await
         .unwrap();
+    // The headroom GitHub reports with every answer is kept, for /metrics.
+    assert_eq!(
+        t.rate_limit(),
+        Some(symphony::tracker::RateLimit {
+            remaining: 4987,
+            limit: Some(5000)
+        })
+    );
     assert_eq!(
         issues.len(),
         151,

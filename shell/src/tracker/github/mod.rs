@@ -59,6 +59,8 @@ pub struct GithubTracker {
     skip_claimed: bool,
     /// The last 200 answer per URL, for conditional requests.
     cache: Mutex<BTreeMap<String, Cached>>,
+    /// The rate-limit headroom GitHub reported last.
+    rate: Mutex<Option<super::RateLimit>>,
 }
 
 impl std::fmt::Debug for GithubTracker {
@@ -82,6 +84,7 @@ impl GithubTracker {
             states: StateLabels::new(&provider.state_label_prefix, states),
             skip_claimed: provider.skip_issues_with_open_pull_requests,
             cache: Mutex::new(BTreeMap::new()),
+            rate: Mutex::new(None),
         })
     }
 
@@ -91,6 +94,16 @@ impl GithubTracker {
             .bearer_auth(&self.token)
             .header(reqwest::header::ACCEPT, "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
+    }
+
+    /// Keeps the rate-limit headroom an answer reports.
+    fn note_rate(&self, response: &reqwest::Response) {
+        if let (Some(rate), Ok(mut kept)) = (
+            super::RateLimit::from_headers(response.headers()),
+            self.rate.lock(),
+        ) {
+            *kept = Some(rate);
+        }
     }
 
     /// Maps a non-success answer to a typed error.
@@ -152,6 +165,7 @@ impl GithubTracker {
                 format!("GitHub request failed: {e}"),
             )
         })?;
+        self.note_rate(&response);
         if response.status().as_u16() == 304
             && let Some(cached) = cached
         {
@@ -388,6 +402,7 @@ impl GithubTracker {
                     format!("GitHub request failed: {e}"),
                 )
             })?;
+        self.note_rate(&response);
         if response.status().is_success() {
             Ok(())
         } else {
@@ -421,6 +436,10 @@ impl Tracker for GithubTracker {
     }
 
     super::http_operations!();
+
+    fn rate_limit(&self) -> Option<super::RateLimit> {
+        self.rate.lock().ok().and_then(|r| *r)
+    }
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ pub(crate) fn fake(repo: Repo) -> (String, Arc<Mutex<Repo>>) {
                     let mut stream = stream;
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: {etag}\r\n{link}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nETag: {etag}\r\nX-RateLimit-Limit: 5000\r\nX-RateLimit-Remaining: 4987\r\n{link}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
                         text.len()
                     );
                 }
