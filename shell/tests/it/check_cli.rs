@@ -220,52 +220,49 @@ fn doctor_passes_a_healthy_local_setup() {
 fn doctor_reports_the_sandbox_backend_and_whether_it_works_here() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("issues")).unwrap();
-    std::fs::write(
-        dir.path().join("WORKFLOW.md"),
-        "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: bubblewrap\n  network: none\n---\nWork.\n",
-    )
-    .unwrap();
-    let out = symphony(dir.path(), &["doctor"], &[]);
-    let stdout = text(&out.stdout, dir.path());
-    let sandbox = line(&stdout, "sandbox");
+    // `doctor` on a local demo workflow with this `sandbox` section: its sandbox line and
+    // whether doctor passed.
+    let doctor = |sandbox: &str, vars: &[(&str, &str)]| {
+        std::fs::write(
+            dir.path().join("WORKFLOW.md"),
+            format!(
+                "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n{sandbox}---\nWork.\n"
+            ),
+        )
+        .unwrap();
+        let out = symphony(dir.path(), &["doctor"], vars);
+        let stdout = text(&out.stdout, dir.path());
+        (line(&stdout, "sandbox").to_owned(), out.status.success())
+    };
+    let (sandbox, _) = doctor("  backend: bubblewrap\n  network: none\n", &[]);
     assert!(
         sandbox.starts_with("ok")
             && sandbox.contains("bubblewrap (bubblewrap 0.")
             && sandbox.contains("no network but a private loopback"),
-        "{stdout}"
+        "{sandbox}"
     );
     // srt, with its allowlist.
-    std::fs::write(
-        dir.path().join("WORKFLOW.md"),
-        format!(
-            "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: srt\n  srt_command: {}\n  network: [api.openai.com]\n---\nWork.\n",
-            crate::support::srt_binary().display()
+    let srt = crate::support::srt_binary();
+    let (sandbox, _) = doctor(
+        &format!(
+            "  backend: srt\n  srt_command: {}\n  network: [api.openai.com]\n",
+            srt.display()
         ),
-    )
-    .unwrap();
-    let out = symphony(dir.path(), &["doctor"], &[]);
-    let stdout = text(&out.stdout, dir.path());
-    let sandbox = line(&stdout, "sandbox");
+        &[],
+    );
     assert!(
         sandbox.starts_with("ok")
             && sandbox.contains("srt (")
             && sandbox.contains("network only to api.openai.com"),
-        "{stdout}"
+        "{sandbox}"
     );
-    std::fs::write(
-        dir.path().join("WORKFLOW.md"),
-        "---\ntracker:\n  kind: local\nworkspace:\n  root: ./ws\nagent:\n  kind: demo\nsandbox:\n  backend: bubblewrap\n---\nWork.\n",
-    )
-    .unwrap();
     // No bwrap on PATH: the sandbox cannot work, and doctor says so.
-    let out = symphony(dir.path(), &["doctor"], &[("PATH", "/nonexistent")]);
-    let stdout = text(&out.stdout, dir.path());
-    let sandbox = line(&stdout, "sandbox");
+    let (sandbox, passed) = doctor("  backend: bubblewrap\n", &[("PATH", "/nonexistent")]);
     assert!(
         sandbox.starts_with("fail") && sandbox.contains("install bubblewrap"),
-        "{stdout}"
+        "{sandbox}"
     );
-    assert_ne!(out.status.code(), Some(0));
+    assert!(!passed);
 }
 
 #[test]

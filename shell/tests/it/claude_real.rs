@@ -239,12 +239,8 @@ fn a_stop_mid_turn_leaves_no_process() {
     assert!(support::process_is_gone(pid), "claude {pid} is gone");
 }
 
-/// The daemon binary with `agent.kind: claude` against the local tracker and the fake model:
-/// the first turn writes the file, the continuation resumes the session, the claim's turn budget
-/// then holds the issue; the API's token totals are the fake's, summed once per model call.
-#[test]
-fn the_daemon_runs_claude_end_to_end() {
-    let (base, fake) = anthropic_fake::fake(Script::Work);
+/// A directory for a daemon run: `issues/CL-1.md`, in Todo, asking for `result.txt`.
+fn issue_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("issues")).unwrap();
     std::fs::write(
@@ -252,6 +248,16 @@ fn the_daemon_runs_claude_end_to_end() {
         "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
     )
     .unwrap();
+    dir
+}
+
+/// The daemon binary with `agent.kind: claude` against the local tracker and the fake model:
+/// the first turn writes the file, the continuation resumes the session, the claim's turn budget
+/// then holds the issue; the API's token totals are the fake's, summed once per model call.
+#[test]
+fn the_daemon_runs_claude_end_to_end() {
+    let (base, fake) = anthropic_fake::fake(Script::Work);
+    let dir = issue_dir();
     let workflow = format!(
         "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns: 5\n  max_turns_per_issue: 2\nclaude:\n  command: '{}'\n  read_timeout_ms: 60000\nserver:\n  port: 0\n---\nWork on {{{{ issue.identifier }}}}: {{{{ issue.title }}}}.\n",
         command(&claude_binary(), &base)
@@ -375,13 +381,7 @@ fn the_tracker_credential_stays_in_the_daemon_while_claude_comments() {
 #[test]
 fn claude_runs_inside_bubblewrap_with_its_host_tools() {
     let (base, _fake) = anthropic_fake::fake(Script::Tools);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
-    std::fs::write(
-        dir.path().join("issues/CL-1.md"),
-        "---\ntitle: Write the file\nstate: Todo\n---\nWrite result.txt.\n",
-    )
-    .unwrap();
+    let dir = issue_dir();
     let operator = support::operator_home();
     let workflow = format!(
         "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 3600000\nworkspace:\n  root: ./ws\nagent:\n  kind: claude\n  max_turns_per_issue: 1\nclaude:\n  command: '{}'\n  permission_mode: bypassPermissions\nsandbox:\n  backend: bubblewrap\n---\nWork on {{{{ issue.identifier }}}}.\n",
