@@ -499,8 +499,12 @@ impl Host for Sandboxed {
             writable.push(dir.join("tmp"));
             env.retain(|(k, _)| k != "TMPDIR");
         }
+        // The daemon's own binary stays readable wherever it lives (under /tmp, say): agents
+        // start it as their bridge back to the daemon (Claude's `symphony mcp-bridge`).
+        let mut config = self.config.clone();
+        config.allow_read_paths.extend(std::env::current_exe().ok());
         let plan = plan(
-            &self.config,
+            &config,
             launch.cwd,
             &writable,
             home.as_deref(),

@@ -143,6 +143,8 @@ fn confinement(bed: &Bed, config: SandboxConfig) {
     let r = bed.runtime.display();
     let script = [
         probe("notes", &format!("grep -q plain {h}/notes.txt")),
+        // The daemon's own binary (here the test binary), wherever the checkout is, /tmp too.
+        probe("own binary", &format!("test -x {}", std::env::current_exe().unwrap().display())),
         probe("ssh key", &format!("cat {h}/.ssh/id_ed25519")),
         probe("aws", &format!("grep -q SECRET {h}/.aws/credentials")),
         probe("netrc", &format!("grep -q SECRET {h}/.netrc")),
@@ -166,6 +168,7 @@ fn confinement(bed: &Bed, config: SandboxConfig) {
     assert_eq!(code, 0, "{out}");
     let expected = "\
 notes: ok
+own binary: ok
 ssh key: refused
 aws: refused
 netrc: refused
