@@ -406,46 +406,13 @@ pub(crate) fn resolve(
     let mut hooks = r.hooks(root)?;
     hooks.repo_env = repo.env_vars();
     let agent = r.agent(root)?;
-    let codex = {
-        let section = r.section(root, "codex")?;
-        let mut keys = SectionKeys {
-            reader: &mut r,
-            map: section,
-            prefix: "codex",
-            spelled: BTreeMap::new(),
-        };
-        crate::agent::codex::read_config(&mut keys)?
-    };
-    let sandbox = {
-        let section = r.section(root, "sandbox")?;
-        let mut keys = SectionKeys {
-            reader: &mut r,
-            map: section,
-            prefix: "sandbox",
-            spelled: BTreeMap::new(),
-        };
-        crate::host::sandbox::read_config(&mut keys)?
-    };
-    let notifications = {
-        let section = r.section(root, "notifications")?;
-        let mut keys = SectionKeys {
-            reader: &mut r,
-            map: section,
-            prefix: "notifications",
-            spelled: BTreeMap::new(),
-        };
-        crate::notify::read_config(&mut keys)?
-    };
-    let claude = {
-        let section = r.section(root, "claude")?;
-        let mut keys = SectionKeys {
-            reader: &mut r,
-            map: section,
-            prefix: "claude",
-            spelled: BTreeMap::new(),
-        };
-        crate::agent::claude::read_config(&mut keys, sandbox.enabled())?
-    };
+    let codex = r.read_section(root, "codex", crate::agent::codex::read_config)?;
+    let sandbox = r.read_section(root, "sandbox", crate::host::sandbox::read_config)?;
+    let notifications = r.read_section(root, "notifications", crate::notify::read_config)?;
+    let sandboxed = sandbox.enabled();
+    let claude = r.read_section(root, "claude", |keys| {
+        crate::agent::claude::read_config(keys, sandboxed)
+    })?;
     if agent.kind.name == "claude"
         && let Some(problem) =
             crate::agent::claude::command_problem(&claude.command, sandbox.enabled())
@@ -583,7 +550,24 @@ fn did_you_mean<'k>(unknown: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(_, k)| k)
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Reads the section `prefix` (a map, or nothing) with a room's reader.
+    fn read_section<T>(
+        &mut self,
+        root: &Mapping,
+        prefix: &'static str,
+        read: impl FnOnce(&mut SectionKeys<'_, 'a>) -> Result<T, WorkflowError>,
+    ) -> Result<T, WorkflowError> {
+        let map = self.section(root, prefix)?;
+        let mut keys = SectionKeys {
+            reader: self,
+            map,
+            prefix,
+            spelled: BTreeMap::new(),
+        };
+        read(&mut keys)
+    }
+
     fn pos(&self, key: &str) -> Option<Position> {
         self.positions.get(key).copied()
     }
