@@ -63,10 +63,7 @@ impl Orchestrator {
 
     /// Whether a stop request for `identifier` would reach a live run.
     pub fn stop_verdict(&self, identifier: &str) -> StopVerdict {
-        let running = self.claims.values().any(
-            |claim| matches!(claim, Claim::Running(entry) if entry.issue.identifier == identifier),
-        );
-        if running {
+        if self.running_issue(identifier).is_some() {
             StopVerdict::Stopping
         } else {
             StopVerdict::NotRunning
@@ -95,12 +92,16 @@ impl Orchestrator {
 
     /// Stops the live run of `identifier` and holds the issue until it changes in the tracker
     /// (a resumed poll would otherwise start it again at once).
-    pub(crate) fn on_stop_requested(&mut self, identifier: &str, out: &mut Vec<Command>) {
-        let found: Option<IssueId> = self.claims.iter().find_map(|(id, claim)| match claim {
+    /// The issue with the human-readable key `identifier`, when a run of it is live.
+    fn running_issue(&self, identifier: &str) -> Option<IssueId> {
+        self.claims.iter().find_map(|(id, claim)| match claim {
             Claim::Running(entry) if entry.issue.identifier == identifier => Some(id.clone()),
             _ => None,
-        });
-        if let Some(id) = found {
+        })
+    }
+
+    pub(crate) fn on_stop_requested(&mut self, identifier: &str, out: &mut Vec<Command>) {
+        if let Some(id) = self.running_issue(identifier) {
             let stop = PendingStop {
                 reason: Reason::OperatorStop,
                 then: AfterStop::Hold,
