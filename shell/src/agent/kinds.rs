@@ -2,14 +2,12 @@
 //! else: the config reader, `doctor` and the daemon read [`KINDS`].
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use super::Runner;
-use crate::host::{Host as _, Launch, LocalHost};
+pub use crate::host::{on_path, version};
 use crate::workflow::ServiceConfig;
 
 /// What `doctor` found about a runner on this machine.
@@ -93,42 +91,6 @@ pub fn cli_preflight(command: &str, default: &str, install: &str) -> Preflight {
     }
     let found = version(program).unwrap_or_else(|| "version unknown".to_owned());
     Preflight::Ready(format!("{program}: {found}"))
-}
-
-/// Whether `program` is an executable on `$PATH` (or a path that exists).
-pub fn on_path(program: &str) -> bool {
-    if program.contains('/') {
-        return Path::new(program).exists();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// The first line of `program --version`, within a few seconds.
-pub fn version(program: &str) -> Option<String> {
-    let cwd = std::env::current_dir().ok()?;
-    let mut child = LocalHost
-        .launch(&Launch {
-            program,
-            args: &["--version"],
-            cwd: &cwd,
-            env: std::env::vars_os().collect(),
-            stdin: false,
-            writable: &[],
-        })
-        .ok()?;
-    drop(child.stderr.take()); // not read: closed, so it cannot fill and block
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take()?;
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
-        let _ = tx.send(text);
-    });
-    let text = rx.recv_timeout(Duration::from_secs(10)).ok();
-    let _ = child.kill();
-    let _ = child.wait();
-    text.and_then(|t| t.lines().next().map(str::to_owned))
 }
 
 #[cfg(test)]

@@ -5,12 +5,49 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use super::{Entry, EntryKind, Host, Launch};
 
 /// This machine.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LocalHost;
+
+/// Whether `program` is an executable on `$PATH` (or a path that exists).
+pub fn on_path(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// The first line of `program --version`, within a few seconds.
+pub fn version(program: &str) -> Option<String> {
+    let cwd = std::env::current_dir().ok()?;
+    let mut child = LocalHost
+        .launch(&Launch {
+            program,
+            args: &["--version"],
+            cwd: &cwd,
+            env: std::env::vars_os().collect(),
+            stdin: false,
+            writable: &[],
+        })
+        .ok()?;
+    drop(child.stderr.take()); // not read: closed, so it cannot fill and block
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take()?;
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = io::Read::read_to_string(&mut io::BufReader::new(stdout), &mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(Duration::from_secs(10)).ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    text.and_then(|t| t.lines().next().map(str::to_owned))
+}
 
 /// The variable every process this daemon starts carries, naming the daemon's state root, so a
 /// later daemon on the same state root can find what a killed one left running.

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::SystemTime;
 
-pub use local::{INSTANCE_VAR, LocalHost, kill_leftovers, set_instance_marker};
+pub use local::{INSTANCE_VAR, LocalHost, kill_leftovers, on_path, set_instance_marker, version};
 pub use sandbox::Sandboxed;
 
 /// A process to start: `program` with `args` in `cwd`, with exactly `env` as its environment

@@ -473,7 +473,8 @@ impl Sandboxed {
     }
 }
 
-fn env_value<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsString> {
+/// The value of `name` in an environment given as pairs.
+pub fn env_value<'e>(env: &'e [(OsString, OsString)], name: &str) -> Option<&'e OsString> {
     env.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
@@ -742,11 +743,10 @@ pub fn probe(config: &SandboxConfig, scratch_parent: &Path) -> Result<String, St
         ),
         _ => ("bwrap", "bubblewrap", "install bubblewrap"),
     };
-    let version = std::process::Command::new(program)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("{program} cannot be started ({e}); {install}"))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    if !super::on_path(program) {
+        return Err(format!("{program} is not on PATH; {install}"));
+    }
+    let version = super::version(program).unwrap_or_else(|| "version unknown".to_owned());
     let scratch = scratch_parent.join(format!(".symphony-sandbox-probe-{}", std::process::id()));
     fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let home = std::env::var_os("HOME").map(PathBuf::from);

@@ -501,9 +501,8 @@ impl Runner for CodexAgent {
         let context = io.context();
         // Codex keeps its auth, sessions and helper binaries in its home: a sandbox keeps it
         // writable.
-        let home = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let codex_home = (home("CODEX_HOME").map(PathBuf::from))
-            .or_else(|| home("HOME").map(|h| PathBuf::from(h).join(".codex")));
+        let var = |name: &str| crate::host::sandbox::env_value(&env, name).map(PathBuf::from);
+        let codex_home = var("CODEX_HOME").or_else(|| var("HOME").map(|h| h.join(".codex")));
         let place = Place {
             host: context.host.as_ref(),
             cwd: &context.workspace,
