@@ -95,6 +95,11 @@ pub struct AuditLog {
     repaired: Option<(String, usize, usize)>,
 }
 
+/// The day file in `dir` that a record at `ts` (RFC 3339) goes to.
+pub fn day_file(dir: &Path, ts: &str) -> PathBuf {
+    dir.join(format!("{}.ndjson", day_of(ts)))
+}
+
 /// `YYYY-MM-DD` of an RFC 3339 timestamp.
 fn day_of(ts: &str) -> &str {
     ts.get(..10).unwrap_or(ts)
@@ -165,7 +170,7 @@ impl AuditLog {
         record.insert("record_hash".into(), Value::String(hash.clone()));
         let day = day_of(ts).to_owned();
         if self.day.as_ref().is_none_or(|(open, _)| *open != day) {
-            let path = self.dir.join(format!("{day}.ndjson"));
+            let path = day_file(&self.dir, ts);
             let file = OpenOptions::new().create(true).append(true).open(path)?;
             self.day = Some((day, file));
         }

@@ -249,7 +249,7 @@ pub struct IssueInfo {
 pub fn notice_for(
     command: &Command,
     issue: impl Fn(&str) -> Option<IssueInfo>,
-    at: &str,
+    at: symphony_core::Timestamp,
 ) -> Option<Notice> {
     let (event, id, detail) = match command {
         Command::ScheduleRetry {
@@ -297,7 +297,7 @@ pub fn notice_for(
         title: info.as_ref().map(|i| i.title.clone()),
         url: info.and_then(|i| i.url),
         detail,
-        at: at.to_owned(),
+        at: at.to_rfc3339(),
     })
 }
 

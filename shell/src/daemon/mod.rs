@@ -243,7 +243,7 @@ struct Daemon {
     recorder: Recorder,
     log: Option<EventLog>,
     /// Where the event log goes, and why it is not recording when it is not.
-    recording: Option<Recording>,
+    recording: Recording,
     bound: Arc<Bound>,
     workers: BTreeMap<RunId, WorkerHandle>,
     /// Workspace paths of live runs: never two issues in one directory.
@@ -374,11 +374,11 @@ impl Daemon {
             }),
             recorder,
             log,
-            recording: Some(Recording {
+            recording: Recording {
                 path: log_path,
                 rotation: options.event_log_rotation,
                 failure: None,
-            }),
+            },
             bound,
             workers: BTreeMap::new(),
             paths: LivePaths::default(),
@@ -594,7 +594,7 @@ impl Daemon {
                 }
             }
             None => {
-                if let Some(failure) = self.recording.as_mut().and_then(|r| r.failure.as_mut()) {
+                if let Some(failure) = self.recording.failure.as_mut() {
                     failure.lost += 1;
                 }
             }
@@ -694,9 +694,7 @@ impl Daemon {
     /// (from 1 s, doubling to 5 min) in a new segment that resumes from the current state.
     fn log_failed(&mut self, action: &str, error: &std::io::Error) {
         self.log = None;
-        let Some(recording) = &mut self.recording else {
-            return;
-        };
+        let recording = &mut self.recording;
         let backoff = recording
             .failure
             .as_ref()
@@ -739,9 +737,7 @@ impl Daemon {
     }
 
     fn retry_log(&mut self) {
-        let Some(recording) = &mut self.recording else {
-            return;
-        };
+        let recording = &mut self.recording;
         let Some(failure) = &recording.failure else {
             return;
         };
@@ -803,7 +799,7 @@ impl Daemon {
             _ => {}
         }
         let info = |id: &str| self.issue_info.get(id).cloned();
-        if let Some(notice) = crate::notify::notice_for(command, info, &now().to_rfc3339()) {
+        if let Some(notice) = crate::notify::notice_for(command, info, now()) {
             self.notifier.send(notice);
         }
         if let Command::ReleaseClaim { issue_id, .. } = command {
@@ -1031,10 +1027,8 @@ impl Daemon {
                 let snapshot = self.recorder.orchestrator().snapshot(now());
                 let mut answer = Answer::json(200, &snapshot);
                 // The event log's status, appended to the snapshot's object.
-                if let Some(recording) = &self.recording
-                    && answer.body.ends_with('}')
-                {
-                    let status = recording.status();
+                if answer.body.ends_with('}') {
+                    let status = self.recording.status();
                     answer.body.pop();
                     answer.body.push_str(",\"event_log\":");
                     answer.body.push_str(&status.to_string());
@@ -1141,13 +1135,10 @@ impl Daemon {
             Query::Metrics => {
                 let snapshot = self.recorder.orchestrator().snapshot(now());
                 let size = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| m.len());
-                let today = now().to_rfc3339();
-                let audit = self
-                    .state_root
-                    .join("audit")
-                    .join(format!("{}.ndjson", today.get(..10).unwrap_or("")));
+                let audit =
+                    crate::audit::day_file(&self.state_root.join("audit"), &now().to_rfc3339());
                 let sizes = crate::metrics::LogSizes {
-                    event_log: self.recording.as_ref().and_then(|r| size(&r.path)),
+                    event_log: size(&self.recording.path),
                     audit_log: size(&audit),
                     tracker_rate: self.bound.tracker.rate_limit(),
                 };
