@@ -124,22 +124,26 @@ fn codex_command(binary: &Path, home: &Path, port: u16) -> String {
     )
 }
 
+/// A directory for a run under the target dir, and the `CODEX_HOME` in it. With bubblewrap
+/// installed, codex refuses to create its sandbox helper under the temporary directory
+/// ("Refusing to create helper binaries under temporary dir"), and the turn's command never
+/// runs. So its TMPDIR is a directory inside CODEX_HOME: the home is then never under it,
+/// wherever the checkout (and so this directory) lives, /tmp included.
+fn codex_dirs(prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let home = dir.path().join("codex-home");
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    (dir, home)
+}
+
 #[test]
 fn one_attempt_through_the_real_codex_app_server() {
     let binary = codex_binary();
     let (port, calls) = fake_model(WRITE_RESULT);
-    // With bubblewrap installed, codex refuses to create its sandbox helper under the
-    // temporary directory ("Refusing to create helper binaries under temporary dir"), and the
-    // turn's command never runs. So its TMPDIR is a directory inside CODEX_HOME: the home is
-    // then never under it, wherever the checkout (and so this directory) lives, /tmp included.
-    let dir = tempfile::Builder::new()
-        .prefix("codex-real-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let home = dir.path().join("codex-home");
-    for d in [&home, &home.join("tmp")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (dir, home) = codex_dirs("codex-real-");
     let bed = support::SessionBed::new(dir.path(), "CX-1");
     let (workspace, issues) = (bed.workspace.clone(), bed.issues.clone());
 
@@ -264,14 +268,8 @@ fn codex_in_sandbox(sandbox: impl Fn(u16) -> String, env_prefix: &str) {
     const EXEC: &str = "{ echo written-by-codex; cat \"$HOME/notes.txt\"; cat \"$HOME/.ssh/id_ed25519\"; } > result.txt 2>/dev/null; true";
     let binary = codex_binary();
     let (port, calls) = fake_model(EXEC);
-    let dir = tempfile::Builder::new()
-        .prefix("codex-sandboxed-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let home = dir.path().join("codex-home");
-    for d in [&home, &home.join("tmp"), &dir.path().join("issues")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
+    let (dir, home) = codex_dirs("codex-sandboxed-");
+    std::fs::create_dir_all(dir.path().join("issues")).unwrap();
     let operator = support::operator_home();
     std::fs::write(
         dir.path().join("issues/CX-1.md"),
