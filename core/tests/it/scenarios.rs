@@ -1576,3 +1576,24 @@ fn a_restart_turns_live_runs_into_retries_and_keeps_the_rest() {
     );
     insta::assert_snapshot!(next.transcript);
 }
+
+/// A pause reason comes from an HTTP body: however long or multi-byte, what the core keeps is
+/// capped on a character boundary, and a blank one says who paused.
+#[test]
+fn a_pause_reason_from_outside_is_capped() {
+    let mut sim = Sim::new(base());
+    sim.boot();
+    sim.feed(Event::PauseRequested {
+        reason: "é\u{202e}".repeat(10_000),
+    });
+    let kept = sim.orch.durable().paused.unwrap().reason;
+    assert_eq!(kept.chars().count(), symphony_core::MAX_MESSAGE_CHARS);
+    sim.feed(Event::ResumeRequested);
+    sim.feed(Event::PauseRequested {
+        reason: " \n ".into(),
+    });
+    assert_eq!(
+        sim.orch.durable().paused.unwrap().reason,
+        "paused by the operator"
+    );
+}
