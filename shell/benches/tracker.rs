@@ -1,7 +1,8 @@
 //! Tracker adapters: 1,000 Linear candidates over pagination from a loopback fake (target
 //! <= 200 ms end to end) and the normalisation rate (target >= 100,000 issues/s); 1,000 open
 //! Gitea issues over 20 pages to candidates (target <= 200 ms), with and without the
-//! dependency reads of issues in Todo. Figures in `docs/performance.md`.
+//! dependency reads of issues in Todo; 1,000 Jira candidates over 20 search pages and 1,000
+//! GitLab candidates over 10 pages (targets <= 200 ms). Figures in `docs/performance.md`.
 
 // The bench serves its fake from the tests' HTTP helper and uses nothing else there.
 #[allow(dead_code)]
@@ -237,5 +238,159 @@ fn gitea(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, linear, gitea);
+/// A loopback server answering every request with `answer(path, body)`: extra header lines
+/// and the JSON body.
+fn serve(answer: impl Fn(&str, &[u8]) -> (String, String) + Send + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some(request) = support::read_request(&stream) else {
+                continue;
+            };
+            let (headers, body) = answer(&request.path, &request.body);
+            use std::io::Write;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+/// A built tracker for `tracker_yaml` (the `tracker:` section), `env` its credentials.
+fn built(tracker_yaml: &str, env: &[(&str, &str)]) -> Box<dyn Tracker> {
+    let env = MapEnv::new(env.iter().copied());
+    let text = format!("---\n{tracker_yaml}---\n");
+    let path = std::path::Path::new("/w/WORKFLOW.md");
+    let workflow = parse(&text, path, &env, &Overrides::default()).unwrap();
+    symphony::tracker::build(&workflow.config.tracker).unwrap()
+}
+
+/// Times `fetch_by_states(states)` on `tracker`, after checking it finds 1,000 issues.
+fn thousand(c: &mut Criterion, group: &str, name: &str, tracker: &dyn Tracker, states: &[&str]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let states: Vec<String> = states.iter().map(|s| (*s).to_owned()).collect();
+    let found = runtime.block_on(tracker.fetch_by_states(&states)).unwrap();
+    assert_eq!(found.len(), 1_000);
+    let mut group = c.benchmark_group(group);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function(name, |b| {
+        b.iter(|| black_box(runtime.block_on(tracker.fetch_by_states(&states)).unwrap()));
+    });
+    group.finish();
+}
+
+/// Jira's issue shape as the adapter asks for it: an ADF description, a `Blocks` link.
+fn jira_issue(n: usize) -> Value {
+    let paragraph = "Steps to reproduce, expected and actual behaviour. ".repeat(8);
+    json!({"id": (10_000 + n).to_string(), "key": format!("ENG-{n}"),
+        "self": format!("https://acme.atlassian.net/rest/api/3/issue/{}", 10_000 + n),
+        "fields": {"summary": format!("Issue {n}"),
+            "description": {"type": "doc", "version": 1, "content": [{"type": "paragraph",
+                "content": [{"type": "text", "text": paragraph}]}]},
+            "status": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}},
+            "priority": {"name": "High"}, "labels": ["backend", "bug"],
+            "assignee": {"accountId": "abc"}, "created": "2026-01-02T03:04:05.000+0000",
+            "updated": "2026-01-03T03:04:05.000+0000", "project": {"key": "ENG"},
+            "issuelinks": [{"type": {"name": "Blocks"}, "inwardIssue": {"id": "1", "key": "ENG-0",
+                "fields": {"status": {"name": "Done", "statusCategory": {"key": "done"}}}}}]}})
+}
+
+fn jira(c: &mut Criterion) {
+    let pages: Vec<String> = (0..20)
+        .map(|p| {
+            let issues: Vec<Value> = (p * 50 + 1..=(p + 1) * 50).map(jira_issue).collect();
+            let mut page = json!({"issues": issues, "isLast": p == 19});
+            if p < 19 {
+                page["nextPageToken"] = json!(format!("t{}", p + 1));
+            }
+            page.to_string()
+        })
+        .collect();
+    let base = serve(move |path, body| {
+        if path.ends_with("/statuses") {
+            let statuses = json!([{"id": "3", "name": "Task", "subtask": false, "self": "x",
+                "statuses": [{"name": "To Do"}, {"name": "In Progress"}, {"name": "Done"}]}]);
+            return (String::new(), statuses.to_string());
+        }
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        let page: usize = (request["nextPageToken"].as_str())
+            .and_then(|t| t.trim_start_matches('t').parse().ok())
+            .unwrap_or(0);
+        (String::new(), pages[page].clone())
+    });
+    let tracker = built(
+        &format!(
+            "tracker:\n  kind: jira\n  provider:\n    base_url: {base}\n    email: a@b.invalid\n    \
+             project_key: ENG\n"
+        ),
+        &[("JIRA_API_TOKEN", "jira_bench_token")],
+    );
+    thousand(
+        c,
+        "jira",
+        "1000_candidates_20_pages",
+        tracker.as_ref(),
+        &["In Progress"],
+    );
+}
+
+/// GitLab's issue shape, as much as the adapter reads.
+fn gitlab_issue(n: usize) -> Value {
+    json!({"id": 9000 + n, "iid": n, "project_id": 7, "title": format!("Issue {n}"),
+        "description": "Steps to reproduce, expected and actual behaviour. ".repeat(8),
+        "state": "opened", "labels": ["In Progress", "bug"], "assignees": [{"username": "ann"}],
+        "web_url": format!("https://gitlab.example.com/acme/app/-/issues/{n}"),
+        "created_at": "2026-01-02T03:04:05.000Z", "updated_at": "2026-01-03T03:04:05.000Z",
+        "references": {"full": format!("acme/app#{n}")}})
+}
+
+fn gitlab(c: &mut Criterion) {
+    let pages: Vec<String> = (0..10)
+        .map(|p| {
+            let issues: Vec<Value> = (p * 100 + 1..=(p + 1) * 100).map(gitlab_issue).collect();
+            Value::Array(issues).to_string()
+        })
+        .collect();
+    // `x-next-page` only, no `Link`: the adapter builds the next URL itself.
+    let base = serve(move |path, _| {
+        let page: usize = (path.split(['?', '&']))
+            .find_map(|kv| kv.strip_prefix("page="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1);
+        let next = if page < 10 {
+            (page + 1).to_string()
+        } else {
+            String::new()
+        };
+        (
+            format!("x-page: {page}\r\nx-next-page: {next}\r\n"),
+            pages[page - 1].clone(),
+        )
+    });
+    let tracker = built(
+        &format!(
+            "tracker:\n  kind: gitlab\n  inactive_states: [In Progress]\n  provider:\n    \
+             endpoint: {base}/api/v4\n    project: acme/app\n"
+        ),
+        &[("GITLAB_TOKEN", "glpat-bench")],
+    );
+    thousand(
+        c,
+        "gitlab",
+        "1000_candidates_10_pages",
+        tracker.as_ref(),
+        &["In Progress"],
+    );
+}
+
+criterion_group!(benches, linear, gitea, jira, gitlab);
 criterion_main!(benches);

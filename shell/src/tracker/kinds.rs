@@ -37,11 +37,13 @@ pub struct Kind {
 }
 
 /// Every tracker kind this build has. Add a row here and a room under `tracker/`.
-pub static KINDS: [&Kind; 4] = [
+pub static KINDS: [&Kind; 6] = [
     &super::local::KIND,
     &super::linear::KIND,
     &super::github::KIND,
     &super::gitea::KIND,
+    &super::gitlab::KIND,
+    &super::jira::KIND,
 ];
 
 /// The kind named `name` (already normalised: trimmed, lowercase).
@@ -108,6 +110,12 @@ pub trait Settings: fmt::Debug + PartialEq + Serialize + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Forms the credentials take on the wire that do not contain them verbatim (Jira's Basic
+    /// header is base64 of `email:token`); masked wherever the credentials are.
+    fn derived_secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The adapter for these settings and the kind-independent `tracker` settings.
     fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String>;
 }
@@ -116,6 +124,7 @@ pub trait Settings: fmt::Debug + PartialEq + Serialize + Send + Sync + 'static {
 trait Erased: Send + Sync {
     fn target(&self) -> String;
     fn secrets(&self) -> Vec<&Secret>;
+    fn derived_secrets(&self) -> Vec<String>;
     fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String>;
     /// The settings as a value; a YAML value keeps the fields in declaration order.
     fn value(&self) -> serde_yaml::Value;
@@ -130,6 +139,9 @@ impl<T: Settings> Erased for T {
     }
     fn secrets(&self) -> Vec<&Secret> {
         Settings::secrets(self)
+    }
+    fn derived_secrets(&self) -> Vec<String> {
+        Settings::derived_secrets(self)
     }
     fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
         Settings::build(self, tracker)
@@ -174,16 +186,21 @@ impl ProviderSettings {
         self.0.secrets()
     }
 
+    /// Every credential value, as configured and in its derived forms
+    /// ([`Settings::derived_secrets`]), never an empty string.
+    pub fn secret_values(&self) -> Vec<String> {
+        let configured = self.secrets().into_iter().map(|s| s.expose().to_owned());
+        (configured.chain(self.0.derived_secrets()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// See [`Settings::build`]; the adapter comes wrapped so that its credentials never
     /// appear in what it returns (`tracker::Scrubbed`).
     pub fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
-        let secrets = self.secrets().into_iter();
-        let secrets = secrets
-            .map(|s| s.expose().to_owned())
-            .filter(|s| !s.is_empty());
         Ok(Box::new(super::Scrubbed {
             inner: self.0.build(tracker)?,
-            secrets: secrets.collect(),
+            secrets: self.secret_values(),
         }))
     }
 }

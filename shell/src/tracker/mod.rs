@@ -5,9 +5,12 @@ pub(crate) mod closing;
 mod forge;
 pub mod gitea;
 pub mod github;
+pub mod gitlab;
+pub mod jira;
 pub mod kinds;
 pub mod linear;
 pub mod local;
+pub(crate) mod rest;
 pub mod scope;
 
 use std::future::Future;
@@ -18,8 +21,14 @@ use symphony_core::{Issue, IssueId, TrackerError, TrackerErrorCategory};
 pub use github::GithubTracker;
 /// Record parsers exposed for fuzzing (`fuzz/fuzz_targets/tracker_records.rs`).
 pub mod records {
+    pub use super::closing::gitlab_closing_references;
     pub use super::github::{
         StateLabels, claimed_by_open_pulls, closing_references, normalize_record,
+    };
+    pub use super::gitlab::normalize_record as gitlab_record;
+    pub use super::jira::{
+        adf_document, adf_text, jql_string, normalize_record as jira_record,
+        timestamp as jira_timestamp,
     };
 }
 pub use linear::LinearTracker;
@@ -133,16 +142,19 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// From `x-ratelimit-remaining` and `x-ratelimit-limit`, when the first is there.
+    /// From `x-ratelimit-remaining` and `x-ratelimit-limit` (GitHub, Jira), or
+    /// `ratelimit-remaining` and `ratelimit-limit` (GitLab), when a remaining count is there.
     pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
         let number = |name: &str| {
             (headers.get(name))
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
-        Some(Self {
-            remaining: number("x-ratelimit-remaining")?,
-            limit: number("x-ratelimit-limit"),
+        ["x-ratelimit-", "ratelimit-"].iter().find_map(|prefix| {
+            Some(Self {
+                remaining: number(&format!("{prefix}remaining"))?,
+                limit: number(&format!("{prefix}limit")),
+            })
         })
     }
 }
@@ -277,6 +289,53 @@ pub(crate) async fn json_capped(
     })
 }
 
+/// Every item of a listing whose pages are JSON arrays, starting at `first`: `get` answers a
+/// page's body and the next page's URL. A next URL already read, or more than `max_pages`
+/// pages, fails the listing (a partial list never passes for a whole one). `provider` and
+/// `what` (an item, singular) name things in errors.
+pub(crate) async fn follow_pages<F, Fut>(
+    first: String,
+    max_pages: u32,
+    provider: &str,
+    what: &str,
+    mut get: F,
+) -> Result<Vec<serde_json::Value>, TrackerError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(serde_json::Value, Option<String>), TrackerError>>,
+{
+    let mut url = Some(first);
+    let mut items = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(current) = url {
+        if !seen.insert(current.clone()) {
+            return Err(error(
+                TrackerErrorCategory::TrackerPagination,
+                format!("{provider}'s next page leads back to a page already read ({what}s)"),
+            ));
+        }
+        if seen.len() > max_pages as usize {
+            return Err(error(
+                TrackerErrorCategory::TrackerPagination,
+                format!(
+                    "more than {max_pages} pages of {what}s; raise \
+                     tracker.provider.pagination_max_pages (a partial list is not used)"
+                ),
+            ));
+        }
+        let (body, next) = get(current).await?;
+        let Some(batch) = body.as_array() else {
+            return Err(error(
+                TrackerErrorCategory::TrackerResponse,
+                format!("{provider} sent a {what} list that is not an array"),
+            ));
+        };
+        items.extend(batch.iter().cloned());
+        url = next;
+    }
+    Ok(items)
+}
+
 /// The `rel="next"` URL of a `Link` header.
 pub(crate) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
@@ -291,6 +350,20 @@ pub(crate) fn next_link(link: &str) -> Option<String> {
                     .to_owned()
             })
     })
+}
+
+/// `text` percent-encoded for a query value or a path segment: everything but ASCII letters,
+/// digits, `-`, `_`, `.` and `~` (labels hold `/` and spaces; GitLab project paths hold `/`).
+pub(crate) fn percent(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether `repo` is `owner/name`, each part non-empty and made of ASCII letters, digits, `-`,
@@ -429,5 +502,17 @@ impl Scrubbed {
                 Err(text) => Err(self.text(text)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_paths_are_percent_encoded() {
+        assert_eq!(percent("aiops/in-progress"), "aiops%2Fin-progress");
+        assert_eq!(percent("a b&c"), "a%20b%26c");
+        assert_eq!(percent("symphony::todo"), "symphony%3A%3Atodo");
     }
 }

@@ -98,6 +98,18 @@ pub struct TrackerConfig {
     pub inactive_states: Vec<String>,
 }
 
+impl TrackerConfig {
+    /// Every state the workflow names: active, terminal, then inactive (a tracker whose labels
+    /// carry states by name reads its state labels from them).
+    pub fn state_names(&self) -> Vec<String> {
+        (self.active_states.iter())
+            .chain(&self.terminal_states)
+            .chain(&self.inactive_states)
+            .cloned()
+            .collect()
+    }
+}
+
 /// `polling`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PollingConfig {
@@ -284,9 +296,7 @@ impl ServiceConfig {
     /// Every secret value in the config, so output surfaces can mask them wherever they
     /// appear (an agent message quoting a token, say).
     pub fn secret_values(&self) -> Vec<String> {
-        let mut secrets: Vec<String> = (self.tracker.provider.secrets().into_iter())
-            .map(|secret| secret.expose().to_owned())
-            .collect();
+        let mut secrets = self.tracker.provider.secret_values();
         if let Some(token) = &self.server.auth_token {
             secrets.push(token.expose().to_owned());
         }

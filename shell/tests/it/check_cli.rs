@@ -3,6 +3,8 @@
 
 use crate::gitea_fake;
 use crate::github_fake;
+use crate::gitlab_fake;
+use crate::jira_fake;
 use crate::linear_fake;
 
 use std::path::Path;
@@ -512,6 +514,84 @@ fn doctor_names_the_gitea_state_labels_the_repository_lacks() {
         "{remark}"
     );
     assert!(!stdout.contains(gitea_fake::TOKEN), "{stdout}");
+}
+
+/// `doctor` against Jira: the project and its statuses; SPEC's default `Todo` is not a
+/// status of Jira's default workflow, and doctor says so, naming what the project has.
+#[test]
+fn doctor_checks_jira_statuses_against_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, _) = jira_fake::fake(jira_fake::Site::with(1));
+    let doctor = |states: &str| {
+        std::fs::write(
+            dir.path().join("WORKFLOW.md"),
+            format!(
+                "---\ntracker:\n  kind: jira\n{states}  provider:\n    base_url: {base}\n    email: {}\n    project_key: ENG\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n",
+                jira_fake::EMAIL
+            ),
+        )
+        .unwrap();
+        let out = symphony(
+            dir.path(),
+            &["doctor"],
+            &[("JIRA_API_TOKEN", jira_fake::TOKEN)],
+        );
+        (out.status.code(), text(&out.stdout, dir.path()))
+    };
+    let (code, stdout) = doctor("");
+    assert_eq!(code, Some(0), "{stdout}");
+    let states = line(&stdout, "states");
+    assert!(
+        states.starts_with("warn")
+            && states.contains("active Todo")
+            && states.contains("it has: To Do, In Progress, In Review, Done"),
+        "{states}"
+    );
+    let (code, stdout) = doctor("  active_states: [To Do, In Progress]\n");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(line(&stdout, "tracker").starts_with("ok"), "{stdout}");
+    assert!(
+        line(&stdout, "tracker").contains("project ENG (Engineering)"),
+        "{stdout}"
+    );
+    assert!(line(&stdout, "states").starts_with("ok"), "{stdout}");
+    assert!(!stdout.contains(jira_fake::TOKEN), "{stdout}");
+}
+
+/// `doctor` against GitLab: the project, the states its labels can carry, and the state
+/// labels it lacks.
+#[test]
+fn doctor_names_the_gitlab_state_labels_the_project_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut project = gitlab_fake::Project::with(&[(1, &["Todo"])]);
+    project.labels.retain(|l| l != "In Progress");
+    let (api, _) = gitlab_fake::fake(project);
+    std::fs::write(
+        dir.path().join("WORKFLOW.md"),
+        format!(
+            "---\ntracker:\n  kind: gitlab\n  provider:\n    endpoint: {api}\n    project: acme/platform/app\nworkspace:\n  root: ./ws\n  min_free_disk_mb: 1\nagent:\n  kind: demo\n---\nWork.\n"
+        ),
+    )
+    .unwrap();
+    let out = symphony(
+        dir.path(),
+        &["doctor"],
+        &[("GITLAB_TOKEN", gitlab_fake::TOKEN)],
+    );
+    let stdout = text(&out.stdout, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        line(&stdout, "tracker").contains("project acme/platform/app"),
+        "{stdout}"
+    );
+    let remark = (stdout.lines())
+        .find(|l| l.contains("state labels missing"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        remark.starts_with("warn") && remark.contains("In Progress"),
+        "{remark}"
+    );
+    assert!(!stdout.contains(gitlab_fake::TOKEN), "{stdout}");
 }
 
 /// `doctor` with `agent.kind: claude`: the CLI found with its version, and, as root with no

@@ -11,7 +11,7 @@
 //! - no credential appears in any error or tool result, even when the server echoes it.
 //!
 //! Faults are injected by a small proxy in front of the fake, the same for every adapter.
-//! The subjects: Linear, GitHub, Gitea.
+//! The subjects: Linear, GitHub, Gitea, GitLab, Jira.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -22,7 +22,7 @@ use symphony::tracker::Tracker;
 use symphony::workflow::{MapEnv, Overrides, parse};
 use symphony_core::{IssueId, TrackerErrorCategory};
 
-use crate::{gitea_fake, github_fake, linear_fake, support};
+use crate::{gitea_fake, github_fake, gitlab_fake, jira_fake, linear_fake, support};
 
 /// What the proxy does with the next requests.
 #[derive(Clone, Debug)]
@@ -160,6 +160,11 @@ struct Started {
 trait Subject {
     /// The credential the fake accepts.
     const SECRET: &'static str;
+    /// The credential as it travels, when that is not [`Self::SECRET`] verbatim (Jira's
+    /// Basic header carries it in base64).
+    const WIRE: &'static str = Self::SECRET;
+    /// The name of the state the fake's issues are in.
+    const TODO: &'static str = "Todo";
     /// The identifier of issue 1, as a session working on it names it.
     const SESSION: &'static str;
     /// A tracker over a fake holding `count` issues in `Todo`.
@@ -374,8 +379,130 @@ impl Subject for Gitea {
     }
 }
 
-fn todo() -> Vec<String> {
-    vec!["Todo".to_owned()]
+struct Gitlab;
+
+impl Subject for Gitlab {
+    const SECRET: &'static str = gitlab_fake::TOKEN;
+    const SESSION: &'static str = "GL-1";
+
+    fn start(count: usize) -> Started {
+        let issues: Vec<(u64, &[&str])> = (1..=count as u64).map(|n| (n, &["Todo"][..])).collect();
+        let (api, project) = gitlab_fake::fake(gitlab_fake::Project::with(&issues));
+        let proxy = Proxy::start(&api);
+        let tracker = build(
+            &format!(
+                "tracker:\n  kind: gitlab\n  provider:\n    endpoint: {}/api/v4\n    \
+                 project: acme/platform/app\n    timeout_ms: 5000\n",
+                proxy.base
+            ),
+            &[("GITLAB_TOKEN", Self::SECRET)],
+        );
+        let served = Arc::clone(&project);
+        Started {
+            tracker,
+            proxy,
+            served: Box::new(move || served.lock().unwrap().requests),
+            ids: (1..=count).map(|n| IssueId(n.to_string())).collect(),
+            remove: Box::new(move |n| {
+                let iid = n as u64;
+                project.lock().unwrap().issues.retain(|i| i.iid != iid);
+            }),
+        }
+    }
+
+    fn looping() -> Box<dyn Tracker> {
+        let base = looping_pages(|base, path, other| {
+            format!("{base}{path}?state=opened&labels=Todo&per_page=100&page={other}")
+        });
+        build(
+            &format!(
+                "tracker:\n  kind: gitlab\n  provider:\n    endpoint: {base}\n    project: acme/app\n"
+            ),
+            &[("GITLAB_TOKEN", Self::SECRET)],
+        )
+    }
+
+    fn escapes() -> Vec<(&'static str, Value)> {
+        [
+            "/../8/issues",
+            "/%2e%2e/8/issues",
+            "/issues/1/../../../8",
+            "//evil.example/x",
+            "issues/1",
+            "/issues/1%2f..%2f..%2f8",
+        ]
+        .into_iter()
+        .map(|path| ("gitlab_api", json!({"method": "GET", "path": path})))
+        .collect()
+    }
+}
+
+struct Jira;
+
+impl Subject for Jira {
+    const SECRET: &'static str = jira_fake::TOKEN;
+    const WIRE: &'static str = "Ym90QGV4YW1wbGUuaW52YWxpZDpqaXJhX3Rlc3RfdG9rZW5fMDEyMw==";
+    const SESSION: &'static str = "ENG-1";
+    const TODO: &'static str = "To Do";
+
+    fn start(count: usize) -> Started {
+        let (base, site) = jira_fake::fake(jira_fake::Site::with(count as u64));
+        let proxy = Proxy::start(&base);
+        let tracker = jira(&proxy.base, 50);
+        let served = Arc::clone(&site);
+        Started {
+            tracker,
+            proxy,
+            served: Box::new(move || served.lock().unwrap().requests),
+            ids: (1..=count)
+                .map(|n| IssueId((10_000 + n).to_string()))
+                .collect(),
+            remove: Box::new(move |n| {
+                let number = n as u64;
+                site.lock().unwrap().issues.retain(|i| i.number != number);
+            }),
+        }
+    }
+
+    fn looping() -> Box<dyn Tracker> {
+        let mut site = jira_fake::Site::with(3);
+        site.repeat_token = true;
+        let (base, _) = jira_fake::fake(site);
+        jira(&base, 1)
+    }
+
+    fn escapes() -> Vec<(&'static str, Value)> {
+        [
+            "/rest/api/3/project/OPS",
+            "/rest/api/3/issue/OPS-1",
+            "/rest/api/3/issue/10001",
+            "/rest/api/3/issue/bulkfetch",
+            "/rest/api/3/search/jql",
+            "/rest/api/3/myself",
+            "/rest/api/3/issue/ENG-1/%2e%2e/%2e%2e/project/OPS",
+            "/rest/api/3/issue/ENG-1/../../project/OPS",
+            "/rest/api/2/issue/ENG-1",
+        ]
+        .into_iter()
+        .map(|path| ("jira_rest", json!({"method": "GET", "path": path})))
+        .collect()
+    }
+}
+
+/// A Jira tracker on `base` for project ENG, `page_size` issues a search page.
+fn jira(base: &str, page_size: u32) -> Box<dyn Tracker> {
+    build(
+        &format!(
+            "tracker:\n  kind: jira\n  active_states: [To Do]\n  provider:\n    base_url: {base}\n    \
+             email: {}\n    project_key: eng\n    page_size: {page_size}\n    timeout_ms: 5000\n",
+            jira_fake::EMAIL
+        ),
+        &[("JIRA_API_TOKEN", jira_fake::TOKEN)],
+    )
+}
+
+fn todo<S: Subject>() -> Vec<String> {
+    vec![S::TODO.to_owned()]
 }
 
 /// The whole checklist for one subject.
@@ -389,7 +516,7 @@ async fn contract<S: Subject>() {
     assert_eq!(started.proxy.requests(), 0, "empty inputs made a request");
 
     // All three are visible; an id no longer visible is left out.
-    let all = tracker.fetch_by_states(&todo()).await.unwrap();
+    let all = tracker.fetch_by_states(&todo::<S>()).await.unwrap();
     assert_eq!(all.len(), 3);
     (started.remove)(2);
     let refreshed = tracker.fetch_by_ids(&started.ids).await.unwrap();
@@ -419,7 +546,7 @@ async fn contract<S: Subject>() {
     ];
     for (fault, category, text) in cases {
         started.proxy.fail_with(Some(fault.clone()));
-        let err = tracker.fetch_by_states(&todo()).await.unwrap_err();
+        let err = tracker.fetch_by_states(&todo::<S>()).await.unwrap_err();
         assert_eq!(err.category, category, "{fault:?}: {}", err.message);
         assert!(err.message.contains(text), "{fault:?}: {}", err.message);
         assert!(
@@ -429,8 +556,9 @@ async fn contract<S: Subject>() {
         );
     }
     started.proxy.fail_with(Some(Fault::EchoCredential));
-    let err = tracker.fetch_by_states(&todo()).await.unwrap_err();
+    let err = tracker.fetch_by_states(&todo::<S>()).await.unwrap_err();
     assert!(!err.message.contains(S::SECRET), "echoed: {}", err.message);
+    assert!(!err.message.contains(S::WIRE), "echoed: {}", err.message);
     for spec in tracker.tool_specs() {
         let name = spec["name"].as_str().unwrap();
         let arguments = json!({"method": "GET", "path": "/repos/acme/app/issues",
@@ -441,6 +569,7 @@ async fn contract<S: Subject>() {
             .await;
         let text = answer.unwrap_or_else(|e| e);
         assert!(!text.contains(S::SECRET), "{name} echoed: {text}");
+        assert!(!text.contains(S::WIRE), "{name} echoed: {text}");
     }
     started.proxy.fail_with(None);
 
@@ -460,7 +589,10 @@ async fn contract<S: Subject>() {
     }
 
     // Pagination that leads back ends with an error.
-    let err = S::looping().fetch_by_states(&todo()).await.unwrap_err();
+    let err = S::looping()
+        .fetch_by_states(&todo::<S>())
+        .await
+        .unwrap_err();
     assert_eq!(
         err.category,
         TrackerErrorCategory::TrackerPagination,
@@ -482,6 +614,16 @@ async fn github_passes_the_tracker_contract() {
 #[tokio::test]
 async fn gitea_passes_the_tracker_contract() {
     contract::<Gitea>().await;
+}
+
+#[tokio::test]
+async fn gitlab_passes_the_tracker_contract() {
+    contract::<Gitlab>().await;
+}
+
+#[tokio::test]
+async fn jira_passes_the_tracker_contract() {
+    contract::<Jira>().await;
 }
 
 /// A loopback server whose list pages name each other as next (page 1 links to 2, 2 to 1):

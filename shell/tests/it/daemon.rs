@@ -104,7 +104,7 @@ fn an_invalid_workflow_at_startup_exits_1_with_the_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("WORKFLOW.md"),
-        "---\ntracker:\n  kind: jira\n---\n",
+        "---\ntracker:\n  kind: asana\n---\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_symphony"))

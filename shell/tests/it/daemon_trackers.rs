@@ -7,6 +7,8 @@
 use crate::daemon_harness;
 use crate::gitea_fake;
 use crate::github_fake;
+use crate::gitlab_fake;
+use crate::jira_fake;
 use crate::linear_fake;
 use crate::support;
 
@@ -594,4 +596,180 @@ fn a_gitea_label_problem_shows_in_the_issue_detail() {
     );
     daemon.interrupt();
     assert_eq!(daemon.wait_exit().0, Some(0));
+}
+
+#[test]
+fn jira_and_codex_move_by_transition_comment_in_adf_and_stay_in_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut site = jira_fake::Site::with(2);
+    site.issues.push(jira_fake::JiraIssue {
+        number: 3,
+        status: "To Do".to_owned(),
+        project: "OPS".to_owned(),
+        blocked_by: Vec::new(),
+    });
+    let (base, site) = jira_fake::fake(site);
+    // ENG-1 comments and moves itself to Done (terminal: released, workspace removed).
+    let mut finishing = handshake();
+    finishing.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "comment_on_issue",
+            json!({"body": "Ready.\n\nAll tests pass."}),
+        ),
+        tool(1, "c2", "update_issue_state", json!({"state": "Done"})),
+        turn_done(1, "completed"),
+    ]);
+    // ENG-2 reads itself through the REST tool, tries another project, then hands over to
+    // review (not active: the run stops, the workspace stays).
+    let mut straying = handshake();
+    straying.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "jira_rest",
+            json!({"method": "GET", "path": "/rest/api/3/issue/ENG-2"}),
+        ),
+        tool(
+            1,
+            "c2",
+            "jira_rest",
+            json!({"method": "GET", "path": "/rest/api/3/issue/OPS-3"}),
+        ),
+        tool(1, "c3", "update_issue_state", json!({"state": "In Review"})),
+        turn_done(1, "completed"),
+    ]);
+    let command = scripts(dir.path(), &[("ENG-1", finishing), ("ENG-2", straying)]);
+    workflow(
+        dir.path(),
+        &format!(
+            "  kind: jira\n  active_states: [To Do, In Progress]\n  provider:\n    base_url: {base}\n    \
+             email: {}\n    project_key: ENG\n",
+            jira_fake::EMAIL
+        ),
+        &command,
+    );
+    let mut daemon =
+        Daemon::start_with_env(dir.path(), &[], &[("JIRA_API_TOKEN", jira_fake::TOKEN)]);
+    daemon.wait_for(
+        "ENG-1 workspace removed",
+        line_for("10001", "workspace removed"),
+    );
+    daemon.wait_for("ENG-2 released", line_for("10002", "released"));
+    {
+        let site = site.lock().unwrap();
+        assert_eq!(site.issues[0].status, "Done");
+        assert_eq!(site.issues[1].status, "In Review");
+        assert_eq!(site.issues[2].status, "To Do", "OPS-3 is untouched");
+        let (key, body) = &site.comments[0];
+        assert_eq!(key, "ENG-1");
+        assert_eq!(
+            symphony::tracker::jira::adf_text(body),
+            "Ready.\nAll tests pass."
+        );
+    }
+    assert!(!dir.path().join("ws/ENG-1").exists());
+    assert!(dir.path().join("ws/ENG-2").exists());
+    let log = std::fs::read_to_string(dir.path().join("agent-logs/ENG-2.log")).unwrap();
+    assert!(
+        log.contains(r#"\"key\":\"ENG-2\""#),
+        "the tool's answer reached the agent: {log}"
+    );
+    assert!(
+        log.contains("not an issue key of the project"),
+        "the refusal reached the agent: {log}"
+    );
+    assert!(!log.contains(jira_fake::TOKEN));
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    let all = lines.join("\n");
+    assert!(!all.contains(jira_fake::TOKEN), "{all}");
+    assert!(
+        !all.contains("Ym90QGV4YW1wbGUuaW52YWxpZDpqaXJhX3Rlc3RfdG9rZW5fMDEyMw"),
+        "{all}"
+    );
+}
+
+#[test]
+fn gitlab_and_codex_move_labels_write_notes_and_stay_in_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, project) = gitlab_fake::fake(gitlab_fake::Project::with(&[
+        (1, &["Todo"]),
+        (2, &["Todo"]),
+    ]));
+    // GL-1 writes a note and moves itself to Done (terminal: released, workspace removed).
+    let mut finishing = handshake();
+    finishing.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "comment_on_issue",
+            json!({"body": "Ready for review."}),
+        ),
+        tool(1, "c2", "update_issue_state", json!({"state": "Done"})),
+        turn_done(1, "completed"),
+    ]);
+    // GL-2 reads itself through the API tool, tries to leave the project, then hands over.
+    let mut straying = handshake();
+    straying.extend([
+        turn_start(1),
+        tool(
+            1,
+            "c1",
+            "gitlab_api",
+            json!({"method": "GET", "path": "/issues/2"}),
+        ),
+        tool(
+            1,
+            "c2",
+            "gitlab_api",
+            json!({"method": "GET", "path": "/../8/issues"}),
+        ),
+        tool(
+            1,
+            "c3",
+            "update_issue_state",
+            json!({"state": "Human Review"}),
+        ),
+        turn_done(1, "completed"),
+    ]);
+    let command = scripts(dir.path(), &[("GL-1", finishing), ("GL-2", straying)]);
+    workflow(
+        dir.path(),
+        &format!(
+            "  kind: gitlab\n  inactive_states: [Human Review]\n  provider:\n    endpoint: {api}\n    \
+             project: acme/platform/app\n"
+        ),
+        &command,
+    );
+    let mut daemon =
+        Daemon::start_with_env(dir.path(), &[], &[("GITLAB_TOKEN", gitlab_fake::TOKEN)]);
+    daemon.wait_for("GL-1 workspace removed", line_for("1", "workspace removed"));
+    daemon.wait_for("GL-2 released", line_for("2", "released"));
+    {
+        let project = project.lock().unwrap();
+        assert_eq!(project.issues[0].labels, ["Done"]);
+        assert_eq!(project.issues[1].labels, ["Human Review"]);
+        assert_eq!(project.notes, [(1, "Ready for review.".to_owned())]);
+    }
+    assert!(!dir.path().join("ws/GL-1").exists());
+    let log = std::fs::read_to_string(dir.path().join("agent-logs/GL-2.log")).unwrap();
+    assert!(
+        log.contains(r#"\"iid\":2"#),
+        "the tool's answer reached the agent: {log}"
+    );
+    assert!(
+        log.contains("refused"),
+        "the refusal reached the agent: {log}"
+    );
+    assert!(!log.contains(gitlab_fake::TOKEN));
+    daemon.interrupt();
+    let (code, lines) = daemon.wait_exit();
+    assert_eq!(code, Some(0));
+    assert!(!lines.join("\n").contains(gitlab_fake::TOKEN));
 }

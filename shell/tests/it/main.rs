@@ -1,6 +1,7 @@
 //! The shell's integration tests, one binary: one link, one place for the helpers
 //! (`support`, `daemon_harness`) and the fakes of external APIs (`anthropic_fake`, `gitea_fake`,
-//! `github_fake`, `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
+//! `github_fake`, `gitlab_fake`, `jira_fake`,
+//! `linear_fake`). Each module is one subject; snapshots live in `snapshots/`.
 
 #[path = "fakes/anthropic.rs"]
 mod anthropic_fake;
@@ -10,6 +11,10 @@ mod daemon_harness;
 mod gitea_fake;
 #[path = "fakes/github.rs"]
 mod github_fake;
+#[path = "fakes/gitlab.rs"]
+mod gitlab_fake;
+#[path = "fakes/jira.rs"]
+mod jira_fake;
 #[path = "fakes/linear.rs"]
 mod linear_fake;
 mod support;
@@ -26,7 +31,9 @@ mod dashboard_browser;
 mod examples;
 mod gitea;
 mod github;
+mod gitlab;
 mod http;
+mod jira;
 mod linear;
 mod local_tracker;
 mod notify;

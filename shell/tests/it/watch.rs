@@ -135,7 +135,7 @@ fn an_invalid_reload_keeps_the_last_good_config_in_the_core() {
         Some(first.source.clone()),
     );
 
-    write(&path, "---\ntracker:\n  kind: jira\n---\n");
+    write(&path, "---\ntracker:\n  kind: asana\n---\n");
     let invalid = next(&rx);
     core.handle(at, &invalid.core_event());
     assert_eq!(core.config().poll_interval_ms, 1_000);

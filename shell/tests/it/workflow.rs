@@ -161,7 +161,7 @@ fn non_map_front_matter_is_a_typed_error() {
 
 #[test]
 fn tracker_kind_must_be_supported() {
-    let e = err(&with_front_matter("tracker:\n  kind: jira\n", ""));
+    let e = err(&with_front_matter("tracker:\n  kind: asana\n", ""));
     assert_eq!(e.class, ErrorClass::UnsupportedTrackerKind);
     assert_eq!(e.key.as_deref(), Some("tracker.kind"));
     assert_eq!(e.at, Some(Position { line: 3, col: 3 }));
@@ -655,7 +655,7 @@ fn error_messages() {
         ),
         (
             "unsupported kind",
-            with_front_matter("tracker:\n  kind: jira\n", ""),
+            with_front_matter("tracker:\n  kind: asana\n", ""),
         ),
         (
             "missing key",

@@ -32,7 +32,7 @@ pub(crate) use config::KIND;
 pub use config::{DEFAULT_STATE_LABELS, GiteaSettings};
 pub use records::{Read, identifier, normalize_record, number};
 
-use super::{Probe, Tracker, error, next_link};
+use super::{Probe, Tracker, error, next_link, percent};
 
 /// What a relabel changed: the state labels it removed, and the id of the label it added when
 /// the issue did not carry it before.
@@ -181,37 +181,10 @@ impl GiteaTracker {
     /// Every item of a listing starting at `first`, at most `max_pages` pages; `what` names an
     /// item in errors.
     async fn pages(&self, first: String, what: &str) -> Result<Vec<Value>, TrackerError> {
-        let mut url = Some(first);
-        let mut items = Vec::new();
-        let mut seen = BTreeSet::new();
-        while let Some(current) = url {
-            if !seen.insert(current.clone()) {
-                return Err(error(
-                    TrackerErrorCategory::TrackerPagination,
-                    "Gitea's next page link leads back to a page already read",
-                ));
-            }
-            if seen.len() > self.max_pages as usize {
-                return Err(error(
-                    TrackerErrorCategory::TrackerPagination,
-                    format!(
-                        "more than {} pages of {what}s; raise \
-                         tracker.provider.pagination_max_pages (a partial list is not used)",
-                        self.max_pages
-                    ),
-                ));
-            }
-            let (body, next) = self.get(&current, false).await?.unwrap_or_default();
-            let Some(batch) = body.as_array() else {
-                return Err(error(
-                    TrackerErrorCategory::TrackerResponse,
-                    format!("Gitea sent a {what} list that is not an array"),
-                ));
-            };
-            items.extend(batch.iter().cloned());
-            url = next;
-        }
-        Ok(items)
+        super::follow_pages(first, self.max_pages, "Gitea", what, |url| async move {
+            Ok(self.get(&url, false).await?.unwrap_or_default())
+        })
+        .await
     }
 
     fn label_of(&self, state: &str) -> Option<&str> {
@@ -549,19 +522,6 @@ impl GiteaTracker {
     }
 }
 
-/// `text` percent-encoded for a query value (labels hold `/`, and may hold spaces).
-fn percent(text: &str) -> String {
-    let mut out = String::new();
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
-
 impl Tracker for GiteaTracker {
     fn tool_specs(&self) -> Vec<Value> {
         vec![self.labels_tool_spec()]
@@ -586,15 +546,4 @@ impl Tracker for GiteaTracker {
     }
 
     super::http_operations!();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn labels_are_percent_encoded_in_queries() {
-        assert_eq!(percent("aiops/in-progress"), "aiops%2Fin-progress");
-        assert_eq!(percent("a b&c"), "a%20b%26c");
-    }
 }

@@ -84,11 +84,6 @@ impl Settings for GithubSettings {
     }
 
     fn build(&self, tracker: &TrackerConfig) -> Result<Box<dyn Tracker>, String> {
-        let states: Vec<String> = (tracker.active_states.iter())
-            .chain(&tracker.terminal_states)
-            .chain(&tracker.inactive_states)
-            .cloned()
-            .collect();
-        Ok(Box::new(GithubTracker::new(self, &states)?))
+        Ok(Box::new(GithubTracker::new(self, &tracker.state_names())?))
     }
 }

@@ -27,6 +27,12 @@ impl StateLabels {
     /// `prefix` as written; an empty prefix means whole label names drawn from `states`
     /// (`open`, `closed` and `all` are GitHub's own states, never labels).
     pub fn new(prefix: &str, states: &[String]) -> Self {
+        Self::with_own_states(prefix, states, &["open", "closed", "all"])
+    }
+
+    /// [`Self::new`] for a provider whose own states (never labels) are `own`, lowercase
+    /// (GitLab: `opened`, `closed`).
+    pub fn with_own_states(prefix: &str, states: &[String], own: &[&str]) -> Self {
         if !prefix.trim().is_empty() {
             return Self::Prefix {
                 written: prefix.to_owned(),
@@ -36,7 +42,7 @@ impl StateLabels {
         let mut names: Vec<String> = Vec::new();
         for state in states {
             let key = normalize(state);
-            if key.is_empty() || ["open", "closed", "all"].contains(&key.as_str()) {
+            if key.is_empty() || own.contains(&key.as_str()) {
                 continue;
             }
             if !names.iter().any(|n| normalize(n) == key) {
@@ -63,7 +69,7 @@ impl StateLabels {
     }
 
     /// An open issue's state from its labels, if one is a state label.
-    fn issue_state<L: AsRef<str>>(&self, labels: &[L]) -> Option<String> {
+    pub(crate) fn issue_state<L: AsRef<str>>(&self, labels: &[L]) -> Option<String> {
         match self {
             Self::Prefix { .. } => labels
                 .iter()

@@ -27,15 +27,8 @@ impl GithubTracker {
 
     /// `github_api`: one REST call under `/repos/<repo>` only.
     pub(super) async fn api_tool(&self, arguments: &Value) -> Result<String, String> {
-        let method = arguments["method"].as_str().unwrap_or("GET").to_uppercase();
-        let method = match method.as_str() {
-            "GET" => reqwest::Method::GET,
-            "POST" => reqwest::Method::POST,
-            "PATCH" => reqwest::Method::PATCH,
-            "PUT" => reqwest::Method::PUT,
-            "DELETE" => reqwest::Method::DELETE,
-            other => return Err(format!("method {other} is not allowed")),
-        };
+        let allowed = ["GET", "POST", "PATCH", "PUT", "DELETE"];
+        let method = crate::tracker::rest::tool_method(arguments, &allowed)?;
         let path = arguments["path"].as_str().ok_or("missing `path`")?;
         let (owner, name) = self.repo.split_once('/').unwrap_or((&self.repo, ""));
         let url = crate::tracker::scope::scoped_url(&self.api_url, &["repos", owner, name], path)

@@ -266,3 +266,22 @@ pub(crate) fn promtool_binary() -> PathBuf {
         "promtool",
     )
 }
+
+/// `text` (a whole WORKFLOW.md) parsed as `/w/WORKFLOW.md` with only `env` set.
+pub(crate) fn parse_workflow(
+    text: &str,
+    env: &[(&str, &str)],
+) -> Result<symphony::workflow::Workflow, symphony::workflow::WorkflowError> {
+    let env = symphony::workflow::MapEnv::new(env.iter().copied());
+    let path = std::path::Path::new("/w/WORKFLOW.md");
+    symphony::workflow::parse(text, path, &env, &symphony::workflow::Overrides::default())
+}
+
+/// The tracker the daemon would build from `text` (a whole WORKFLOW.md).
+pub(crate) fn tracker_from(
+    text: &str,
+    env: &[(&str, &str)],
+) -> Box<dyn symphony::tracker::Tracker> {
+    let workflow = parse_workflow(text, env).unwrap();
+    symphony::tracker::build(&workflow.config.tracker).unwrap()
+}
