@@ -71,6 +71,9 @@ pub enum Command {
         attempt: Option<u32>,
         /// The snapshot the decision was made on.
         issue: Issue,
+        /// The worker host to run on (`worker.ssh_hosts`); absent: this machine.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
     },
     /// Continue the live session with another turn on the same thread (SPEC 7.1).
     StartTurn {
@@ -152,6 +155,20 @@ pub enum Command {
         issue_id: IssueId,
         /// Its human-readable key, from which the workspace path derives.
         identifier: String,
+        /// The worker host its last run was on. Absent: this machine, or, with worker hosts
+        /// configured and the host unknown (startup cleanup), every one of them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    /// A worker host is left out of choice until `until`: a run on it failed before its
+    /// agent started (Appendix A). Informational.
+    HoldHost {
+        /// The host, as configured.
+        host: String,
+        /// When it may be chosen again.
+        until: Timestamp,
+        /// What failed there.
+        reason: String,
     },
     /// `workspace.max_age_days`: remove the workspaces (made by the daemon) untouched for
     /// more than `max_age_days`, except those of the issues in `keep` (identifiers of active
@@ -188,6 +205,9 @@ pub enum RetryKind {
     Failure,
     /// A run that was live when the daemon died (`crate::restart`): due at once.
     Restart,
+    /// A run that failed before its agent started because its worker host could not be
+    /// used: the same attempt again after 1 s, on another host.
+    Host,
 }
 
 /// Why a worker is stopped or a claim released.

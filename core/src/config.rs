@@ -11,6 +11,9 @@ use crate::issue::{StateSet, normalize};
 
 /// Fixed delay of the continuation retry after a normal worker exit (SPEC 8.4).
 pub const CONTINUATION_DELAY_MS: u64 = 1000;
+/// How long a host whose run failed before its agent started is left out of choice, unless
+/// `worker.host_backoff_ms` says otherwise (Appendix A).
+pub const HOST_BACKOFF_MS: u64 = 60_000;
 /// Base of the failure backoff: `min(BASE * 2^(attempt-1), max_retry_backoff_ms)` (SPEC 8.4).
 pub const FAILURE_BACKOFF_BASE_MS: u64 = 10_000;
 
@@ -65,6 +68,18 @@ pub struct SchedulerConfig {
     /// SweepWorkspaces`); `None`: never. Left out of the encoding when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_max_age_days: Option<u32>,
+    /// `worker.ssh_hosts`, each by its name as written (Appendix A): where runs go, in the
+    /// order that breaks ties. Empty: every run is local. Left out of the encoding when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_hosts: Vec<String>,
+    /// `worker.max_concurrent_agents_per_host`; `None`: only the global limits bound a host.
+    /// Left out of the encoding when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_agents_per_host: Option<u32>,
+    /// `worker.host_backoff_ms`: how long a host whose run failed before its agent started is
+    /// left out of choice; `None`: [`HOST_BACKOFF_MS`]. Left out of the encoding when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_backoff_ms: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -87,6 +102,9 @@ impl Default for SchedulerConfig {
             max_tokens_per_day: None,
             run_timeout_ms: None,
             workspace_max_age_days: None,
+            worker_hosts: Vec::new(),
+            max_concurrent_agents_per_host: None,
+            host_backoff_ms: None,
         }
     }
 }

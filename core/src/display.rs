@@ -194,13 +194,20 @@ impl Display for Command {
                 run,
                 attempt: a,
                 issue,
-            } => write!(
-                f,
-                "dispatch {} ({issue_id}) {run} {} state={:?}",
-                issue.identifier,
-                attempt(*a),
-                issue.state
-            ),
+                host,
+            } => {
+                write!(
+                    f,
+                    "dispatch {} ({issue_id}) {run} {} state={:?}",
+                    issue.identifier,
+                    attempt(*a),
+                    issue.state
+                )?;
+                if let Some(host) = host {
+                    write!(f, " on {host}")?;
+                }
+                Ok(())
+            }
             Self::StartTurn {
                 issue_id,
                 run,
@@ -232,6 +239,7 @@ impl Display for Command {
                     RetryKind::Continuation => "continuation",
                     RetryKind::Failure => "failure",
                     RetryKind::Restart => "restart",
+                    RetryKind::Host => "host",
                 };
                 write!(
                     f,
@@ -258,7 +266,19 @@ impl Display for Command {
             Self::CleanWorkspace {
                 issue_id,
                 identifier,
-            } => write!(f, "clean-workspace {identifier} ({issue_id})"),
+                host,
+            } => {
+                write!(f, "clean-workspace {identifier} ({issue_id})")?;
+                if let Some(host) = host {
+                    write!(f, " on {host}")?;
+                }
+                Ok(())
+            }
+            Self::HoldHost {
+                host,
+                until,
+                reason,
+            } => write!(f, "hold-host {host} until {until}: {reason}"),
             Self::SweepWorkspaces { max_age_days, keep } => {
                 write!(f, "sweep-workspaces older than {max_age_days} d")?;
                 if !keep.is_empty() {

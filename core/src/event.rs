@@ -364,6 +364,12 @@ pub enum ExitOutcome {
         /// What it asked for, summarised.
         reason: String,
     },
+    /// The run's worker host could not be used before the agent started: connection refused,
+    /// authentication or host key failure, the workspace not created there (Appendix A).
+    HostUnavailable {
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl ExitOutcome {
@@ -375,6 +381,7 @@ impl ExitOutcome {
             Self::TimedOut { reason } => format!("worker timed out: {reason}"),
             Self::Cancelled { reason } => format!("worker cancelled: {reason}"),
             Self::InputRequired { reason } => format!("input required: {reason}"),
+            Self::HostUnavailable { reason } => format!("worker host unavailable: {reason}"),
         }
     }
 }

@@ -30,8 +30,13 @@ use crate::time::Timestamp;
 
 /// Value of [`LogHeader::format`].
 pub const LOG_FORMAT: &str = "symphony-event-log";
-/// The format version this build writes and reads.
-pub const LOG_VERSION: u32 = 3;
+/// The format version this build writes. Version 4 added worker hosts (`host` on dispatch,
+/// clean-workspace and state entries, `hold_host`, the `host` retry kind and exit outcome);
+/// a build that reads 3 cannot read them, so they bumped the version.
+pub const LOG_VERSION: u32 = 4;
+/// The oldest version this build reads: version 3 logs hold none of version 4's additions,
+/// so they read, restore and replay as they were written.
+pub const OLDEST_LOG_VERSION: u32 = 3;
 
 /// First line of a log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -246,7 +251,8 @@ impl fmt::Display for LogError {
             }
             Self::UnsupportedVersion { found } => write!(
                 f,
-                "line 1: event log version {found} is not supported (this build reads {LOG_VERSION})"
+                "line 1: event log version {found} is not supported (this build reads \
+                 {OLDEST_LOG_VERSION} to {LOG_VERSION})"
             ),
             Self::DigestMismatch { recorded, computed } => write!(
                 f,
@@ -277,7 +283,7 @@ pub fn parse_header(line: &str) -> Result<LogHeader, LogError> {
             found: header.format,
         });
     }
-    if header.version != LOG_VERSION {
+    if !(OLDEST_LOG_VERSION..=LOG_VERSION).contains(&header.version) {
         return Err(LogError::UnsupportedVersion {
             found: header.version,
         });
@@ -597,8 +603,17 @@ mod tests {
         assert_eq!(
             read_log(&future).unwrap_err().to_string(),
             format!(
-                "line 1: event log version 9 is not supported (this build reads {LOG_VERSION})"
+                "line 1: event log version 9 is not supported (this build reads \
+                 {OLDEST_LOG_VERSION} to {LOG_VERSION})"
             )
         );
+        // A version 3 log (before worker hosts) still reads.
+        let older = text.replacen(&format!("\"version\":{LOG_VERSION}"), "\"version\":3", 1);
+        assert!(read_log(&older).is_ok());
+        let ancient = text.replacen(&format!("\"version\":{LOG_VERSION}"), "\"version\":2", 1);
+        assert!(matches!(
+            read_log(&ancient),
+            Err(LogError::UnsupportedVersion { found: 2 })
+        ));
     }
 }

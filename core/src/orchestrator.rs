@@ -72,6 +72,10 @@ pub struct Orchestrator {
     /// Dispatch paused by an operator (`crate::operator`).
     #[serde(default)]
     pub(crate) operator_pause: Option<crate::operator::Pause>,
+    /// Worker hosts left out of choice, and until when (Appendix A); expired holds are
+    /// dropped at the next candidate pass.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) host_holds: BTreeMap<String, crate::state::HostHold>,
 }
 
 impl Serialize for Orchestrator {
@@ -157,6 +161,7 @@ impl Orchestrator {
             waiting_unlisted: 0,
             next_sweep: None,
             operator_pause: None,
+            host_holds: BTreeMap::new(),
         }
     }
 

@@ -123,11 +123,13 @@ impl Orchestrator {
                     *updated_at != issue.updated_at || !matches_normalized(&issue.state, state)
                 }
             };
+            let host = blocked.host.clone();
             match self.standing(issue) {
                 Standing::Terminal => {
                     out.push(Command::CleanWorkspace {
                         issue_id: id.clone(),
                         identifier: issue.identifier.clone(),
+                        host,
                     });
                     let state = issue.state.clone();
                     self.release(id, Reason::Terminal { state }, out);
@@ -234,6 +236,7 @@ impl Orchestrator {
                 out.push(Command::CleanWorkspace {
                     issue_id: issue.id.clone(),
                     identifier: issue.identifier.clone(),
+                    host: None,
                 });
             }
         }

@@ -50,6 +50,7 @@ impl Orchestrator {
                         error: Some(RESTART_ERROR.to_owned()),
                         checking: None,
                         spent,
+                        host: entry.host.clone(),
                     };
                     self.ended_runtime_ms += spent
                         .runtime_ms

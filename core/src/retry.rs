@@ -26,6 +26,8 @@ pub(crate) struct RetryTarget {
     pub(crate) url: Option<String>,
     /// What the claim has used so far (the per-claim budgets count across its runs).
     pub(crate) spent: Spent,
+    /// The host of the run before, which the retry prefers.
+    pub(crate) host: Option<String>,
 }
 
 impl Orchestrator {
@@ -45,7 +47,7 @@ impl Orchestrator {
             return;
         }
         let delay_ms = match kind {
-            RetryKind::Continuation => CONTINUATION_DELAY_MS,
+            RetryKind::Continuation | RetryKind::Host => CONTINUATION_DELAY_MS,
             RetryKind::Failure => failure_backoff_ms(attempt, self.config.max_retry_backoff_ms),
             RetryKind::Restart => 0,
         };
@@ -58,6 +60,7 @@ impl Orchestrator {
             error: error.clone(),
             checking: None,
             spent: target.spent,
+            host: target.host,
         };
         self.set_claim(id, Claim::Retrying(entry));
         out.push(Command::ScheduleRetry {
@@ -123,6 +126,7 @@ impl Orchestrator {
                     identifier: entry.identifier,
                     url: entry.url,
                     spent: entry.spent,
+                    host: entry.host,
                 };
                 let error = Some("retry refresh failed".to_owned());
                 self.schedule_retry(&id, target, attempt, RetryKind::Failure, error, out);
@@ -140,6 +144,7 @@ impl Orchestrator {
                     out.push(Command::CleanWorkspace {
                         issue_id: id.clone(),
                         identifier: issue.identifier.clone(),
+                        host: entry.host.clone(),
                     });
                     let state = issue.state.clone();
                     self.release(&id, Reason::Terminal { state }, out);
@@ -163,11 +168,12 @@ impl Orchestrator {
                     issue,
                     Some(entry.attempt),
                     &reason.to_string(),
+                    entry.host.clone(),
                     out,
                 );
                 continue;
             }
-            match self.permit(issue, &slots, true) {
+            match self.permit(issue, &slots, true, entry.host.as_deref()) {
                 Ok(permit) => {
                     let attempt = Some(entry.attempt);
                     self.dispatch(permit, issue, attempt, entry.spent, &mut slots, out);
@@ -177,6 +183,7 @@ impl Orchestrator {
                         identifier: issue.identifier.clone(),
                         url: issue.url.clone(),
                         spent: entry.spent,
+                        host: entry.host.clone(),
                     };
                     let attempt = entry.attempt.saturating_add(1);
                     let error = Some(why.to_string());

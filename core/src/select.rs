@@ -15,9 +15,10 @@ use crate::issue::{Issue, matches_normalized, normalize};
 use crate::orchestrator::{Lifecycle, Orchestrator};
 use crate::state::{Claim, RunningEntry, WaitingEntry};
 
-/// Proof that an issue passed every dispatch check. Private field: built only here.
+/// Proof that an issue passed every dispatch check, with the worker host chosen for it
+/// (`None`: this machine). Built only here.
 pub(crate) struct Permit {
-    _checked: (),
+    host: Option<String>,
 }
 
 /// Why an issue may not start now.
@@ -32,6 +33,8 @@ pub(crate) enum Ineligible {
     MissingLabel,
     Claimed,
     NoSlot,
+    /// Worker hosts are configured and none can take a run now: the text says why.
+    NoHost(String),
     Paused(String),
 }
 
@@ -47,6 +50,7 @@ impl fmt::Display for Ineligible {
             Self::MissingLabel => f.write_str("missing a required label"),
             Self::Claimed => f.write_str("already claimed"),
             Self::NoSlot => f.write_str("no available orchestrator slots"),
+            Self::NoHost(why) => f.write_str(why),
             Self::Paused(reason) => write!(f, "dispatch paused: {reason}"),
         }
     }
@@ -87,10 +91,29 @@ impl<'a> Notes<'a> {
     }
 }
 
-/// Running workers per normalised state, against the limits (SPEC 8.3).
+/// Everyone left in `heap` (after `issue`) waits for the same `reason`: lists the next in
+/// line, counts the rest.
+fn all_wait<'a>(
+    issue: &'a Issue,
+    reason: String,
+    notes: &mut Notes<'a>,
+    heap: &mut BinaryHeap<Reverse<Ranked<'a>>>,
+) {
+    notes.add(issue, false, || reason.clone());
+    while !notes.full()
+        && let Some(Reverse(Ranked { issue, .. })) = heap.pop()
+    {
+        notes.add(issue, false, || reason.clone());
+    }
+    notes.unlisted += heap.len();
+}
+
+/// Running workers per normalised state and per worker host, against the limits (SPEC 8.3,
+/// Appendix A).
 pub(crate) struct Slots {
     used: u32,
     per_state: BTreeMap<String, u32>,
+    per_host: BTreeMap<String, u32>,
 }
 
 impl Slots {
@@ -109,9 +132,16 @@ impl Slots {
         self.per_state.get(&key).copied().unwrap_or(0) < limit
     }
 
-    fn take(&mut self, state: &str) {
+    fn take(&mut self, state: &str, host: Option<&str>) {
         self.used += 1;
         *self.per_state.entry(normalize(state)).or_default() += 1;
+        if let Some(host) = host {
+            *self.per_host.entry(host.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn on_host(&self, host: &str) -> u32 {
+        self.per_host.get(host).copied().unwrap_or(0)
     }
 }
 
@@ -219,13 +249,14 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Every check before a dispatch. `own_retry` allows the issue's own retry claim, which
-    /// the dispatch replaces.
+    /// Every check before a dispatch, and the host it goes to. `own_retry` allows the issue's
+    /// own retry claim, which the dispatch replaces; `preferred` is the host of the run before.
     pub(crate) fn permit(
         &self,
         issue: &Issue,
         slots: &Slots,
         own_retry: bool,
+        preferred: Option<&str>,
     ) -> Result<Permit, Ineligible> {
         if self.lifecycle != Lifecycle::Running {
             return Err(Ineligible::ShuttingDown);
@@ -245,7 +276,59 @@ impl Orchestrator {
         if !slots.global_free(self) || !slots.state_free(self, &issue.state) {
             return Err(Ineligible::NoSlot);
         }
-        Ok(Permit { _checked: () })
+        let host = self.choose_host(slots, preferred)?;
+        Ok(Permit { host })
+    }
+
+    /// Appendix A host choice. No hosts configured: this machine (`None`). Otherwise, among
+    /// the hosts not held out and under `max_concurrent_agents_per_host`: `preferred` when it
+    /// is one of them, else the least loaded, ties by list order. None left: the run waits;
+    /// it never falls back to this machine.
+    fn choose_host(
+        &self,
+        slots: &Slots,
+        preferred: Option<&str>,
+    ) -> Result<Option<String>, Ineligible> {
+        let hosts = &self.config.worker_hosts;
+        if hosts.is_empty() {
+            return Ok(None);
+        }
+        let cap = self
+            .config
+            .max_concurrent_agents_per_host
+            .unwrap_or(u32::MAX);
+        let open = |host: &&String| {
+            slots.on_host(host) < cap
+                && self
+                    .host_holds
+                    .get(*host)
+                    .is_none_or(|hold| hold.until <= self.now)
+        };
+        if let Some(preferred) = preferred
+            && let Some(host) = hosts.iter().filter(open).find(|h| *h == preferred)
+        {
+            return Ok(Some(host.clone()));
+        }
+        // `min_by_key` keeps the first of equals: list order breaks ties.
+        if let Some(host) = hosts.iter().filter(open).min_by_key(|h| slots.on_host(h)) {
+            return Ok(Some(host.clone()));
+        }
+        let held = hosts.iter().filter(|h| {
+            self.host_holds
+                .get(*h)
+                .is_some_and(|hold| hold.until > self.now)
+        });
+        let held: Vec<&str> = held.map(String::as_str).collect();
+        Err(Ineligible::NoHost(if held.is_empty() {
+            format!(
+                "every worker host runs its {cap} agents (worker.max_concurrent_agents_per_host)"
+            )
+        } else {
+            format!(
+                "no worker host can take a run: {} held out after failures, the others full",
+                held.join(", ")
+            )
+        }))
     }
 
     /// Current use of the slots: running and stopping workers both hold one.
@@ -253,10 +336,11 @@ impl Orchestrator {
         let mut slots = Slots {
             used: 0,
             per_state: BTreeMap::new(),
+            per_host: BTreeMap::new(),
         };
         for claim in self.claims.values() {
             if let Claim::Running(entry) | Claim::Stopping(entry, _) = claim {
-                slots.take(&entry.issue.state);
+                slots.take(&entry.issue.state, entry.host.as_deref());
             }
         }
         slots
@@ -273,6 +357,8 @@ impl Orchestrator {
             self.waiting_unlisted = 0;
             return;
         }
+        let now = self.now;
+        self.host_holds.retain(|_, hold| hold.until > now);
         let mut slots = self.slots();
         let paused = self.paused_reason();
         // Why active issues that do not start now wait: at most MAX_WAITING_LISTED of them,
@@ -298,25 +384,18 @@ impl Orchestrator {
         let mut heap = BinaryHeap::from(eligible);
         while let Some(Reverse(Ranked { issue, .. })) = heap.pop() {
             if paused.is_some() || !slots.global_free(self) {
-                // Everyone left waits for the same reason: list the next in line, count the rest.
                 let reason = paused.clone().unwrap_or_else(|| {
                     format!(
                         "all {} agent slots are in use (agent.max_concurrent_agents)",
                         self.config.max_concurrent_agents
                     )
                 });
-                notes.add(issue, false, || reason.clone());
-                while !notes.full()
-                    && let Some(Reverse(next)) = heap.pop()
-                {
-                    notes.add(next.issue, false, || reason.clone());
-                }
-                notes.unlisted += heap.len();
+                all_wait(issue, reason, &mut notes, &mut heap);
                 break;
             }
             // Re-checked per issue: an earlier dispatch in this pass may have used the
             // state's last slot, or a duplicate id in the input may now be claimed.
-            match self.permit(issue, &slots, false) {
+            match self.permit(issue, &slots, false, None) {
                 Ok(permit) => {
                     let fresh = Spent::default();
                     self.dispatch(permit, issue, None, fresh, &mut slots, out);
@@ -334,6 +413,11 @@ impl Orchestrator {
                         issue.state
                     )
                 }),
+                // No host for this one is no host for any (none has a preferred host).
+                Err(Ineligible::NoHost(why)) => {
+                    all_wait(issue, why, &mut notes, &mut heap);
+                    break;
+                }
                 Err(_) => {}
             }
         }
@@ -460,7 +544,7 @@ impl Orchestrator {
     /// what the claim's earlier runs used (nothing for a first run).
     pub(crate) fn dispatch(
         &mut self,
-        _permit: Permit,
+        permit: Permit,
         issue: &Issue,
         attempt: Option<u32>,
         spent: Spent,
@@ -468,15 +552,17 @@ impl Orchestrator {
         out: &mut Vec<Command>,
     ) {
         let run = self.new_run();
-        slots.take(&issue.state);
+        slots.take(&issue.state, permit.host.as_deref());
         let mut entry = RunningEntry::new(run, issue.clone(), attempt, self.now);
         entry.spent_before = spent;
+        entry.host = permit.host.clone();
         self.set_claim(&issue.id, Claim::Running(Box::new(entry)));
         out.push(Command::Dispatch {
             issue_id: issue.id.clone(),
             run,
             attempt,
             issue: issue.clone(),
+            host: permit.host,
         });
     }
 }

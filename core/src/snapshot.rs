@@ -39,6 +39,29 @@ pub struct Snapshot {
     pub rate_limits: Option<serde_json::Value>,
     /// Scheduler health.
     pub dispatch: DispatchStatus,
+    /// The worker hosts (`worker.ssh_hosts`), in list order; empty (and left out) when every
+    /// run is local.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostRow>,
+}
+
+/// One worker host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRow {
+    /// As configured.
+    pub host: String,
+    /// Runs on it now (stopping ones included).
+    pub running: u32,
+    /// Held out of choice until then, after a run failed there before its agent started.
+    #[serde(
+        default,
+        with = "rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub held_until: Option<Timestamp>,
+    /// What failed there, while held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<String>,
 }
 
 /// Row counts of a [`Snapshot`].
@@ -102,6 +125,9 @@ pub struct RunningRow {
     /// Tools the agent was refused for want of permission in this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permission_denials: Vec<String>,
+    /// The worker host it runs on; absent: this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One queued retry (SPEC 13.7.2 `retrying[]`).
@@ -120,6 +146,9 @@ pub struct RetryRow {
     pub due_at: Timestamp,
     /// The failure behind it, if any.
     pub error: Option<String>,
+    /// The host of the run before, which the retry prefers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// One blocked issue.
@@ -293,7 +322,24 @@ impl Orchestrator {
                 }),
                 paused: self.operator_pause.clone(),
             },
+            hosts: self.host_rows(),
         }
+    }
+
+    /// The configured worker hosts, their load and holds.
+    fn host_rows(&self) -> Vec<HostRow> {
+        let slots = self.slots();
+        (self.config.worker_hosts.iter())
+            .map(|host| {
+                let hold = (self.host_holds.get(host)).filter(|hold| hold.until > self.now);
+                HostRow {
+                    host: host.clone(),
+                    running: slots.on_host(host),
+                    held_until: hold.map(|h| h.until),
+                    held_because: hold.map(|h| h.reason.clone()),
+                }
+            })
+            .collect()
     }
 
     /// Details of the claimed or waiting issue with this human-readable key, if any.
@@ -366,6 +412,7 @@ fn running_row(entry: &RunningEntry, stopping: Option<String>) -> RunningRow {
         stopping,
         cost_usd_micros: (entry.cost_usd_micros > 0).then_some(entry.cost_usd_micros),
         permission_denials: entry.denied.clone(),
+        host: entry.host.clone(),
     }
 }
 
@@ -377,6 +424,7 @@ fn retry_row(id: &str, entry: &RetryEntry) -> RetryRow {
         attempt: entry.attempt,
         due_at: entry.due_at,
         error: entry.error.clone(),
+        host: entry.host.clone(),
     }
 }
 

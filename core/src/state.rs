@@ -79,6 +79,9 @@ pub(crate) struct RunningEntry {
     /// What the earlier runs of this claim used (the per-claim budgets count them all).
     #[serde(default)]
     pub(crate) spent_before: Spent,
+    /// The worker host the run is on (`worker.ssh_hosts`); `None`: local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
 }
 
 impl RunningEntry {
@@ -104,6 +107,7 @@ impl RunningEntry {
             reported_cost: 0,
             denied: Vec::new(),
             spent_before: Spent::default(),
+            host: None,
         }
     }
 
@@ -182,6 +186,9 @@ pub(crate) struct RetryEntry {
     /// What the claim's runs have used so far.
     #[serde(default)]
     pub(crate) spent: Spent,
+    /// The host of the run before, which the retry prefers (its workspace is there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
 }
 
 /// An issue whose agent asked for user input. It is not retried (that would loop, asking
@@ -199,6 +206,19 @@ pub(crate) struct BlockedEntry {
     /// Normalised state and `updated_at` from the first refresh after blocking; a later
     /// difference from it releases the issue.
     pub(crate) baseline: Option<(String, Option<Timestamp>)>,
+    /// The host the last run was on, where its workspace is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+}
+
+/// A worker host left out of choice after a run on it failed before its agent started
+/// (Appendix A).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HostHold {
+    /// When it may be chosen again.
+    pub(crate) until: Timestamp,
+    /// What failed there.
+    pub(crate) reason: String,
 }
 
 /// Truncates to [`MAX_MESSAGE_CHARS`] characters on a character boundary.

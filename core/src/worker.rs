@@ -8,7 +8,8 @@ use crate::issue::{Issue, IssueId};
 use crate::orchestrator::{Lifecycle, Orchestrator, Pending};
 use crate::retry::RetryTarget;
 use crate::state::{
-    AfterStop, BlockedEntry, Claim, MAX_DENIED, PendingStop, RunningEntry, Tokens, summarize,
+    AfterStop, BlockedEntry, Claim, HostHold, MAX_DENIED, PendingStop, RunningEntry, Tokens,
+    summarize,
 };
 
 impl Orchestrator {
@@ -167,8 +168,9 @@ impl Orchestrator {
             identifier: entry.issue.identifier.clone(),
             url: entry.issue.url.clone(),
             spent: entry.spent(self.now),
+            host: entry.host.clone(),
         };
-        use crate::command::RetryKind::{Continuation, Failure};
+        use crate::command::RetryKind::{Continuation, Failure, Host};
         match (stop, outcome) {
             // Told to stop: what happens next was decided when the stop was.
             (Some(stop), _) => match stop.then {
@@ -190,7 +192,8 @@ impl Orchestrator {
                 }
                 AfterStop::Hold if self.lifecycle == Lifecycle::Running => {
                     let reason = stop.reason.to_string();
-                    self.hold(id, &entry.issue, entry.attempt, &reason, out);
+                    let host = entry.host.clone();
+                    self.hold(id, &entry.issue, entry.attempt, &reason, host, out);
                 }
                 AfterStop::Hold => self.release(id, Reason::Shutdown, out),
             },
@@ -201,7 +204,16 @@ impl Orchestrator {
             (None, ExitOutcome::InputRequired { reason })
                 if self.lifecycle == Lifecycle::Running =>
             {
-                self.hold(id, &entry.issue, entry.attempt, reason, out);
+                let host = entry.host.clone();
+                self.hold(id, &entry.issue, entry.attempt, reason, host, out);
+            }
+            // Nothing ran on the host: hold it out and run the same attempt elsewhere.
+            (None, ExitOutcome::HostUnavailable { reason }) if entry.host.is_some() => {
+                let host = entry.host.clone().unwrap_or_default();
+                self.hold_host(&host, reason, out);
+                let attempt = entry.attempt.unwrap_or(0).max(1);
+                let error = Some(outcome.describe());
+                self.schedule_retry(id, target, attempt, Host, error, out);
             }
             (None, outcome) => {
                 let attempt = entry.next_attempt();
@@ -220,6 +232,7 @@ impl Orchestrator {
         issue: &Issue,
         attempt: Option<u32>,
         reason: &str,
+        host: Option<String>,
         out: &mut Vec<Command>,
     ) {
         let reason = summarize(reason);
@@ -231,11 +244,32 @@ impl Orchestrator {
             reason: reason.clone(),
             since: self.now,
             baseline: None,
+            host,
         };
         self.set_claim(id, Claim::Blocked(blocked));
         out.push(Command::HoldIssue {
             issue_id: id.clone(),
             identifier: issue.identifier.clone(),
+            reason,
+        });
+    }
+
+    /// Leaves `host` out of choice for `worker.host_backoff_ms`: a run there failed before its
+    /// agent started.
+    pub(crate) fn hold_host(&mut self, host: &str, reason: &str, out: &mut Vec<Command>) {
+        let backoff = (self.config.host_backoff_ms).unwrap_or(crate::config::HOST_BACKOFF_MS);
+        let until = self.now.plus_millis(backoff);
+        let reason = summarize(reason);
+        self.host_holds.insert(
+            host.to_owned(),
+            HostHold {
+                until,
+                reason: reason.clone(),
+            },
+        );
+        out.push(Command::HoldHost {
+            host: host.to_owned(),
+            until,
             reason,
         });
     }

@@ -86,6 +86,7 @@ enum Outcome {
     TimedOut,
     Cancelled,
     InputRequired,
+    HostUnavailable,
 }
 
 /// The values a reload can change: limits that grow and shrink, labels, turns, timeouts.
@@ -104,6 +105,9 @@ struct Knobs {
     runtime_budget_ms: Option<u64>,
     run_timeout_ms: Option<u64>,
     day_budget: Option<u64>,
+    /// Worker hosts (none: local) and their cap.
+    hosts: Vec<String>,
+    per_host: Option<u32>,
 }
 
 impl Knobs {
@@ -128,6 +132,9 @@ impl Knobs {
             run_timeout_ms: self.run_timeout_ms,
             max_tokens_per_day: self.day_budget,
             workspace_max_age_days: self.max_age_days,
+            worker_hosts: self.hosts.clone(),
+            max_concurrent_agents_per_host: self.per_host,
+            host_backoff_ms: Some(30_000),
         }
     }
 }
@@ -144,6 +151,13 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop::option::weighted(0.3, 5_000u64..=200_000),
         prop::option::weighted(0.3, 5_000u64..=120_000),
         prop::option::weighted(0.2, 1_000u64..=50_000),
+        prop_oneof![
+            2 => Just(Vec::new()),
+            1 => Just(vec!["alpha".to_owned()]),
+            2 => Just(vec!["alpha".to_owned(), "beta".to_owned()]),
+            1 => Just(vec!["alpha".to_owned(), "beta".to_owned(), "gamma".to_owned()]),
+        ],
+        prop::option::weighted(0.6, 1u32..=2),
     );
     (
         (
@@ -162,7 +176,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         .prop_map(
             |(
                 (max_agents, by_state, require_label, max_turns, stall, backoff, poll, budget, age),
-                (turn_budget, runtime_budget_ms, run_timeout_ms, day_budget),
+                (turn_budget, runtime_budget_ms, run_timeout_ms, day_budget, hosts, per_host),
             )| {
                 Knobs {
                     max_agents,
@@ -178,6 +192,8 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                     runtime_budget_ms,
                     run_timeout_ms,
                     day_budget,
+                    hosts,
+                    per_host,
                 }
             },
         )
@@ -201,6 +217,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
         1 => Just(Outcome::TimedOut),
         1 => Just(Outcome::Cancelled),
         1 => Just(Outcome::InputRequired),
+        1 => Just(Outcome::HostUnavailable),
     ]
 }
 
@@ -279,6 +296,7 @@ fn to_outcome(outcome: Outcome) -> ExitOutcome {
         Outcome::TimedOut => ExitOutcome::TimedOut { reason },
         Outcome::Cancelled => ExitOutcome::Cancelled { reason },
         Outcome::InputRequired => ExitOutcome::InputRequired { reason },
+        Outcome::HostUnavailable => ExitOutcome::HostUnavailable { reason },
     }
 }
 

@@ -1597,3 +1597,192 @@ fn a_pause_reason_from_outside_is_capped() {
         "paused by the operator"
     );
 }
+
+/// The host of each dispatch, in order.
+fn hosts_of(commands: &[Command]) -> Vec<(String, Option<String>)> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Dispatch { issue, host, .. } => Some((issue.identifier.clone(), host.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn two_hosts(per_host: u32) -> SchedulerConfig {
+    SchedulerConfig {
+        max_concurrent_agents: 10,
+        worker_hosts: vec!["alpha".into(), "beta".into()],
+        max_concurrent_agents_per_host: Some(per_host),
+        host_backoff_ms: Some(60_000),
+        ..base()
+    }
+}
+
+/// Appendix A: dispatch spreads over the hosts (least loaded, ties by list order) under the
+/// per-host cap; with every host full the rest wait, never running on this machine.
+#[test]
+fn dispatch_spreads_over_hosts_under_their_cap_and_never_falls_back_to_local() {
+    let mut sim = Sim::new(two_hosts(2));
+    for n in 1..=5 {
+        sim.put(issue(n, "Todo"));
+    }
+    sim.boot();
+    let first: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    let some = |h: &str| Some(h.to_owned());
+    assert_eq!(
+        hosts_of(&first),
+        [
+            ("MT-1".into(), some("alpha")),
+            ("MT-2".into(), some("beta")),
+            ("MT-3".into(), some("alpha")),
+            ("MT-4".into(), some("beta")),
+        ]
+    );
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(
+        snapshot.hosts.iter().map(|h| h.running).collect::<Vec<_>>(),
+        [2, 2]
+    );
+    let waiting = &snapshot.waiting[0];
+    assert_eq!(waiting.issue_identifier, "MT-5");
+    assert!(
+        waiting
+            .reason
+            .contains("every worker host runs its 2 agents"),
+        "{}",
+        waiting.reason
+    );
+    assert_eq!(snapshot.running[0].host.as_deref(), Some("alpha"));
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// Appendix A: a retry goes back to its host when that host has room (its workspace is
+/// there), else to the least loaded one.
+#[test]
+fn a_retry_prefers_the_host_of_its_run_before() {
+    let mut sim = Sim::new(two_hosts(2));
+    for n in 1..=3 {
+        sim.put(issue(n, "Todo"));
+    }
+    sim.boot();
+    // MT-1 on alpha, MT-2 on beta, MT-3 on alpha. MT-2 fails: its retry returns to beta,
+    // although alpha is as loaded.
+    let commands = sim.exit(2, failed("turn_failed"));
+    assert_eq!(retries(&commands).len(), 1);
+    sim.run_until(|sim| sim.live.contains_key(&id(2)));
+    let all: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    assert_eq!(
+        hosts_of(&all).last().unwrap(),
+        &("MT-2".to_owned(), Some("beta".to_owned()))
+    );
+    // MT-1 ends normally: its continuation goes back to alpha, where it has room again.
+    let commands = sim.exit(1, ExitOutcome::Normal);
+    assert_eq!(retries(&commands)[0].1, 1000);
+    sim.run_until(|sim| sim.live.contains_key(&id(1)));
+    let all: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    assert_eq!(
+        hosts_of(&all).last().unwrap(),
+        &("MT-1".to_owned(), Some("alpha".to_owned()))
+    );
+}
+
+/// Appendix A: a run that fails before its agent starts because the host cannot be used
+/// holds that host out for the backoff and runs the same attempt on another host; the host
+/// comes back when the backoff is over. Shown in the snapshot meanwhile.
+#[test]
+fn a_host_that_fails_before_the_agent_starts_is_held_out_and_the_run_moves() {
+    let mut sim = Sim::new(two_hosts(3));
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let all: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    assert_eq!(
+        hosts_of(&all),
+        [("MT-1".to_owned(), Some("alpha".to_owned()))]
+    );
+    let refused = ExitOutcome::HostUnavailable {
+        reason: "ssh: connect to host alpha port 22: Connection refused".into(),
+    };
+    let commands = sim.exit(1, refused);
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::HoldHost { host, .. } if host == "alpha")),
+        "{commands:?}"
+    );
+    assert_eq!(
+        retries(&commands)[0].0,
+        1,
+        "the same attempt, not a new one"
+    );
+    assert_eq!(retries(&commands)[0].1, 1000);
+    let snapshot = sim.orch.snapshot(sim.now);
+    assert_eq!(
+        snapshot.hosts[0].held_until,
+        Some(sim.now.plus_millis(60_000))
+    );
+    assert!(
+        snapshot.hosts[0]
+            .held_because
+            .as_deref()
+            .unwrap()
+            .contains("Connection refused")
+    );
+    assert_eq!(snapshot.retrying[0].host.as_deref(), Some("alpha"));
+    sim.run_until(|sim| sim.live.contains_key(&id(1)));
+    let all: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    assert_eq!(hosts_of(&all).last().unwrap().1.as_deref(), Some("beta"));
+    // After the backoff alpha is chosen again: a second issue goes there (least loaded).
+    sim.advance(61_000);
+    sim.put(issue(2, "Todo"));
+    sim.run_until(|sim| sim.live.contains_key(&id(2)));
+    let all: Vec<Command> = sim
+        .records
+        .iter()
+        .flat_map(|r| r.commands.clone())
+        .collect();
+    assert_eq!(
+        hosts_of(&all).last().unwrap(),
+        &("MT-2".to_owned(), Some("alpha".to_owned()))
+    );
+    assert_eq!(sim.orch.snapshot(sim.now).hosts[0].held_until, None);
+    insta::assert_snapshot!(sim.transcript);
+}
+
+/// With no worker hosts, a host failure (which only a remote host reports) is an ordinary
+/// failure: a new attempt with backoff.
+#[test]
+fn without_hosts_a_host_failure_is_an_ordinary_failure() {
+    let mut sim = Sim::new(base());
+    sim.put(issue(1, "Todo"));
+    sim.boot();
+    let commands = sim.exit(1, ExitOutcome::HostUnavailable { reason: "x".into() });
+    assert_eq!(retries(&commands)[0].0, 1);
+    assert_eq!(retries(&commands)[0].1, 10_000);
+    assert!(
+        !commands
+            .iter()
+            .any(|c| matches!(c, Command::HoldHost { .. }))
+    );
+    assert!(sim.orch.snapshot(sim.now).hosts.is_empty());
+}

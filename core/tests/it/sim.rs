@@ -159,13 +159,32 @@ impl Sim {
         for command in commands {
             match command {
                 Command::Dispatch {
-                    issue_id, issue, ..
+                    issue_id,
+                    issue,
+                    host,
+                    ..
                 } => {
-                    // No issue runs twice: the shell must not have a worker for it already.
+                    // No issue runs twice (on one host or two): the shell must not have a
+                    // worker for it already.
                     assert!(
                         !self.live.contains_key(issue_id),
                         "{issue_id} dispatched while its worker is still alive"
                     );
+                    // Hosts configured: always one of them, never this machine; none: local.
+                    match host {
+                        Some(host) => {
+                            assert!(config.worker_hosts.contains(host), "{host} is no host");
+                            let held = snapshot.hosts.iter().find(|h| &h.host == host);
+                            assert!(
+                                held.is_some_and(|h| h.held_until.is_none()),
+                                "{issue_id} dispatched to {host}, which is held out"
+                            );
+                        }
+                        None => assert!(
+                            config.worker_hosts.is_empty(),
+                            "{issue_id} dispatched locally with worker hosts configured"
+                        ),
+                    }
                     assert_eligible(config, issue);
                     dispatched_states.push(norm(&issue.state));
                 }
@@ -178,7 +197,7 @@ impl Sim {
                 } => {
                     assert_eq!(*due_at, self.now.plus_millis(*delay_ms));
                     match kind {
-                        RetryKind::Continuation => assert_eq!(*delay_ms, 1000),
+                        RetryKind::Continuation | RetryKind::Host => assert_eq!(*delay_ms, 1000),
                         RetryKind::Restart => assert_eq!(*delay_ms, 0),
                         RetryKind::Failure => {
                             let cap = config.max_retry_backoff_ms;
@@ -191,6 +210,30 @@ impl Sim {
                     }
                 }
                 _ => {}
+            }
+        }
+        // A host's count is its running rows; a host dispatched to in this step is within its
+        // cap (a reload may lower the cap below what another host already runs).
+        let dispatched_hosts: Vec<&String> = (commands.iter())
+            .filter_map(|c| match c {
+                Command::Dispatch { host, .. } => host.as_ref(),
+                _ => None,
+            })
+            .collect();
+        for host in &snapshot.hosts {
+            let rows = (snapshot.running.iter())
+                .filter(|row| row.host.as_deref() == Some(host.host.as_str()))
+                .count();
+            assert_eq!(rows, host.running as usize, "{} count", host.host);
+            if dispatched_hosts.contains(&&host.host)
+                && let Some(cap) = config.max_concurrent_agents_per_host
+            {
+                assert!(
+                    host.running <= cap,
+                    "{} runs {} over its cap {cap}",
+                    host.host,
+                    host.running
+                );
             }
         }
         // A step that dispatched leaves running within both limits in force.

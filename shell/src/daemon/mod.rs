@@ -851,11 +851,28 @@ impl Daemon {
                     move |error| Event::IssuesRefreshFailed { request, error },
                 );
             }
+            // The workflow reader offers no `worker.ssh_hosts` yet (issue 19), so the core never
+            // names a host; a log or state from elsewhere that does is refused run by run.
+            Command::Dispatch {
+                issue_id,
+                run,
+                host: Some(host),
+                ..
+            } => {
+                let reason = format!("this daemon does not run agents on worker hosts ({host})");
+                tracing::error!(issue_id = issue_id.as_str(), "{reason}");
+                self.send_later(Event::WorkerExited {
+                    issue_id: issue_id.clone(),
+                    run: *run,
+                    outcome: symphony_core::ExitOutcome::HostUnavailable { reason },
+                });
+            }
             Command::Dispatch {
                 issue_id,
                 run,
                 attempt,
                 issue,
+                host: None,
             } => {
                 tracing::info!(
                     issue_id = issue_id.as_str(),
@@ -921,6 +938,16 @@ impl Daemon {
             Command::CleanWorkspace {
                 issue_id,
                 identifier,
+                host: Some(host),
+            } => tracing::error!(
+                issue_id = issue_id.as_str(),
+                "not removing the workspace of {identifier} on {host}: this daemon does not \
+                 reach worker hosts"
+            ),
+            Command::CleanWorkspace {
+                issue_id,
+                identifier,
+                host: None,
             } => {
                 let path = self.bound.workspace.path_for(identifier);
                 if let Some(holder) = self.paths.holder(&path) {
@@ -957,6 +984,14 @@ impl Daemon {
             Command::ReleaseClaim { issue_id, reason } => {
                 tracing::info!(issue_id = issue_id.as_str(), %reason, "released");
             }
+            Command::HoldHost {
+                host,
+                until,
+                reason,
+            } => tracing::warn!(
+                host = host.as_str(),
+                "worker host {host} held out of dispatch until {until}: {reason}"
+            ),
             Command::HoldIssue {
                 issue_id,
                 identifier,
@@ -1166,6 +1201,7 @@ fn outcome_label(outcome: &symphony_core::ExitOutcome) -> &'static str {
         ExitOutcome::TimedOut { .. } => "timed_out",
         ExitOutcome::Cancelled { .. } => "cancelled",
         ExitOutcome::InputRequired { .. } => "input_required",
+        ExitOutcome::HostUnavailable { .. } => "host_unavailable",
     }
 }
 

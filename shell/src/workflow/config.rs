@@ -328,6 +328,10 @@ impl ServiceConfig {
             max_tokens_per_day: self.agent.max_tokens_per_day,
             workspace_max_age_days: self.workspace.max_age_days,
             stall_timeout_ms: self.agent.stall_timeout_ms,
+            // `worker.ssh_hosts` is not read yet (issue 19): every run is local.
+            worker_hosts: Vec::new(),
+            max_concurrent_agents_per_host: None,
+            host_backoff_ms: None,
         }
     }
 }

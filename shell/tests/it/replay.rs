@@ -4,6 +4,8 @@
 //! Recorder`, the same encoder the daemon uses. The first test fails when the encoding or a
 //! decision changes; if the change is intended, regenerate with
 //! `SYMPHONY_BLESS=1 cargo test -p symphony --test it replay` and review the diff.
+//! `basic-v3.ndjson` is the same log as version 3 wrote it, before worker hosts: kept as
+//! written, it must still replay.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output};
@@ -260,6 +262,18 @@ fn fixture_log_is_current() {
         "fixtures/logs/basic.ndjson is out of date with the core's encoding or decisions; \
          if that is intended, rerun with SYMPHONY_BLESS=1 and review the diff"
     );
+}
+
+/// A log written before worker hosts (version 3) still reads and replays decision for
+/// decision: version 4 only added what such a log never holds.
+#[test]
+fn a_version_3_log_still_replays_exactly() {
+    let path = fixture("basic-v3.ndjson");
+    let stored = std::fs::read_to_string(&path).unwrap();
+    assert!(stored.starts_with(r#"{"format":"symphony-event-log","version":3,"#));
+    let out = symphony(&["replay", "--check", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "replay matches the recorded commands\n");
 }
 
 #[test]
