@@ -4,6 +4,8 @@
 //! - `poll_tick/<n>`: one whole poll tick with 50 workers running and 10 free slots: the timer
 //!   fires, the 50 running issues are refreshed, `n` candidates arrive and 10 are dispatched.
 //!   Target: <= 2 ms at 10,000 candidates, growth no worse than n log n.
+//! - `poll_tick_hosts/<n>`: the same tick with 100 runs spread over 10 worker hosts (90
+//!   running, 10 free slots): the host choice's share of a tick (`docs/scaling.md`).
 //! - `agent_updates`: agent updates for running workers through `handle`. Target: >= 1,000,000
 //!   events/s.
 //! - `log_rotation/<n>_running`: the checkpoint header a rotated event-log segment starts with
@@ -13,7 +15,7 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{T0, issues, with_running};
+use common::{T0, issues, with_running, with_running_on};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use symphony_core::log::{
     LogHeader, Recorder, parse_header, read_log_tolerating_torn_tail, replay,
@@ -29,7 +31,12 @@ struct Tick {
 }
 
 fn tick(candidates: usize) -> Tick {
-    let (base, _) = with_running(RUNNING, RUNNING as u32 + 10);
+    tick_on(candidates, RUNNING, &[])
+}
+
+/// [`tick`] with `running` runs spread over `hosts`.
+fn tick_on(candidates: usize, running: usize, hosts: &[String]) -> Tick {
+    let (base, _) = with_running_on(running, running as u32 + 10, hosts);
     let board = issues(candidates);
     let at = T0.plus_millis(base.config().poll_interval_ms);
     // Dry run on a copy to learn the request ids the tick will use (the core is deterministic,
@@ -37,10 +44,10 @@ fn tick(candidates: usize) -> Tick {
     let mut probe = base.clone();
     let refresh = match probe.handle(at, &Event::TimerFired).as_slice() {
         [Command::RefreshIssues { request, ids }] => {
-            assert_eq!(ids.len(), RUNNING);
+            assert_eq!(ids.len(), running);
             Event::IssuesRefreshed {
                 request: *request,
-                issues: board[..RUNNING].to_vec(),
+                issues: board[..running].to_vec(),
             }
         }
         other => panic!("expected one refresh, got {other:?}"),
@@ -69,6 +76,27 @@ fn poll_tick(c: &mut Criterion) {
     group.sample_size(30);
     for candidates in [1_000, 10_000, 100_000] {
         let setup = tick(candidates);
+        let at = T0.plus_millis(setup.base.config().poll_interval_ms);
+        group.throughput(Throughput::Elements(candidates as u64));
+        group.bench_function(candidates.to_string(), |b| {
+            b.iter_batched(
+                || setup.base.clone(),
+                |mut orch| {
+                    for event in &setup.events {
+                        black_box(orch.handle(at, event));
+                    }
+                    orch
+                },
+                BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+    let hosts: Vec<String> = (1..=10).map(|n| format!("worker-{n:02}")).collect();
+    let mut group = c.benchmark_group("poll_tick_hosts");
+    group.sample_size(30);
+    for candidates in [1_000, 10_000] {
+        let setup = tick_on(candidates, 90, &hosts);
         let at = T0.plus_millis(setup.base.config().poll_interval_ms);
         group.throughput(Throughput::Elements(candidates as u64));
         group.bench_function(candidates.to_string(), |b| {

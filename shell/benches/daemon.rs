@@ -1,6 +1,8 @@
 //! The daemon as a process: start to `/readyz`, idle footprint, `/api/v1/state` latency with
-//! 100 running agents. Prints figures for `docs/performance.md`; `IDLE_SECONDS` (default 60)
-//! sets the idle window. Everything talks to 127.0.0.1 only.
+//! 100 running agents, and one machine at scale: 100 and 1,000 concurrent demo runs (RSS,
+//! threads and CPU, per-run overhead, poll tick time, `/api/v1/state` p99). Prints figures
+//! for `docs/performance.md`; `IDLE_SECONDS` (default 60) sets the idle window, `SCALE_RUNS`
+//! (default `100,1000`) the run counts. Everything talks to 127.0.0.1 only.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,11 +12,15 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 fn write_setup(dir: &Path, issues: usize, turn_ms: u64) {
+    write_setup_polling(dir, issues, turn_ms, 30_000);
+}
+
+fn write_setup_polling(dir: &Path, issues: usize, turn_ms: u64, interval_ms: u64) {
     std::fs::create_dir_all(dir.join("issues")).unwrap();
     std::fs::write(
         dir.join("WORKFLOW.md"),
         format!(
-            "---\ntracker:\n  kind: local\npolling:\n  interval_ms: 30000\nworkspace:\n  root: ./ws\nserver:\n  port: 0\nagent:\n  kind: demo\n  demo_turn_ms: {turn_ms}\n  max_concurrent_agents: {issues}\n---\nWork on {{{{ issue.identifier }}}}.\n"
+            "---\ntracker:\n  kind: local\npolling:\n  interval_ms: {interval_ms}\nworkspace:\n  root: ./ws\nserver:\n  port: 0\nagent:\n  kind: demo\n  demo_turn_ms: {turn_ms}\n  max_concurrent_agents: {issues}\n---\nWork on {{{{ issue.identifier }}}}.\n"
         ),
     )
     .unwrap();
@@ -266,14 +272,110 @@ fn under_connection_load() {
     stop(child);
 }
 
+/// Waits (bounded) until `/api/v1/state` counts `running` runs.
+fn wait_running(addr: &str, running: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = get(addr, "/api/v1/state");
+        let state: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if status == 200 && state["counts"]["running"] == running {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{running} runs never ran: {status} {}",
+            body.chars().take(300).collect::<String>()
+        );
+        std::thread::sleep(Duration::from_millis(200)); // polling another process's state
+    }
+}
+
+/// A `/metrics` sample's value.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `n` concurrent demo runs (turns that last ten minutes), polled every 2 s: the daemon's
+/// RSS, threads and CPU over 20 s, its poll ticks (the daemon's own histogram: from the
+/// tick's first tracker request to its dispatch decisions) and `/api/v1/state` latency.
+/// Returns (RSS kB, threads).
+fn scale_at(n: usize) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    write_setup_polling(dir.path(), n, 600_000, 2_000);
+    let (child, _rx, addr) = start(dir.path());
+    let started = Instant::now();
+    wait_running(&addr, n, Duration::from_secs(300));
+    let ramp = started.elapsed();
+    let pid = child.id();
+    let (_, before) = get(&addr, "/metrics");
+    let ticks_before = cpu_ticks(pid);
+    let window = Duration::from_secs(20);
+    std::thread::sleep(window); // the daemon at rest with n runs: the wait is the measurement
+    let cpu = (cpu_ticks(pid) - ticks_before) as f64 / 100.0 / window.as_secs_f64() * 100.0;
+    let (_, after) = get(&addr, "/metrics");
+    let tick = "symphony_poll_tick_duration_seconds";
+    let count =
+        metric(&after, &format!("{tick}_count")) - metric(&before, &format!("{tick}_count"));
+    let sum = metric(&after, &format!("{tick}_sum")) - metric(&before, &format!("{tick}_sum"));
+    let rss = proc_field(pid, "VmRSS:");
+    let threads = proc_field(pid, "Threads:");
+    let times = state_times(&addr, 1000);
+    let (_, body) = get(&addr, "/api/v1/state");
+    println!(
+        "{n} concurrent demo runs: all running after {ramp:?}; RSS {rss} kB (peak {} kB), \
+         {threads} threads, CPU {cpu:.2}% over {window:?}; poll ticks: {count} in the window, \
+         mean {:.2} ms; /api/v1/state ({} bytes, 1,000 sequential): p50 {:?}, p99 {:?}, max {:?}",
+        proc_field(pid, "VmHWM:"),
+        if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            0.0
+        },
+        body.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times[times.len() - 1]
+    );
+    stop(child);
+    (rss, threads)
+}
+
+/// [`scale_at`] for each of `SCALE_RUNS`, then the cost of one more run between the first and
+/// the last.
+fn scale() {
+    let counts: Vec<usize> = std::env::var("SCALE_RUNS")
+        .unwrap_or_else(|_| "100,1000".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let rows: Vec<(usize, (u64, u64))> = counts.iter().map(|n| (*n, scale_at(*n))).collect();
+    if let (Some((low, (rss_low, threads_low))), Some((high, (rss_high, threads_high)))) =
+        (rows.first(), rows.last())
+        && high > low
+    {
+        let more = (high - low) as f64;
+        println!(
+            "per run, between {low} and {high}: {:.1} kB RSS, {:.2} threads",
+            (*rss_high as f64 - *rss_low as f64) / more,
+            (*threads_high as f64 - *threads_low as f64) / more
+        );
+    }
+}
+
 fn main() {
     // `cargo test --benches` runs bench binaries with no arguments to check them; the figures
     // are only taken under `cargo bench`, which passes `--bench`.
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    if std::env::var("SCALE_ONLY").is_ok() {
+        return scale();
+    }
     start_to_ready();
     state_latency();
     under_connection_load();
     idle();
+    scale();
 }

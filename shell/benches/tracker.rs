@@ -392,5 +392,35 @@ fn gitlab(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, linear, gitea, jira, gitlab);
+/// The local tracker over 1,000 issue files: a listing and a refresh of all of them, as a
+/// poll tick with 1,000 running makes, with the parse cache warm (no file changed).
+fn local(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..1_000 {
+        let text =
+            format!("---\ntitle: Bench {n}\nstate: Todo\nlabels: [backend]\n---\nBody {n}.\n");
+        std::fs::write(dir.path().join(format!("B-{n}.md")), text).unwrap();
+    }
+    let tracker = symphony::tracker::LocalTracker::new(dir.path().to_owned(), vec!["Done".into()]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let states = vec!["Todo".to_owned()];
+    let all = runtime.block_on(tracker.fetch_by_states(&states)).unwrap();
+    assert_eq!(all.len(), 1_000);
+    let ids: Vec<symphony_core::IssueId> = all.iter().map(|i| i.id.clone()).collect();
+    let mut group = c.benchmark_group("local");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("1000_files_listing_cached", |b| {
+        b.iter(|| black_box(runtime.block_on(tracker.fetch_by_states(&states)).unwrap()));
+    });
+    group.bench_function("1000_files_refresh_cached", |b| {
+        b.iter(|| black_box(runtime.block_on(tracker.fetch_by_ids(&ids)).unwrap()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, linear, gitea, jira, gitlab, local);
 criterion_main!(benches);

@@ -90,14 +90,27 @@ pub(crate) fn with_running(
     running: usize,
     max_agents: u32,
 ) -> (Orchestrator, Vec<(IssueId, RunId)>) {
-    let mut orch = Orchestrator::new(config(running as u32));
+    with_running_on(running, max_agents, &[])
+}
+
+/// [`with_running`] with the runs spread over worker `hosts` (none: local), no per-host cap.
+pub(crate) fn with_running_on(
+    running: usize,
+    max_agents: u32,
+    hosts: &[String],
+) -> (Orchestrator, Vec<(IssueId, RunId)>) {
+    let on = |max| SchedulerConfig {
+        worker_hosts: hosts.to_vec(),
+        ..config(max)
+    };
+    let mut orch = Orchestrator::new(on(running as u32));
     let runs = drive(&mut orch, T0, Event::Startup, &issues(running));
     assert_eq!(runs.len(), running);
     drive(
         &mut orch,
         T0,
         Event::WorkflowReloaded {
-            config: config(max_agents),
+            config: on(max_agents),
         },
         &[],
     );

@@ -211,3 +211,50 @@ async fn a_state_change_keeps_the_file_as_written() {
         text.replace("state: Todo", "state: Done")
     );
 }
+
+/// A listing reparses only what changed since the last one, so every change must show: an
+/// in-place write of the same size, a file renamed over another, a new file, a removed one.
+#[tokio::test]
+async fn every_kind_of_change_shows_through_the_parse_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "A-1", "---\ntitle: One\nstate: Todo\n---\n");
+    write(dir.path(), "A-2", "---\ntitle: Two\nstate: Todo\n---\n");
+    let t = tracker(dir.path());
+    let listed = |issues: Vec<symphony_core::Issue>| -> Vec<(String, String)> {
+        issues
+            .into_iter()
+            .map(|i| (i.identifier, i.state))
+            .collect()
+    };
+    let all = states(&["Todo", "Done"]);
+    assert_eq!(
+        listed(t.fetch_by_states(&all).await.unwrap()),
+        [("A-1".into(), "Todo".into()), ("A-2".into(), "Todo".into())]
+    );
+    // In place, same length: only the stamps' nanoseconds (or the inode's ctime) differ.
+    let path = dir.path().join("A-1.md");
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(b"---\ntitle: One\nstate: Done\n---\n")
+            .unwrap();
+    }
+    // Renamed over: a new inode.
+    let temp = dir.path().join(".A-2.tmp");
+    std::fs::write(&temp, "---\ntitle: Two again\nstate: Done\n---\n").unwrap();
+    std::fs::rename(&temp, dir.path().join("A-2.md")).unwrap();
+    write(dir.path(), "A-3", "---\ntitle: Three\nstate: Todo\n---\n");
+    assert_eq!(
+        listed(t.fetch_by_states(&all).await.unwrap()),
+        [
+            ("A-1".into(), "Done".into()),
+            ("A-2".into(), "Done".into()),
+            ("A-3".into(), "Todo".into())
+        ]
+    );
+    std::fs::remove_file(dir.path().join("A-3.md")).unwrap();
+    let refreshed = t.fetch_by_ids(&[IssueId("A-3".into())]).await.unwrap();
+    assert!(refreshed.is_empty(), "a removed file is gone");
+    assert_eq!(t.fetch_by_states(&all).await.unwrap().len(), 2);
+}

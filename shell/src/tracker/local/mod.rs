@@ -61,6 +61,38 @@ pub struct LocalTracker {
     terminal: StateSet,
     /// The problem last reported per skipped file, so each is logged once per change.
     reported: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Each file's last parse, by identifier, with the stamp it was read at: a poll parses
+    /// only the files that changed since (a stat each for the rest).
+    parsed: Arc<Mutex<ParseCache>>,
+}
+
+/// Each file's last parse by identifier, with the stamp the file had when it was read.
+type ParseCache = BTreeMap<String, (Stamp, Result<Parsed, String>)>;
+
+/// What changes when a file does: its device and inode (a rename over it, as editors and
+/// [`LocalTracker::rewrite`] do), size, and modification and status-change times to the
+/// nanosecond (an in-place write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(Self {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 /// The one rule for local identifiers, for reading and for writing: `Err` says why `identifier`
@@ -93,6 +125,7 @@ pub(crate) fn identifier_rule(identifier: &str) -> Result<(), String> {
 type Files = Vec<(String, Result<Parsed, String>)>;
 
 /// One parsed file, before blockers are resolved.
+#[derive(Clone, Debug)]
 struct Parsed {
     issue: Issue,
     blocker_ids: Vec<String>,
@@ -105,6 +138,7 @@ impl LocalTracker {
             dir,
             terminal: StateSet::new(&terminal_states),
             reported: Arc::new(Mutex::new(BTreeMap::new())),
+            parsed: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -132,6 +166,8 @@ impl LocalTracker {
             )
         })?;
         let mut files = Vec::new();
+        let mut cache = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = BTreeMap::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let Some(identifier) = path
@@ -145,12 +181,22 @@ impl LocalTracker {
             if identifier.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
-            let parsed = match identifier_rule(identifier) {
-                Ok(()) => parse_file(&path, identifier),
-                Err(why) => Err(why),
+            let stamp = Stamp::of(&path);
+            let parsed = match (cache.remove(identifier), stamp) {
+                (Some((before, parsed)), Some(now)) if before == now => parsed,
+                _ => match identifier_rule(identifier) {
+                    Ok(()) => parse_file(&path, identifier),
+                    Err(why) => Err(why),
+                },
             };
+            if let Some(stamp) = stamp {
+                kept.insert(identifier.to_owned(), (stamp, parsed.clone()));
+            }
             files.push((identifier.to_owned(), parsed));
         }
+        // Files gone since the last listing leave the cache with it.
+        *cache = kept;
+        drop(cache);
         files.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(files)
     }
@@ -227,11 +273,12 @@ impl LocalTracker {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let wanted: std::collections::BTreeSet<&str> = ids.iter().map(IssueId::as_str).collect();
         let files = self.read_all()?;
         let all = Self::states_of(&files);
         let mut chosen = Vec::new();
         for (identifier, parsed) in files {
-            if !ids.iter().any(|id| id.as_str() == identifier) {
+            if !wanted.contains(identifier.as_str()) {
                 continue;
             }
             match parsed {
