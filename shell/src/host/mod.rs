@@ -9,6 +9,7 @@
 
 mod local;
 pub mod sandbox;
+pub mod ssh;
 
 use std::ffi::OsString;
 use std::fmt;

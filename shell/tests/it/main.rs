@@ -41,6 +41,7 @@ mod readme;
 mod replay;
 mod restart;
 mod sandbox;
+mod ssh;
 mod status;
 mod watch;
 mod workflow;

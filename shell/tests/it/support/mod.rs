@@ -285,3 +285,119 @@ pub(crate) fn tracker_from(
     let workflow = parse_workflow(text, env).unwrap();
     symphony::tracker::build(&workflow.config.tracker).unwrap()
 }
+
+/// A private OpenSSH server on a free loopback port, as a worker host for tests: its own host
+/// key, one authorized client key, and an ssh client config that trusts exactly that host key
+/// (`StrictHostKeyChecking yes`). Killed, with its connections, when dropped.
+pub(crate) struct Sshd {
+    pub(crate) port: u16,
+    /// The client configuration (`ssh -F`).
+    pub(crate) client_config: PathBuf,
+    /// The directory holding keys, configs and the known-hosts file.
+    pub(crate) dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Sshd {
+    /// Starts one under `dir` (created). Needs `/usr/sbin/sshd` (Debian's openssh-server,
+    /// installed by `./.ci/test`) and its privilege-separation directory `/run/sshd`, made here
+    /// when missing.
+    pub(crate) fn start(dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let sshd = std::path::Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "/usr/sbin/sshd is missing: run ./.ci/test (it installs openssh-server)"
+        );
+        let _ = std::fs::create_dir_all("/run/sshd");
+        std::fs::create_dir_all(dir).unwrap();
+        for key in ["host_key", "client_key"] {
+            let status = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .status()
+                .unwrap();
+            assert!(status.success(), "ssh-keygen {key}");
+        }
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server_config = dir.join("sshd_config");
+        std::fs::write(
+            &server_config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile \
+                 {d}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let host_key = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let mut fields = host_key.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {kind} {key}\n"),
+        )
+        .unwrap();
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());
+        let client_config = dir.join("ssh_config");
+        std::fs::write(
+            &client_config,
+            format!(
+                "StrictHostKeyChecking yes\nUserKnownHostsFile {d}/known_hosts\nGlobalKnownHostsFile \
+                 /dev/null\nIdentityFile {d}/client_key\nIdentitiesOnly yes\nUser {user}\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&server_config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("Server listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("sshd did not start listening");
+        Self {
+            port,
+            client_config,
+            dir: dir.to_owned(),
+            child,
+        }
+    }
+
+    /// The target string for this server (`127.0.0.1:<port>`).
+    pub(crate) fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+}
